@@ -1,0 +1,32 @@
+/**
+ * MQTT topic filter arithmetic (MQTT 3.1.1 section 4.7), on topics and filters
+ * that are already valid.
+ */
+
+/**
+ * Does `outer` match every topic that `inner` matches? For a concrete `inner`
+ * this is plain matching; for a filter it is containment, which is what an ACL
+ * needs to decide a SUBSCRIBE: `users/alice/#` covers `users/alice/+/x`, while
+ * `users/+/inbox` is not covered by `users/alice/#`.
+ */
+export function covers (outer: string, inner: string): boolean {
+  // [MQTT-4.7.2-1] a filter starting with a wildcard does not match topics starting with `$`
+  if (inner.startsWith('$') && (outer.startsWith('+') || outer.startsWith('#'))) return false
+  const o = outer.split('/')
+  const i = inner.split('/')
+  for (let n = 0; n < o.length; n++) {
+    const level = o[n]
+    // [MQTT-4.7.1-2] `#` matches the parent level too: `a/#` matches `a`
+    if (level === '#') return true
+    if (n >= i.length) return false
+    const other = i[n]
+    if (other === '#') return false
+    if (level === '+') continue
+    if (other === '+' || level !== other) return false
+  }
+  return i.length === o.length
+}
+
+export function hasWildcard (filter: string): boolean {
+  return filter.includes('+') || filter.includes('#')
+}

@@ -1,0 +1,31 @@
+/** Who is on the other end of a connection or request, as established by a verified token. */
+
+export const roles = ['device', 'service', 'admin'] as const
+export type Role = (typeof roles)[number]
+
+/** Topic filters granted to one principal; `!filter` denies. `%u` is replaced by `sub`. */
+export interface Grants {
+  readonly pub: readonly string[]
+  readonly sub: readonly string[]
+}
+
+export interface Principal {
+  readonly kind: 'user' | 'anonymous'
+  /** User id (`sub` claim); null for anonymous clients. */
+  readonly sub: string | null
+  readonly groups: readonly string[]
+  readonly role: Role
+  /** Grants carried by the token's `acl` claim. */
+  readonly grants: Grants
+  /** Token expiry, ms since the epoch; null when the token does not expire. */
+  readonly expiresAt: number | null
+}
+
+/** A key that is equal for every connection of the same user: client ids and limits hang off it. */
+export function ownerKey (principal: Principal): string {
+  return principal.kind === 'anonymous' ? 'anonymous' : `user:${principal.sub ?? ''}`
+}
+
+export function anonymousPrincipal (grants: Grants): Principal {
+  return { kind: 'anonymous', sub: null, groups: [], role: 'device', grants, expiresAt: null }
+}

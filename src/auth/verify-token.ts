@@ -1,0 +1,63 @@
+import jwt from 'jsonwebtoken'
+import type { HeraldConfig } from '../config/index.js'
+import { HeraldError } from '../errors/index.js'
+import { principalFromClaims } from './claims.js'
+import { loadVerificationKeys, type VerificationKey } from './keys.js'
+import type { Principal } from './principal.js'
+
+export interface TokenVerifier {
+  /** Verifies a compact JWT and returns its principal; throws a HeraldError (TOKEN_*) otherwise. */
+  verify (token: string): Principal
+}
+
+/**
+ * JWT verification shared by MQTT CONNECT and HTTP. The header is only used to
+ * pick candidate keys; each candidate is verified with its own algorithm alone,
+ * so `alg: none` and HS/RS confusion can never select a verification path.
+ */
+export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): TokenVerifier {
+  const keys = loadVerificationKeys(jwtConfig.keys)
+  const verifyOptions: jwt.VerifyOptions = {
+    clockTolerance: jwtConfig.clockToleranceSec,
+    ...(jwtConfig.issuer !== null && { issuer: jwtConfig.issuer }),
+    ...(jwtConfig.audience !== null && { audience: jwtConfig.audience }),
+  }
+
+  function candidates (header: jwt.JwtHeader): VerificationKey[] {
+    if (header.kid !== undefined) return keys.filter((k) => k.kid === header.kid && k.alg === header.alg)
+    return keys.filter((k) => k.alg === header.alg)
+  }
+
+  return {
+    verify (token) {
+      if (Buffer.byteLength(token, 'utf8') > jwtConfig.maxTokenBytes) throw new HeraldError('TOKEN_TOO_LARGE')
+      const decoded = jwt.decode(token, { complete: true })
+      if (decoded === null || typeof decoded.payload === 'string') {
+        throw new HeraldError('TOKEN_INVALID', 'the token is not a well-formed JWT')
+      }
+      const matching = candidates(decoded.header)
+      if (matching.length === 0) {
+        throw new HeraldError('TOKEN_INVALID', 'no configured key matches the token kid/alg')
+      }
+      let lastError: unknown
+      for (const key of matching) {
+        try {
+          const claims = jwt.verify(token, key.key, { ...verifyOptions, algorithms: [key.alg] })
+          return principalFromClaims(claims as Record<string, unknown>)
+        } catch (err) {
+          if (err instanceof HeraldError) throw err
+          lastError = err
+        }
+      }
+      throw translateJwtError(lastError)
+    },
+  }
+}
+
+function translateJwtError (err: unknown): HeraldError {
+  if (err instanceof jwt.TokenExpiredError) return new HeraldError('TOKEN_EXPIRED', undefined, { cause: err })
+  if (err instanceof jwt.NotBeforeError) return new HeraldError('TOKEN_INVALID', 'the token is not valid yet', { cause: err })
+  // jsonwebtoken's messages name the failed check (signature, audience, issuer) and never echo the token
+  const reason = err instanceof Error ? err.message : 'verification failed'
+  return new HeraldError('TOKEN_INVALID', `the token could not be verified: ${reason}`, { cause: err })
+}

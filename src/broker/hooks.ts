@@ -1,0 +1,194 @@
+import type { Aedes, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes'
+import AedesPacket from 'aedes-packet'
+import type { Logger } from 'pino'
+import type { Acl } from '../acl/index.js'
+import { anonymousPrincipal, ownerKey, type Grants, type Principal, type TokenVerifier } from '../auth/index.js'
+import type { HeraldConfig } from '../config/index.js'
+import { HeraldError, isHeraldError } from '../errors/index.js'
+import type { ClientOwnerStore } from '../store/client-owners.js'
+import type { SessionStore } from '../store/session-store.js'
+import type { ConnectLimiter } from './connect-limiter.js'
+import { ConnectionRegistry } from './connection-registry.js'
+
+/**
+ * The only module that knows aedes' hook signatures and internals: an aedes
+ * upgrade is a change to this file alone.
+ */
+
+export interface HookDeps {
+  readonly verifier: TokenVerifier
+  readonly acl: Acl
+  readonly anonymous: { readonly enabled: boolean, readonly grants: Grants }
+  readonly limits: HeraldConfig['limits']
+  readonly owners: ClientOwnerStore
+  readonly sessions: SessionStore
+  readonly connectLimiter: ConnectLimiter
+  readonly logger: Logger
+}
+
+/** What the CONNECT packet said, kept from preConnect until authenticate. */
+interface ConnectRequest {
+  readonly clientIdGiven: boolean
+  readonly clean: boolean
+  readonly willTopic: string | undefined
+}
+
+/** A connection stream that knows its peer (transport/guarded-stream.ts). */
+interface Addressed { remoteAddress?: string | undefined }
+
+export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry<Client> {
+  const { verifier, acl, limits, owners, sessions, logger } = deps
+  const registry = new ConnectionRegistry<Client>()
+  const requests = new WeakMap<Client, ConnectRequest>()
+
+  // subscriptions from a live client are only stored when its ACL allows them;
+  // server-side subscriptions (no live client) were checked by their caller
+  sessions.setSubscriptionGuard((clientId, topic) => {
+    const session = registry.byClientId(clientId)
+    return session === undefined || session.acl.canSubscribe(topic)
+  })
+
+  broker.preConnect = (client: Client, packet: ConnectPacket, callback) => {
+    requests.set(client, { clientIdGiven: packet.clientId.length > 0, clean: packet.clean !== false, willTopic: packet.will?.topic })
+    callback(null, true)
+  }
+
+  broker.authenticate = (client, username, password, callback) => {
+    authenticate(client, password).then(
+      () => callback(null, true),
+      (err: unknown) => {
+        const error = isHeraldError(err) ? err : new HeraldError('SERVER_UNAVAILABLE', undefined, { cause: err })
+        logger.info({ clientId: client.id, ip: remoteAddress(client), code: error.code, reason: error.message }, 'connection refused')
+        if (!isHeraldError(err)) logger.error({ err }, 'authentication failed unexpectedly')
+        const refusal = new Error(error.message) as AuthenticateError
+        refusal.returnCode = error.connack as AuthenticateError['returnCode']
+        callback(refusal, false)
+      })
+  }
+
+  async function authenticate (client: Client, password: Readonly<Buffer | undefined>): Promise<void> {
+    const request = requests.get(client)
+    if (request === undefined) throw new HeraldError('SERVER_UNAVAILABLE')
+    const ip = remoteAddress(client) ?? 'unknown'
+    if (!await deps.connectLimiter.tryConnect(ip)) throw new HeraldError('RATE_LIMITED')
+    // [MQTT-3.1.3-8] a zero-length client id needs a clean session
+    if (!request.clientIdGiven && !request.clean) throw new HeraldError('CLIENT_ID_INVALID', 'an empty client id needs clean session')
+    if (client.id.length > limits.maxClientIdLength) throw new HeraldError('CLIENT_ID_INVALID', 'the client id is longer than limits.maxClientIdLength')
+
+    const principal = principalOf(password)
+    const owner = ownerKey(principal)
+    const principalAcl = acl.forPrincipal(principal)
+    if (request.willTopic !== undefined && !principalAcl.canPublish(request.willTopic)) {
+      throw new HeraldError('PUBLISH_DENIED', 'the will topic may not be published to')
+    }
+
+    const liveOwner = registry.byClientId(client.id)?.owner
+    const storedOwner = await owners.get(client.id)
+    if ((liveOwner !== undefined && liveOwner !== owner) || (storedOwner !== undefined && storedOwner !== owner)) {
+      throw new HeraldError('CLIENT_ID_TAKEN')
+    }
+    if (principal.kind === 'user' && registry.countForOwner(owner, client.id) >= limits.maxConnectionsPerUser) {
+      throw new HeraldError('TOO_MANY_CONNECTIONS')
+    }
+    if (client.closed) return
+
+    registry.add(client, { clientId: client.id, principal, owner, acl: principalAcl })
+    const expiry = scheduleExpiry(client, principal)
+    client.conn.once('close', () => {
+      if (expiry !== undefined) clearTimeout(expiry)
+      registry.remove(client)
+    })
+
+    // a persistent session belongs to its owner until that owner discards it with clean=true
+    if (!request.clean && storedOwner === undefined) await owners.set(client.id, owner)
+    if (request.clean && storedOwner !== undefined) await owners.delete(client.id)
+  }
+
+  function principalOf (password: Readonly<Buffer | undefined>): Principal {
+    if (password !== undefined && password.length > 0) return verifier.verify(password.toString('utf8'))
+    if (deps.anonymous.enabled) return anonymousPrincipal(deps.anonymous.grants)
+    throw new HeraldError('TOKEN_MISSING', 'a JWT is required in the CONNECT password')
+  }
+
+  function scheduleExpiry (client: Client, principal: Principal): NodeJS.Timeout | undefined {
+    if (principal.expiresAt === null) return undefined
+    // setTimeout fires at once for delays above 2^31-1 ms; re-arm for tokens that live longer than ~24 days
+    const delay = Math.min(principal.expiresAt - Date.now(), 2 ** 31 - 1)
+    const timer = setTimeout(() => {
+      if (Date.now() < (principal.expiresAt as number)) {
+        scheduleExpiry(client, principal)
+        return
+      }
+      logger.info({ clientId: client.id }, 'token expired; closing the connection')
+      client.close()
+    }, Math.max(delay, 0))
+    timer.unref()
+    return timer
+  }
+
+  broker.authorizePublish = (client, packet, callback) => {
+    // a null client is a will of a client gone before a restart; its topic was checked at CONNECT
+    if (client === null) return callback(null)
+    const session = registry.get(client)
+    if (session === undefined) return callback(new HeraldError('NOT_AUTHORIZED'))
+    if (packet.topic.length > limits.maxTopicLength) {
+      return callback(new HeraldError('TOPIC_INVALID', 'the topic is longer than limits.maxTopicLength'))
+    }
+    if (!session.acl.canPublish(packet.topic)) {
+      logger.info({ clientId: client.id, topic: packet.topic }, 'publish denied; closing the connection')
+      // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the connection is closed
+      return callback(new HeraldError('PUBLISH_DENIED'))
+    }
+    if (packet.qos !== 1) return callback(null)
+    persistBeforeAck(packet).then(() => callback(null), (err: unknown) => callback(err as Error))
+  }
+
+  /**
+   * aedes 1.2 sends PUBACK and only then runs the publish pipeline that writes
+   * the message to subscribers' queues (lib/handlers/publish.js), so a crash
+   * in between loses an acknowledged message. authorizePublish runs before the
+   * PUBACK: the message is stored here under the broker id and counter aedes
+   * will reuse for it (aedes-packet keeps both when present), so aedes' own
+   * write afterwards overwrites the same entries.
+   */
+  async function persistBeforeAck (packet: PublishPacket): Promise<void> {
+    const internals = broker as unknown as { id: string, counter: number }
+    const identified = packet as PublishPacket & { brokerId?: string, brokerCounter?: number }
+    identified.brokerId = internals.id
+    identified.brokerCounter = ++internals.counter
+    await sessions.persistPublish(new AedesPacket(identified, broker))
+  }
+
+  broker.authorizeSubscribe = (client, subscription: Subscription, callback) => {
+    const session = registry.get(client)
+    const allowed = session !== undefined &&
+      subscription.topic.length <= limits.maxTopicLength &&
+      session.acl.canSubscribe(subscription.topic)
+    if (!allowed) {
+      logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription denied')
+      // a null subscription is SUBACK 0x80 for this filter; the others go on
+      return callback(null, null)
+    }
+    callback(null, subscription)
+  }
+
+  // Checked on every delivery, so ACL changes (app topics, deny rules) apply to live sessions
+  // and to messages queued before the change.
+  broker.authorizeForward = (client, packet) => {
+    const session = registry.get(client)
+    return session !== undefined && session.acl.canReceive(packet.topic) ? packet : null
+  }
+
+  broker.on('clientError', (client: Client, err: Error) => {
+    logger.debug({ clientId: client.id, reason: err.message }, 'client error; connection closed')
+  })
+  broker.on('connectionError', (client: Client, err: Error) => {
+    logger.debug({ ip: remoteAddress(client), reason: err.message }, 'connection error before CONNECT completed')
+  })
+
+  return registry
+}
+
+function remoteAddress (client: Client): string | undefined {
+  return (client.conn as Addressed).remoteAddress
+}

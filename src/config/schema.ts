@@ -1,0 +1,88 @@
+import Type, { type Static } from 'typebox'
+
+/**
+ * The configuration schema: types, defaults and documentation in one place.
+ * `config/default.json` holds the same defaults for people to read;
+ * a test checks the two agree.
+ */
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535, description: '0 picks a free port' })
+const NullableString = (description: string) => Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null, description })
+
+/** `!filter` denies; any other entry allows. `%u` stands for the principal's `sub`. */
+const Grants = Type.Object({
+  pub: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  sub: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+}, { additionalProperties: false, default: {} })
+
+const JwtKey = Type.Object({
+  kid: NullableString('key id; tokens carrying a `kid` header are verified with the key of that id'),
+  alg: Type.Union([Type.Literal('HS256'), Type.Literal('RS256'), Type.Literal('ES256')]),
+  secret: NullableString('HS256 shared secret (at least 32 bytes)'),
+  secretFile: NullableString('file holding the HS256 secret'),
+  publicKey: NullableString('PEM public key for RS256/ES256'),
+  publicKeyFile: NullableString('file holding the PEM public key'),
+  privateKeyFile: NullableString('PEM private key, only used by `herald token` to sign'),
+}, { additionalProperties: false })
+
+const AclRule = Type.Object({
+  principal: Type.String({ pattern: '^(authenticated|anonymous|(user|group|role):.+)$', description: 'who the rule applies to' }),
+  pub: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  sub: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+}, { additionalProperties: false })
+
+export const ConfigSchema = Type.Object({
+  dataDir: Type.String({ minLength: 1, default: './data', description: 'LevelDB and generated secrets live here' }),
+  log: Type.Object({
+    level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+  }, { additionalProperties: false, default: {} }),
+  listen: Type.Object({
+    host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  }, { additionalProperties: false, default: {} }),
+  mqtt: Type.Object({
+    port: Type.Integer({ ...Port, default: 1883 }),
+  }, { additionalProperties: false, default: {} }),
+  http: Type.Object({
+    port: Type.Integer({ ...Port, default: 8080 }),
+    wsPath: Type.String({ pattern: '^/', default: '/mqtt' }),
+  }, { additionalProperties: false, default: {} }),
+  tls: Type.Object({
+    certFile: NullableString('PEM certificate chain; enables mqtts and https/wss'),
+    keyFile: NullableString('PEM private key of certFile'),
+    mqttPort: Type.Integer({ ...Port, default: 8883 }),
+    httpsPort: Type.Integer({ ...Port, default: 8443 }),
+  }, { additionalProperties: false, default: {} }),
+  auth: Type.Object({
+    jwt: Type.Object({
+      keys: Type.Array(JwtKey, { default: [], description: 'empty: `herald start` generates an HS256 secret in dataDir' }),
+      issuer: NullableString('required `iss` claim'),
+      audience: NullableString('required `aud` claim'),
+      clockToleranceSec: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
+      maxTokenBytes: Type.Integer({ minimum: 256, maximum: 65536, default: 8192 }),
+    }, { additionalProperties: false, default: {} }),
+    anonymous: Type.Object({
+      enabled: Type.Boolean({ default: false }),
+      acl: Grants,
+    }, { additionalProperties: false, default: {} }),
+  }, { additionalProperties: false, default: {} }),
+  acl: Type.Object({
+    rules: Type.Array(AclRule, { default: [] }),
+  }, { additionalProperties: false, default: {} }),
+  limits: Type.Object({
+    maxPacketBytes: Type.Integer({ minimum: 64, maximum: 268435455, default: 262144 }),
+    maxTopicLength: Type.Integer({ minimum: 1, maximum: 65535, default: 256 }),
+    maxTopicLevels: Type.Integer({ minimum: 1, maximum: 100, default: 16 }),
+    maxClientIdLength: Type.Integer({ minimum: 1, maximum: 65535, default: 128 }),
+    maxConnectionsPerUser: Type.Integer({ minimum: 1, default: 64 }),
+    connectRatePerIp: Type.Object({
+      points: Type.Integer({ minimum: 1, default: 60, description: 'CONNECTs allowed per IP per window' }),
+      windowSec: Type.Integer({ minimum: 1, default: 10 }),
+    }, { additionalProperties: false, default: {} }),
+    connectTimeoutMs: Type.Integer({ minimum: 100, default: 30000 }),
+  }, { additionalProperties: false, default: {} }),
+}, { additionalProperties: false })
+
+export type HeraldConfig = Static<typeof ConfigSchema>
+export type JwtKeyConfig = Static<typeof JwtKey>
+export type GrantsConfig = Static<typeof Grants>
+export type AclRuleConfig = Static<typeof AclRule>

@@ -1,0 +1,43 @@
+/**
+ * Every error Herald reports, in one table: a stable code, the HTTP status and
+ * MQTT 3.1.1 CONNACK return code it maps to, and a default message.
+ * Codes are part of the public API (README "Error codes"); never rename one.
+ */
+
+/** CONNACK return codes of MQTT 3.1.1, section 3.2.2.3. */
+export const Connack = {
+  accepted: 0,
+  unacceptableProtocol: 1,
+  identifierRejected: 2,
+  serverUnavailable: 3,
+  badUsernameOrPassword: 4,
+  notAuthorized: 5,
+} as const
+
+export type ConnackCode = (typeof Connack)[keyof typeof Connack]
+
+export interface ErrorSpec {
+  readonly status: number
+  readonly connack: ConnackCode
+  readonly message: string
+}
+
+export const errorCodes = {
+  TOKEN_MISSING: { status: 401, connack: Connack.badUsernameOrPassword, message: 'a bearer token is required' },
+  TOKEN_INVALID: { status: 401, connack: Connack.badUsernameOrPassword, message: 'the token could not be verified' },
+  TOKEN_EXPIRED: { status: 401, connack: Connack.badUsernameOrPassword, message: 'the token has expired' },
+  TOKEN_TOO_LARGE: { status: 401, connack: Connack.badUsernameOrPassword, message: 'the token is larger than auth.jwt.maxTokenBytes' },
+  NOT_AUTHORIZED: { status: 403, connack: Connack.notAuthorized, message: 'not allowed' },
+  CLIENT_ID_INVALID: { status: 400, connack: Connack.identifierRejected, message: 'the client id is not acceptable' },
+  CLIENT_ID_TAKEN: { status: 403, connack: Connack.notAuthorized, message: 'the client id belongs to another user' },
+  TOO_MANY_CONNECTIONS: { status: 429, connack: Connack.notAuthorized, message: 'too many connections for this user' },
+  RATE_LIMITED: { status: 429, connack: Connack.serverUnavailable, message: 'too many requests; retry later' },
+  TOPIC_INVALID: { status: 400, connack: Connack.notAuthorized, message: 'the topic is not valid' },
+  PUBLISH_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'publishing to this topic is not allowed' },
+  SUBSCRIBE_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'subscribing to this topic is not allowed' },
+  NOT_FOUND: { status: 404, connack: Connack.notAuthorized, message: 'no such resource' },
+  SERVER_UNAVAILABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the server is not available' },
+  CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
+} as const satisfies Record<string, ErrorSpec>
+
+export type ErrorCode = keyof typeof errorCodes
