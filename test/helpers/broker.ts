@@ -1,0 +1,156 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import jwt from 'jsonwebtoken'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { pino } from 'pino'
+import { loadConfig, type HeraldConfig } from '../../src/config/index.js'
+import { buildServer, type HeraldServer, type ListeningPorts } from '../../src/server.js'
+
+/** The HS256 secret every test broker trusts (kid `test`) unless a test configures other keys. */
+export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long'
+
+/** The subset of tap's Test that helpers need, so they work with any tap version. */
+export interface Teardown { teardown (fn: () => unknown): void }
+
+export interface TestBroker {
+  readonly server: HeraldServer
+  readonly config: HeraldConfig
+  readonly ports: ListeningPorts
+  readonly dataDir: string
+  readonly mqttUrl: string
+  readonly wsUrl: string
+  /** Every log line the broker wrote, parsed (only when started with `captureLogs`). */
+  readonly logs: Array<Record<string, unknown>>
+  /** Raw log text, to check that no secret ever appears in it. */
+  logText (): string
+  stop (): Promise<void>
+}
+
+export interface StartOptions {
+  /** Deep-merged over the test defaults (free ports on 127.0.0.1, temp data dir, silent logs). */
+  overrides?: Record<string, unknown>
+  /** Reuse a data directory (restart tests); otherwise a fresh temp dir removed at teardown. */
+  dataDir?: string
+  captureLogs?: boolean
+}
+
+export async function makeTempDir (t: Teardown, prefix = 'herald-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+export async function startBroker (t: Teardown, options: StartOptions = {}): Promise<TestBroker> {
+  const dataDir = options.dataDir ?? await makeTempDir(t)
+  const base = {
+    dataDir,
+    listen: { host: '127.0.0.1' },
+    mqtt: { port: 0 },
+    http: { port: 0 },
+    log: { level: options.captureLogs === true ? 'debug' : 'silent' },
+    auth: { jwt: { keys: [{ kid: 'test', alg: 'HS256', secret: TEST_SECRET }] } },
+  }
+  const config = loadConfig({ env: {}, overrides: merge(base, options.overrides ?? {}) })
+
+  const chunks: string[] = []
+  const logs: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write (chunk: Buffer, _enc, done) {
+      const text = chunk.toString('utf8')
+      chunks.push(text)
+      for (const line of text.split('\n').filter(Boolean)) logs.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    },
+  })
+  const logger = pino({ level: config.log.level }, sink)
+  const server = buildServer(config, { logger })
+  const ports = await server.start()
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    await server.stop()
+  }
+  t.teardown(stop)
+  return {
+    server,
+    config,
+    ports,
+    dataDir,
+    mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`,
+    wsUrl: `ws://127.0.0.1:${ports.http}${config.http.wsPath}`,
+    logs,
+    logText: () => chunks.join(''),
+    stop,
+  }
+}
+
+export interface TokenOptions {
+  secret?: jwt.Secret
+  algorithm?: jwt.Algorithm
+  kid?: string | null
+  expiresIn?: jwt.SignOptions['expiresIn']
+  notBefore?: jwt.SignOptions['notBefore']
+  issuer?: string
+  audience?: string
+}
+
+/** Signs claims with the test secret (or the given key). */
+export function sign (claims: Record<string, unknown>, options: TokenOptions = {}): string {
+  const signOptions: jwt.SignOptions = { algorithm: options.algorithm ?? 'HS256' }
+  const kid = options.kid === undefined ? 'test' : options.kid
+  if (kid !== null) signOptions.keyid = kid
+  if (options.expiresIn !== undefined) signOptions.expiresIn = options.expiresIn
+  if (options.notBefore !== undefined) signOptions.notBefore = options.notBefore
+  if (options.issuer !== undefined) signOptions.issuer = options.issuer
+  if (options.audience !== undefined) signOptions.audience = options.audience
+  return jwt.sign(claims, options.secret ?? TEST_SECRET, signOptions)
+}
+
+/** Connects an mqtt.js client that never reconnects by itself; ended at teardown. */
+export async function connect (t: Teardown, url: string, options: IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
+  t.teardown(async () => { await client.endAsync(true) })
+  return client
+}
+
+/** Tries to connect and resolves the CONNACK return code of the refusal (0 if it was accepted). */
+export async function connackCode (url: string, options: IClientOptions = {}): Promise<number> {
+  try {
+    const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
+    await client.endAsync(true)
+    return 0
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'number') return code
+    throw err
+  }
+}
+
+/** Resolves with the next message on `client` whose topic is `topic` (any topic when omitted). */
+export async function nextMessage (client: MqttClient, topic?: string): Promise<{ topic: string, payload: Buffer }> {
+  return await new Promise((resolve) => {
+    const onMessage = (received: string, payload: Buffer): void => {
+      if (topic !== undefined && received !== topic) return
+      client.off('message', onMessage)
+      resolve({ topic: received, payload })
+    }
+    client.on('message', onMessage)
+  })
+}
+
+function merge (base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(extra)) {
+    const current = out[key]
+    const bothObjects = isObject(current) && isObject(value)
+    out[key] = bothObjects ? merge(current, value) : value
+  }
+  return out
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
