@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import jwt from 'jsonwebtoken'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { loadConfig, type HeraldConfig } from '../../src/config/index.js'
 import { buildServer, type HeraldServer, type ListeningPorts } from '../../src/server.js'
@@ -111,15 +111,24 @@ export function sign (claims: Record<string, unknown>, options: TokenOptions = {
 
 /** Connects an mqtt.js client that never reconnects by itself; ended at teardown. */
 export async function connect (t: Teardown, url: string, options: IClientOptions = {}): Promise<MqttClient> {
-  const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
+  const client = await open(url, options)
   t.teardown(async () => { await client.endAsync(true) })
   return client
+}
+
+const connacks = new WeakMap<MqttClient, IConnackPacket>()
+
+/** The CONNACK a client got from `connect` (e.g. to check `sessionPresent`). */
+export function connackOf (client: MqttClient): IConnackPacket {
+  const connack = connacks.get(client)
+  if (connack === undefined) throw new Error('client was not opened by the test helpers')
+  return connack
 }
 
 /** Tries to connect and resolves the CONNACK return code of the refusal (0 if it was accepted). */
 export async function connackCode (url: string, options: IClientOptions = {}): Promise<number> {
   try {
-    const client = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, ...options })
+    const client = await open(url, options)
     await client.endAsync(true)
     return 0
   } catch (err) {
@@ -127,6 +136,42 @@ export async function connackCode (url: string, options: IClientOptions = {}): P
     if (typeof code === 'number') return code
     throw err
   }
+}
+
+/**
+ * mqtt.connectAsync waits forever when the connection closes before CONNACK;
+ * this rejects instead. [MQTT-3.1.2-22] a password needs a username, so one is
+ * filled in when a test gives only the token.
+ */
+async function open (url: string, options: IClientOptions): Promise<MqttClient> {
+  const client = mqtt.connect(url, {
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    protocolVersion: 4,
+    ...(options.password !== undefined && { username: 'device' }),
+    ...options,
+  })
+  return await new Promise((resolve, reject) => {
+    const fail = (err: Error): void => {
+      cleanup()
+      client.end(true)
+      reject(err)
+    }
+    const onClose = (): void => fail(new Error('connection closed before CONNACK'))
+    const onConnect = (connack: IConnackPacket): void => {
+      connacks.set(client, connack)
+      cleanup()
+      resolve(client)
+    }
+    const cleanup = (): void => {
+      client.off('error', fail)
+      client.off('close', onClose)
+      client.off('connect', onConnect)
+    }
+    client.once('connect', onConnect)
+    client.once('error', fail)
+    client.once('close', onClose)
+  })
 }
 
 /** Resolves with the next message on `client` whose topic is `topic` (any topic when omitted). */

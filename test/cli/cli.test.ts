@@ -1,0 +1,205 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import jwt from 'jsonwebtoken'
+import t, { type Test } from 'tap'
+import { createTokenVerifier } from '../../src/auth/index.js'
+import { loadConfig } from '../../src/config/index.js'
+import type { ListeningPorts } from '../../src/server.js'
+import { connect, makeTempDir, nextMessage } from '../helpers/broker.js'
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const heraldBin = join(root, 'bin', 'herald.js')
+const SECRET = 'a-cli-test-secret-that-is-at-least-32-bytes'
+
+interface Finished { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
+
+/** A clean environment: only what the test sets, so the runner's HERALD_* variables cannot leak in. */
+function cleanEnv (env: Record<string, string>): Record<string, string> {
+  return { PATH: process.env.PATH ?? '', ...env }
+}
+
+/** Spawns the CLI; the child is killed at teardown if it is still running. */
+interface Exit { code: number | null, signal: NodeJS.Signals | null }
+
+/**
+ * Spawns the CLI; the child is killed at teardown if it is still running.
+ * `exited` is the 'exit' event; `closed` comes after it, once stdout and stderr have ended.
+ */
+function spawnCli (t: Test, args: string[], env: Record<string, string>, cwd: string): { child: ChildProcess, exited: Promise<Exit>, closed: Promise<Exit> } {
+  const child = spawn(process.execPath, [heraldBin, ...args], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const closed = new Promise<Exit>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (code, signal) => resolve({ code, signal }))
+  })
+  closed.catch(() => {}) // a spawn error also shows up as a missing exit below
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await closed.catch(() => {})
+  })
+  return { child, exited, closed }
+}
+
+/** Runs a CLI command to completion ('close': the exit code and all of stdout/stderr). */
+async function run (t: Test, args: string[], env: Record<string, string> = {}): Promise<Finished> {
+  const cwd = await makeTempDir(t, 'herald-cli-')
+  const { child, closed } = spawnCli(t, args, env, cwd)
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  return { ...await closed, stdout, stderr }
+}
+
+async function writeJson (t: Test, value: unknown): Promise<string> {
+  const file = join(await makeTempDir(t, 'herald-cli-config-'), 'herald.json')
+  await writeFile(file, JSON.stringify(value))
+  return file
+}
+
+const decode = (token: string): jwt.Jwt => jwt.decode(token, { complete: true }) as jwt.Jwt
+
+if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
+  t.fail('dist/ is missing: run `npm run build` before the CLI tests')
+} else {
+  t.test('--version prints the package version', async (t) => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }
+    const result = await run(t, ['--version'])
+    t.equal(result.code, 0)
+    t.equal(result.stdout, `${pkg.version}\n`)
+  })
+
+  t.test('check-config', async (t) => {
+    t.test('a bad file exits 1 and names each key', async (t) => {
+      const file = await writeJson(t, { mqtt: { port: 'x' }, foo: 1 })
+      const result = await run(t, ['check-config', file])
+      t.equal(result.code, 1)
+      t.match(result.stderr, /^\s*mqtt\.port: /m)
+      t.match(result.stderr, /^\s*foo: unknown key$/m)
+      t.equal(result.stdout, '')
+    })
+
+    t.test('a semantic problem is named by its key too', async (t) => {
+      const file = await writeJson(t, { auth: { jwt: { keys: [{ alg: 'HS256', secretFile: '/nonexistent/herald-secret' }] } } })
+      const result = await run(t, ['check-config', file])
+      t.equal(result.code, 1)
+      t.match(result.stderr, /auth\.jwt\.keys\[0\]\.secretFile: file not found/)
+    })
+
+    t.test('HERALD_* variables are checked as well', async (t) => {
+      const result = await run(t, ['check-config'], { HERALD_MQTT_PORT: 'abc' })
+      t.equal(result.code, 1)
+      t.match(result.stderr, /HERALD_MQTT_PORT: must be a whole number/)
+    })
+
+    t.test('a good file exits 0', async (t) => {
+      const file = await writeJson(t, { mqtt: { port: 1999 }, auth: { jwt: { keys: [{ kid: 'k1', alg: 'HS256', secret: SECRET }] } } })
+      const result = await run(t, ['check-config', file])
+      t.equal(result.code, 0, result.stderr)
+      t.equal(result.stdout, 'configuration is valid\n')
+      t.equal(result.stderr, '')
+    })
+  })
+
+  t.test('token signs with the configured HS256 key', async (t) => {
+    const config = { auth: { jwt: { keys: [{ kid: 'k1', alg: 'HS256', secret: SECRET }] } } }
+    const file = await writeJson(t, config)
+    const result = await run(t, ['token', '--sub', 'alice', '--role', 'admin', '--config', file])
+    t.equal(result.code, 0, result.stderr)
+    const token = result.stdout.trim()
+    t.equal(result.stdout, `${token}\n`, 'one line, the token alone')
+
+    const claims = jwt.verify(token, SECRET, { algorithms: ['HS256'] }) as jwt.JwtPayload
+    t.equal(claims.sub, 'alice')
+    t.equal(claims.role, 'admin')
+    t.equal((claims.exp ?? 0) - (claims.iat ?? 0), 3600, 'default ttl 1h')
+    t.equal(decode(token).header.kid, 'k1')
+    // and the broker's own verifier, configured from the same file, accepts it
+    const principal = createTokenVerifier(loadConfig({ file, env: {} }).auth.jwt).verify(token)
+    t.match(principal, { sub: 'alice', role: 'admin' })
+
+    t.test('an unknown role is refused', async (t) => {
+      const refused = await run(t, ['token', '--sub', 'alice', '--role', 'root', '--config', file])
+      t.equal(refused.code, 2)
+      t.match(refused.stderr, /--role/)
+      t.equal(refused.stdout, '')
+    })
+  })
+
+  t.test('start without keys: local secret, admin token, MQTT, clean SIGTERM', { timeout: 60000 }, async (t) => {
+    const dataDir = await makeTempDir(t, 'herald-cli-data-')
+    const env = { HERALD_DATA_DIR: dataDir, HERALD_MQTT_PORT: '0', HERALD_HTTP_PORT: '0', HERALD_LISTEN_HOST: '127.0.0.1' }
+
+    await t.test('token before the first start has no key to sign with', async (t) => {
+      const result = await run(t, ['token', '--sub', 'bob'], env)
+      t.equal(result.code, 1)
+      t.match(result.stderr, /^auth\.jwt\.keys: /)
+    })
+
+    const { child, exited, closed } = spawnCli(t, ['start'], env, dataDir)
+    let stdout = ''
+    let stderr = ''
+    child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    const died = exited.then(({ code, signal }) => { throw new Error(`herald start exited (${code ?? signal ?? '?'}) early:\n${stderr}`) })
+    died.catch(() => {}) // only awaited through the races below
+
+    const ports = new Promise<ListeningPorts>((resolve) => {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        stdout += line + '\n'
+        try {
+          const entry = JSON.parse(line) as { msg?: string, ports?: ListeningPorts }
+          if (entry.msg === 'herald listening' && entry.ports !== undefined) resolve(entry.ports)
+        } catch {
+          // not a log line
+        }
+      })
+    })
+    const quickStart = new Promise<string>((resolve) => {
+      const onData = (): void => {
+        const match = /Admin token[^\n]*\n\s+(\S+)\n/.exec(stderr)
+        if (match?.[1] === undefined) return
+        child.stderr?.off('data', onData)
+        resolve(match[1])
+      }
+      child.stderr?.on('data', onData)
+    })
+
+    const { mqtt } = await Promise.race([ports, died])
+    const token = await Promise.race([quickStart, died])
+    t.match(stderr, /Herald is ready/)
+    t.match(stderr, new RegExp(`mqtt://127\\.0\\.0\\.1:${mqtt}\\b`))
+
+    const secretFile = join(dataDir, 'jwt-secret')
+    t.ok(existsSync(secretFile), '<dataDir>/jwt-secret was created')
+    t.equal(statSync(secretFile).mode & 0o777, 0o600, 'readable by the owner only')
+    const secret = readFileSync(secretFile, 'utf8').trim()
+    const claims = jwt.verify(token, secret, { algorithms: ['HS256'] }) as jwt.JwtPayload
+    t.match(claims, { sub: 'admin', role: 'admin' })
+
+    const client = await connect(t, `mqtt://127.0.0.1:${mqtt}`, { clientId: 'cli-admin', username: 'admin', password: token })
+    await client.subscribeAsync('users/admin/hello', { qos: 1 })
+    const received = nextMessage(client, 'users/admin/hello')
+    await client.publishAsync('users/admin/hello', 'hi', { qos: 1 })
+    t.equal((await received).payload.toString(), 'hi', 'the printed token works over MQTT')
+    t.notOk(stdout.includes(token), 'the token is printed for the user, never logged')
+
+    const clientClosed = new Promise<void>((resolve) => client.once('close', () => resolve()))
+    child.kill('SIGTERM')
+    t.same(await exited, { code: 0, signal: null }, 'SIGTERM exits 0')
+    await clientClosed
+    await closed
+    t.match(stdout, /"msg":"herald stopped"/)
+
+    await t.test('token afterwards signs with the local secret', async (t) => {
+      const result = await run(t, ['token', '--sub', 'bob'], env)
+      t.equal(result.code, 0, result.stderr)
+      const bob = jwt.verify(result.stdout.trim(), secret, { algorithms: ['HS256'] }) as jwt.JwtPayload
+      t.match(bob, { sub: 'bob', role: 'device' })
+      t.equal(decode(result.stdout.trim()).header.kid, 'local')
+    })
+  })
+}

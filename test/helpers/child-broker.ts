@@ -1,0 +1,56 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type { ListeningPorts } from '../../src/server.js'
+import type { Teardown } from './broker.js'
+
+/** The compiled CLI; `npm test` builds dist/ before running tap. */
+export const heraldBin = fileURLToPath(new URL('../../bin/herald.js', import.meta.url))
+
+export interface ChildBroker {
+  readonly child: ChildProcess
+  readonly ports: ListeningPorts
+  /** Resolves with the exit code (or signal name) once the process is gone. */
+  readonly exited: Promise<number | string>
+}
+
+/**
+ * Runs `herald start` as a child process on free loopback ports, for tests
+ * that kill or signal the broker. Resolves once it logs its ports.
+ */
+export async function spawnBroker (t: Teardown, env: Record<string, string>): Promise<ChildBroker> {
+  const child = spawn(process.execPath, [heraldBin, 'start'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HERALD_LISTEN_HOST: '127.0.0.1',
+      HERALD_MQTT_PORT: '0',
+      HERALD_HTTP_PORT: '0',
+      HERALD_LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'))
+  })
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+  })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+
+  const ports = await new Promise<ListeningPorts>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! })
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string, ports?: ListeningPorts }
+        if (entry.msg === 'herald listening' && entry.ports !== undefined) resolve(entry.ports)
+      } catch {
+        // not a log line
+      }
+    })
+    void exited.then((code) => reject(new Error(`broker exited (${String(code)}) before listening: ${stderr}`)))
+  })
+  return { child, ports, exited }
+}
