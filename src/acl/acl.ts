@@ -63,6 +63,8 @@ export function createAcl (options: AclOptions): Acl {
     const [scope, id, leaf] = levels
     switch (scope) {
       case 'users':
+        // a topic with no user id level (`users`, `users//x`) is not under users/{uid}/
+        if (id === undefined || id === '') return false
         if (principal.role === 'service') return true
         // the inbox is for direct push from servers; the owner only reads it
         return id === principal.sub && leaf !== 'inbox'
