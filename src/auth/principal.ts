@@ -17,7 +17,7 @@ export interface Principal {
   readonly role: Role
   /** Grants carried by the token's `acl` claim. */
   readonly grants: Grants
-  /** Token expiry, ms since the epoch; null when the token does not expire. */
+  /** When the token stops being accepted (exp plus the clock tolerance), ms since the epoch; null if it never expires. */
   readonly expiresAt: number | null
 }
 

@@ -17,6 +17,7 @@ export interface TokenVerifier {
  */
 export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): TokenVerifier {
   const keys = loadVerificationKeys(jwtConfig.keys)
+  const toleranceMs = jwtConfig.clockToleranceSec * 1000
   const verifyOptions: jwt.VerifyOptions = {
     clockTolerance: jwtConfig.clockToleranceSec,
     ...(jwtConfig.issuer !== null && { issuer: jwtConfig.issuer }),
@@ -43,7 +44,10 @@ export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): To
       for (const key of matching) {
         try {
           const claims = jwt.verify(token, key.key, { ...verifyOptions, algorithms: [key.alg] })
-          return principalFromClaims(claims as Record<string, unknown>)
+          const principal = principalFromClaims(claims as Record<string, unknown>)
+          // the token is accepted until exp + tolerance, so a connection is closed then, not at exp:
+          // closing earlier would let the same token reconnect and be closed again at once
+          return principal.expiresAt === null ? principal : { ...principal, expiresAt: principal.expiresAt + toleranceMs }
         } catch (err) {
           if (err instanceof HeraldError) throw err
           lastError = err

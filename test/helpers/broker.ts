@@ -51,6 +51,8 @@ export async function startBroker (t: Teardown, options: StartOptions = {}): Pro
     http: { port: 0 },
     log: { level: options.captureLogs === true ? 'debug' : 'silent' },
     auth: { jwt: { keys: [{ kid: 'test', alg: 'HS256', secret: TEST_SECRET }] } },
+    // every test client comes from 127.0.0.1; tests of the rate limit set their own
+    limits: { connectRatePerIp: { points: 100000, windowSec: 1 } },
   }
   const config = loadConfig({ env: {}, overrides: merge(base, options.overrides ?? {}) })
 
