@@ -83,8 +83,8 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     }
 
     const liveOwner = registry.byClientId(client.id)?.owner
-    const storedOwner = await owners.get(client.id)
-    if ((liveOwner !== undefined && liveOwner !== owner) || (storedOwner !== undefined && storedOwner !== owner)) {
+    const claim = await owners.get(client.id)
+    if ((liveOwner !== undefined && liveOwner !== owner) || (claim !== undefined && claim.owner !== owner)) {
       throw new HeraldError('CLIENT_ID_TAKEN')
     }
     if (principal.kind === 'user' && registry.countForOwner(owner, client.id) >= limits.maxConnectionsPerUser) {
@@ -99,9 +99,10 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
       registry.remove(client)
     })
 
-    // a persistent session belongs to its owner until that owner discards it with clean=true
-    if (!request.clean && storedOwner === undefined) await owners.set(client.id, owner)
-    if (request.clean && storedOwner !== undefined) await owners.delete(client.id)
+    // a persistent session claims its client id until its owner discards it with clean=true;
+    // an installation's id stays claimed until the installation is deleted
+    if (!request.clean && claim === undefined) await owners.set(client.id, { owner, installation: false })
+    if (request.clean && claim !== undefined && !claim.installation) await owners.delete(client.id)
   }
 
   function principalOf (password: Readonly<Buffer | undefined>): Principal {

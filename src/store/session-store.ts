@@ -1,7 +1,16 @@
-import AsyncLevelPersistence, { type PersistedPacket } from 'aedes-persistence-level/asyncPersistence.js'
+import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } from 'aedes-persistence-level/asyncPersistence.js'
 
 /** Decides whether a subscription may be written into a client's persistent session. */
 export type SubscriptionGuard = (clientId: string, topic: string) => boolean
+
+export type { PersistedPacket, StoredSubscription }
+
+/**
+ * Sees every QoS>0 message on its way into offline queues, with the
+ * persistent subscriptions it matched, and returns those that should queue
+ * it (push-only installations keep no queue; the relay hooks in here).
+ */
+export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) => Promise<StoredSubscription[]>
 
 /**
  * The aedes session store (aedes-persistence-level) with the two changes Herald needs:
@@ -11,12 +20,21 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
  *   the next CONNECT. `addSubscriptions` drops every filter the guard refuses.
  * - aedes 1.2 writes PUBACK before the QoS1 message reaches the store.
  *   `persistPublish` lets the broker store it first (see broker/hooks.ts).
+ * - A routing hook sees each QoS>0 message with the offline subscriptions it
+ *   matched and decides which of them queue it.
  */
 export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
+  #routing: RoutingHook | undefined
+  /** brokerId:brokerCounter of packets stored by persistPublish that aedes has not written yet. */
+  readonly #prePersisted = new Map<string, number>()
 
   setSubscriptionGuard (guard: SubscriptionGuard): void {
     this.#guard = guard
+  }
+
+  setRoutingHook (hook: RoutingHook): void {
+    this.#routing = hook
   }
 
   override async addSubscriptions (client: { id: string }, subs: Array<{ topic: string, qos: number }>): Promise<void> {
@@ -26,13 +44,41 @@ export class SessionStore extends AsyncLevelPersistence {
 
   /**
    * Writes what aedes' publish pipeline writes for a QoS>0 message (retained
-   * copy, one queue entry per persistent subscriber). Entries are keyed by
-   * brokerId and brokerCounter, so aedes writing the same packet again
-   * afterwards overwrites them instead of queueing a duplicate.
+   * copy, one queue entry per persistent subscriber) ahead of aedes, which
+   * then finds the packet (same brokerId and brokerCounter) already stored and
+   * skips its own write, so routing hooks see each message once.
    */
   async persistPublish (packet: PersistedPacket): Promise<void> {
-    if (packet.retain) await this.storeRetained(packet)
+    if (packet.retain) await super.storeRetained(packet)
     const subs = await this.subscriptionsByTopic(packet.topic)
     await this.outgoingEnqueueCombi(subs, packet)
+    this.#forgetStale()
+    this.#prePersisted.set(packetKey(packet), Date.now())
   }
+
+  override async storeRetained (packet: PersistedPacket): Promise<void> {
+    if (this.#prePersisted.has(packetKey(packet))) return
+    await super.storeRetained(packet)
+  }
+
+  override async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
+    // aedes' own write of a packet persistPublish already stored
+    if (this.#prePersisted.delete(packetKey(packet))) return
+    const queued = this.#routing === undefined || subs.length === 0 ? subs : await this.#routing(subs, packet)
+    await super.outgoingEnqueueCombi(queued, packet)
+  }
+
+  /** A packet whose PUBACK could not be written never reaches aedes' publish: drop its mark after a while. */
+  #forgetStale (): void {
+    if (this.#prePersisted.size < 1024) return
+    const cutoff = Date.now() - 60_000
+    for (const [key, at] of this.#prePersisted) {
+      if (at >= cutoff) break
+      this.#prePersisted.delete(key)
+    }
+  }
+}
+
+function packetKey (packet: PersistedPacket): string {
+  return `${packet.brokerId}:${packet.brokerCounter}`
 }

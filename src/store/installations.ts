@@ -1,0 +1,88 @@
+import type { Database } from './open-store.js'
+import { Serial } from './serial.js'
+
+export type PushProvider = 'fcm' | 'apns'
+
+export interface PushToken {
+  readonly provider: PushProvider
+  readonly token: string
+  readonly environment: 'production' | 'development'
+  /** APNs topic (bundle id) when it differs from `push.apns.topic`. */
+  readonly apnsTopic: string | null
+}
+
+/** A device: its id is its MQTT client id. */
+export interface Installation {
+  readonly id: string
+  /** The owning user's id (`sub`). */
+  readonly owner: string
+  /** The owner's groups as last seen in the owner's token; used to check subscriptions made over HTTP. */
+  readonly ownerGroups: readonly string[]
+  /** False for push-only devices that never connect over MQTT. */
+  readonly mqtt: boolean
+  readonly pushToken: PushToken | null
+  readonly createdAt: string
+  readonly updatedAt: string
+}
+
+export interface InstallationStore {
+  get (id: string): Promise<Installation | undefined>
+  listByOwner (owner: string): Promise<Installation[]>
+  /** Stores a new or changed installation. A push token another installation holds moves to this one. */
+  put (installation: Installation): Promise<void>
+  delete (id: string): Promise<Installation | undefined>
+}
+
+const SEPARATOR = '\u0000' // cannot occur in a user id (auth/claims.ts)
+
+export function createInstallationStore (db: Database): InstallationStore {
+  const byId = db.sublevel<string, Installation>('installations', { valueEncoding: 'json' })
+  const byOwner = db.sublevel<string, string>('installations-by-owner', { valueEncoding: 'utf8' })
+  const byToken = db.sublevel<string, string>('push-tokens', { valueEncoding: 'utf8' })
+  const serial = new Serial()
+  const ownerKey = (owner: string, id: string): string => `${owner}${SEPARATOR}${id}`
+  const tokenKey = (token: PushToken): string => `${token.provider}:${token.token}`
+
+  return {
+    get: async (id) => await byId.get(id),
+
+    async listByOwner (owner) {
+      const ids: string[] = []
+      for await (const id of byOwner.values({ gte: ownerKey(owner, ''), lt: `${owner}\u0001` })) ids.push(id)
+      const found = await byId.getMany(ids)
+      return found.filter((i): i is Installation => i !== undefined)
+    },
+
+    put: async (installation) => await serial.run(async () => {
+      const previous = await byId.get(installation.id)
+      const batch = db.batch()
+      if (previous?.pushToken != null && (installation.pushToken === null || tokenKey(previous.pushToken) !== tokenKey(installation.pushToken))) {
+        batch.del(tokenKey(previous.pushToken), { sublevel: byToken })
+      }
+      if (installation.pushToken !== null) {
+        // a device that changed hands registers its token again: it leaves the old installation
+        const holder = await byToken.get(tokenKey(installation.pushToken))
+        if (holder !== undefined && holder !== installation.id) {
+          const old = await byId.get(holder)
+          if (old !== undefined) batch.put(holder, { ...old, pushToken: null, updatedAt: installation.updatedAt }, { sublevel: byId })
+        }
+        batch.put(tokenKey(installation.pushToken), installation.id, { sublevel: byToken })
+      }
+      if (previous !== undefined && previous.owner !== installation.owner) batch.del(ownerKey(previous.owner, previous.id), { sublevel: byOwner })
+      batch.put(ownerKey(installation.owner, installation.id), installation.id, { sublevel: byOwner })
+      batch.put(installation.id, installation, { sublevel: byId })
+      await batch.write()
+    }),
+
+    delete: async (id) => await serial.run(async () => {
+      const installation = await byId.get(id)
+      if (installation === undefined) return undefined
+      const batch = db.batch()
+      batch.del(id, { sublevel: byId })
+      batch.del(ownerKey(installation.owner, id), { sublevel: byOwner })
+      if (installation.pushToken !== null) batch.del(tokenKey(installation.pushToken), { sublevel: byToken })
+      await batch.write()
+      return installation
+    }),
+  }
+}
