@@ -4,17 +4,23 @@ import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { WebSocketServer } from 'ws'
-import { createAcl, noAppTopics } from './acl/index.js'
+import { createAcl } from './acl/index.js'
 import { createTokenVerifier } from './auth/index.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
 import type { HeraldConfig } from './config/index.js'
 import { buildHttpApp } from './http/app.js'
+import type { HttpContext, PublicPorts } from './http/context.js'
+import { createMetrics } from './metrics/metrics.js'
+import { openAppTopicStore } from './store/app-topics.js'
+import { createClientOwnerStore } from './store/client-owners.js'
+import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
 import { GuardedStream } from './transport/guarded-stream.js'
 import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
 import { createTlsTransport } from './transport/tls.js'
 import { attachWebSocketTransport } from './transport/ws.js'
+import { heraldVersion } from './version.js'
 
 /** The ports actually bound (the chosen ones where the config said 0). */
 export interface ListeningPorts {
@@ -28,7 +34,7 @@ export interface HeraldServer {
   start (): Promise<ListeningPorts>
   /** Stops accepting, closes every client, flushes and closes the store. */
   stop (): Promise<void>
-  /** Present between start() and stop(); for tests and plugins. */
+  /** Present between start() and stop(); for tests. */
   readonly broker: Broker | undefined
 }
 
@@ -42,6 +48,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let ready = false
   let db: Database | undefined
   let broker: Broker | undefined
+  let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
   const netServers: NetServer[] = []
   const httpApps: FastifyInstance[] = []
   const webSocketServers: WebSocketServer[] = []
@@ -54,8 +61,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
     broker.aedes.handle(new GuardedStream(stream, config.limits.maxPacketBytes, remoteAddress))
   }
 
-  async function startHttp (port: number, tls?: { cert: Buffer, key: Buffer }): Promise<number> {
-    const app = buildHttpApp({ logger, health: { ready: () => ready }, ...(tls !== undefined && { https: tls }) })
+  async function startHttp (ctx: HttpContext, port: number, tls?: { cert: Buffer, key: Buffer }): Promise<number> {
+    const app = await buildHttpApp(ctx, tls !== undefined ? { https: tls } : {})
     httpApps.push(app)
     // an MQTT packet may be split over several WebSocket messages; one message never needs more than a packet
     webSocketServers.push(attachWebSocketTransport(app.server, { path: config.http.wsPath, maxPayload: config.limits.maxPacketBytes }, handleConnection))
@@ -70,15 +77,39 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
     async start () {
       const verifier = createTokenVerifier(config.auth.jwt)
-      const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics: noAppTopics })
       db = await openDatabase(config.dataDir)
-      broker = await createBroker({ config, db, verifier, acl, logger })
+      const appTopics = await openAppTopicStore(db)
+      const installations = await openInstallationStore(db)
+      const clientIds = createClientOwnerStore(db)
+      const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics })
+      const metrics = createMetrics(() => broker?.connections.size ?? 0)
+      broker = await createBroker({
+        config,
+        db,
+        verifier,
+        acl,
+        clientIds,
+        logger,
+        observer: {
+          messageIn: () => metrics.messagesIn.inc({ transport: 'mqtt' }),
+          messageOut: () => metrics.messagesOut.inc(),
+          connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
+        },
+      })
+      // push-only installations keep no MQTT queue: what reaches them is for the relay alone
+      broker.sessions.setRoutingHook(async (subs) => subs.filter((sub) => !installations.isPushOnly(sub.clientId)))
+
+      const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
+      const ctx: HttpContext = {
+        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, clientIds, metrics,
+        ready: () => ready,
+        ports: publicPorts,
+      }
 
       const tcp = createTcpTransport(handleConnection)
       netServers.push(tcp)
       const mqtt = await listen(tcp, config.mqtt.port, host)
-      const http = await startHttp(config.http.port)
-
+      const http = await startHttp(ctx, config.http.port)
       let mqtts: number | null = null
       let https: number | null = null
       if (config.tls.certFile !== null && config.tls.keyFile !== null) {
@@ -86,10 +117,10 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         const tlsServer = createTlsTransport(tls, handleConnection)
         netServers.push(tlsServer)
         mqtts = await listen(tlsServer, config.tls.mqttPort, host)
-        https = await startHttp(config.tls.httpsPort, tls)
+        https = await startHttp(ctx, config.tls.httpsPort, tls)
       }
+      ports = { mqtt, http, mqtts, https }
       ready = true
-      const ports = { mqtt, http, mqtts, https }
       logger.info({ host, ports, wsPath: config.http.wsPath, dataDir: config.dataDir }, 'herald listening')
       return ports
     },

@@ -2,3 +2,4 @@ export { createAcl, type Acl, type AclOptions, type PrincipalAcl } from './acl.j
 export { noAppTopics, type AppTopicAcl, type AppTopicDirectory, type AclEntry } from './app-topics.js'
 export { covers, hasWildcard } from './topic-match.js'
 export { principalMatches } from './principal-match.js'
+export { assertPublishTopic, assertTopicFilter, type TopicLimits } from './topic-validation.js'

@@ -23,7 +23,11 @@ export interface Principal {
 
 /** A key that is equal for every connection of the same user: client ids and limits hang off it. */
 export function ownerKey (principal: Principal): string {
-  return principal.kind === 'anonymous' ? 'anonymous' : `user:${principal.sub ?? ''}`
+  return principal.kind === 'anonymous' || principal.sub === null ? 'anonymous' : userOwnerKey(principal.sub)
+}
+
+export function userOwnerKey (userId: string): string {
+  return `user:${userId}`
 }
 
 export function anonymousPrincipal (grants: Grants): Principal {

@@ -29,6 +29,11 @@ export class ConnectionRegistry<C extends object> {
     return connection === undefined ? undefined : this.#sessions.get(connection)
   }
 
+  /** The newest open connection using `clientId`. */
+  connectionByClientId (clientId: string): C | undefined {
+    return this.#latestById.get(clientId)
+  }
+
   /** Open connections of `owner`, not counting one that uses `clientId` (it is about to be taken over). */
   countForOwner (owner: string, clientId: string): number {
     let count = 0

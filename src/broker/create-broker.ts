@@ -3,16 +3,20 @@ import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
-import { createClientOwnerStore } from '../store/client-owners.js'
+import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { Database } from '../store/open-store.js'
 import { SessionStore } from '../store/session-store.js'
+import { createBrokerPort, type BrokerPort } from './broker-port.js'
 import { createConnectLimiter } from './connect-limiter.js'
 import type { ConnectionRegistry } from './connection-registry.js'
-import { installHooks } from './hooks.js'
+import { installHooks, type BrokerObserver } from './hooks.js'
 
 export interface Broker {
   readonly aedes: Aedes
   readonly connections: ConnectionRegistry<Client>
+  readonly sessions: SessionStore
+  /** What the HTTP API and plugins use instead of aedes. */
+  readonly port: BrokerPort
   close (): Promise<void>
 }
 
@@ -21,10 +25,12 @@ export interface BrokerDeps {
   readonly db: Database
   readonly verifier: TokenVerifier
   readonly acl: Acl
+  readonly clientIds: ClientOwnerStore
   readonly logger: Logger
+  readonly observer?: BrokerObserver
 }
 
-export async function createBroker ({ config, db, verifier, acl, logger }: BrokerDeps): Promise<Broker> {
+export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
   const aedes = new Aedes({
     persistence: sessions,
@@ -38,15 +44,18 @@ export async function createBroker ({ config, db, verifier, acl, logger }: Broke
     acl,
     anonymous: { enabled: config.auth.anonymous.enabled, grants: config.auth.anonymous.acl },
     limits: config.limits,
-    owners: createClientOwnerStore(db),
+    owners: clientIds,
     sessions,
     connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec),
     logger,
+    ...(observer !== undefined && { observer }),
   })
   await aedes.listen()
   return {
     aedes,
     connections,
+    sessions,
+    port: createBrokerPort(aedes, sessions, connections),
     close: async () => { await new Promise<void>((resolve) => aedes.close(() => resolve())) },
   }
 }

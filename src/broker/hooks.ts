@@ -24,6 +24,14 @@ export interface HookDeps {
   readonly sessions: SessionStore
   readonly connectLimiter: ConnectLimiter
   readonly logger: Logger
+  readonly observer?: BrokerObserver
+}
+
+/** Counts what passes through the hooks (metrics), without the hooks knowing about Prometheus. */
+export interface BrokerObserver {
+  messageIn (): void
+  messageOut (): void
+  connectRefused (code: string): void
 }
 
 /** What the CONNECT packet said, kept from preConnect until authenticate. */
@@ -59,6 +67,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
       (err: unknown) => {
         const error = isHeraldError(err) ? err : new HeraldError('SERVER_UNAVAILABLE', undefined, { cause: err })
         logger.info({ clientId: client.id, ip: remoteAddress(client), code: error.code, reason: error.message }, 'connection refused')
+        deps.observer?.connectRefused(error.code)
         if (!isHeraldError(err)) logger.error({ err }, 'authentication failed unexpectedly')
         const refusal = new Error(error.message) as AuthenticateError
         refusal.returnCode = error.connack as AuthenticateError['returnCode']
@@ -177,8 +186,14 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   // and to messages queued before the change.
   broker.authorizeForward = (client, packet) => {
     const session = registry.get(client)
-    return session !== undefined && session.acl.canReceive(packet.topic) ? packet : null
+    if (session === undefined || !session.acl.canReceive(packet.topic)) return null
+    deps.observer?.messageOut()
+    return packet
   }
+
+  broker.on('publish', (_packet, client) => {
+    if (client !== null) deps.observer?.messageIn()
+  })
 
   broker.on('clientError', (client: Client, err: Error) => {
     logger.debug({ clientId: client.id, reason: err.message }, 'client error; connection closed')

@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '../config/index.js'
 import { startCommand } from './start.js'
 import { tokenCommand } from './token.js'
+import { heraldVersion } from '../version.js'
 
 const usage = `Usage:
   herald start [--config file]            run the broker
@@ -68,7 +68,7 @@ async function dispatch (argv: string[]): Promise<number> {
     }
     case '--version':
     case 'version':
-      process.stdout.write(version() + '\n')
+      process.stdout.write(heraldVersion() + '\n')
       return 0
     case undefined:
     case '--help':
@@ -79,9 +79,4 @@ async function dispatch (argv: string[]): Promise<number> {
       process.stderr.write(`unknown command: ${command}\n\n${usage}`)
       return 2
   }
-}
-
-function version (): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
 }

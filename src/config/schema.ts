@@ -34,7 +34,10 @@ const AclRule = Type.Object({
 export const ConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1, default: './data', description: 'LevelDB and generated secrets live here' }),
   log: Type.Object({
-    level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+    level: Type.Union([
+      Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+      Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
+    ], { default: 'info' }),
   }, { additionalProperties: false, default: {} }),
   listen: Type.Object({
     host: Type.String({ minLength: 1, default: '0.0.0.0' }),
@@ -45,6 +48,12 @@ export const ConfigSchema = Type.Object({
   http: Type.Object({
     port: Type.Integer({ ...Port, default: 8080 }),
     wsPath: Type.String({ pattern: '^/', default: '/mqtt' }),
+    publicHost: NullableString('host name devices are told to connect to; default: the Host header of the request'),
+    bodyLimitBytes: Type.Integer({ minimum: 1024, default: 524288, description: 'largest request body' }),
+    rateLimit: Type.Object({
+      max: Type.Integer({ minimum: 1, default: 1200, description: 'requests per client IP per window' }),
+      windowSec: Type.Integer({ minimum: 1, default: 60 }),
+    }, { additionalProperties: false, default: {} }),
   }, { additionalProperties: false, default: {} }),
   tls: Type.Object({
     certFile: NullableString('PEM certificate chain; enables mqtts and https/wss'),

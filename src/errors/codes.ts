@@ -23,6 +23,8 @@ export interface ErrorSpec {
 }
 
 export const errorCodes = {
+  INVALID_REQUEST: { status: 400, connack: Connack.notAuthorized, message: 'the request is not valid' },
+  INVALID_JSON: { status: 400, connack: Connack.notAuthorized, message: 'the body is not valid JSON' },
   TOKEN_MISSING: { status: 401, connack: Connack.badUsernameOrPassword, message: 'a bearer token is required' },
   TOKEN_INVALID: { status: 401, connack: Connack.badUsernameOrPassword, message: 'the token could not be verified' },
   TOKEN_EXPIRED: { status: 401, connack: Connack.badUsernameOrPassword, message: 'the token has expired' },
@@ -35,7 +37,11 @@ export const errorCodes = {
   TOPIC_INVALID: { status: 400, connack: Connack.notAuthorized, message: 'the topic is not valid' },
   PUBLISH_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'publishing to this topic is not allowed' },
   SUBSCRIBE_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'subscribing to this topic is not allowed' },
+  ALREADY_EXISTS: { status: 409, connack: Connack.notAuthorized, message: 'the resource already exists' },
+  PAYLOAD_TOO_LARGE: { status: 413, connack: Connack.notAuthorized, message: 'the payload is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, connack: Connack.notAuthorized, message: 'the body must be application/json' },
   NOT_FOUND: { status: 404, connack: Connack.notAuthorized, message: 'no such resource' },
+  INTERNAL_ERROR: { status: 500, connack: Connack.serverUnavailable, message: 'internal error' },
   SERVER_UNAVAILABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the server is not available' },
   CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
 } as const satisfies Record<string, ErrorSpec>

@@ -1,27 +1,71 @@
+import rateLimit from '@fastify/rate-limit'
+import swagger from '@fastify/swagger'
+import { Ajv } from 'ajv'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
-import type { Logger } from 'pino'
 import { HeraldError } from '../errors/index.js'
-import { registerHealthRoutes, type HealthState } from './routes/health.js'
+import { bearerAuth } from './auth.js'
+import type { HttpContext } from './context.js'
+import { sendError } from './errors.js'
+import { registerHealthRoutes } from './routes/health.js'
+import { registerInstallationRoutes } from './routes/installations.js'
+import { registerMetricsRoute } from './routes/metrics.js'
+import { registerPublishRoutes } from './routes/publish.js'
+import { registerPushRoutes } from './routes/push.js'
+import { registerSubscriptionRoutes } from './routes/subscriptions.js'
+import { registerTopicRoutes } from './routes/topics.js'
 
 export interface HttpAppOptions {
-  readonly logger: Logger
-  readonly health: HealthState
   /** Present for the HTTPS listener. */
   readonly https?: { readonly cert: Buffer, readonly key: Buffer }
 }
 
+// Bodies are validated strictly: unknown keys and wrong types are errors, never
+// stripped or coerced. Path and query strings are text and may be coerced.
+const bodyAjv = new Ajv({ allErrors: false, removeAdditional: false, coerceTypes: false, useDefaults: false, strict: false })
+const textAjv = new Ajv({ allErrors: false, removeAdditional: false, coerceTypes: true, useDefaults: true, strict: false })
+
 /** The HTTP API; the MQTT-over-WebSocket endpoint is attached to the same server. */
-export function buildHttpApp (options: HttpAppOptions): FastifyInstance {
+export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: options.logger.child({ component: 'http' }),
+    loggerInstance: ctx.logger.child({ component: 'http' }),
     // one log line per request would drown the broker's own logs; metrics count requests instead
     logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: ctx.config.http.bodyLimitBytes,
     ...(options.https !== undefined && { https: options.https }),
   }) as unknown as FastifyInstance
-  registerHealthRoutes(app, options.health)
-  app.setNotFoundHandler(async (_request, reply) => {
-    const error = new HeraldError('NOT_FOUND', 'no such route')
-    return await reply.code(error.status).send({ error: { code: error.code, message: error.message } })
+
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+  app.setErrorHandler(sendError)
+  app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })
+  app.addHook('onResponse', async (request, reply) => {
+    ctx.metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
   })
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Herald HTTP API', version: ctx.version },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+    },
+  })
+  await app.register(rateLimit, {
+    max: ctx.config.http.rateLimit.max,
+    timeWindow: ctx.config.http.rateLimit.windowSec * 1000,
+    errorResponseBuilder: () => new HeraldError('RATE_LIMITED'),
+  })
+
+  registerHealthRoutes(app, ctx)
+  registerMetricsRoute(app, ctx)
+  app.get('/v1/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger())
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', bearerAuth(ctx.verifier, (error) => ctx.metrics.authFailures.inc({ transport: 'http', code: error.code })))
+    registerPublishRoutes(api, ctx)
+    registerPushRoutes(api, ctx)
+    registerInstallationRoutes(api, ctx)
+    registerSubscriptionRoutes(api, ctx)
+    registerTopicRoutes(api, ctx)
+  }, { prefix: '/v1' })
   return app
 }

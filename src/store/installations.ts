@@ -27,6 +27,8 @@ export interface Installation {
 
 export interface InstallationStore {
   get (id: string): Promise<Installation | undefined>
+  /** Synchronous, for the routing path: is this client id a push-only installation? */
+  isPushOnly (id: string): boolean
   listByOwner (owner: string): Promise<Installation[]>
   /** Stores a new or changed installation. A push token another installation holds moves to this one. */
   put (installation: Installation): Promise<void>
@@ -35,8 +37,10 @@ export interface InstallationStore {
 
 const SEPARATOR = '\u0000' // cannot occur in a user id (auth/claims.ts)
 
-export function createInstallationStore (db: Database): InstallationStore {
+export async function openInstallationStore (db: Database): Promise<InstallationStore> {
   const byId = db.sublevel<string, Installation>('installations', { valueEncoding: 'json' })
+  const pushOnly = new Set<string>()
+  for await (const installation of byId.values()) if (!installation.mqtt) pushOnly.add(installation.id)
   const byOwner = db.sublevel<string, string>('installations-by-owner', { valueEncoding: 'utf8' })
   const byToken = db.sublevel<string, string>('push-tokens', { valueEncoding: 'utf8' })
   const serial = new Serial()
@@ -45,6 +49,7 @@ export function createInstallationStore (db: Database): InstallationStore {
 
   return {
     get: async (id) => await byId.get(id),
+    isPushOnly: (id) => pushOnly.has(id),
 
     async listByOwner (owner) {
       const ids: string[] = []
@@ -72,6 +77,8 @@ export function createInstallationStore (db: Database): InstallationStore {
       batch.put(ownerKey(installation.owner, installation.id), installation.id, { sublevel: byOwner })
       batch.put(installation.id, installation, { sublevel: byId })
       await batch.write()
+      if (installation.mqtt) pushOnly.delete(installation.id)
+      else pushOnly.add(installation.id)
     }),
 
     delete: async (id) => await serial.run(async () => {
@@ -82,6 +89,7 @@ export function createInstallationStore (db: Database): InstallationStore {
       batch.del(ownerKey(installation.owner, id), { sublevel: byOwner })
       if (installation.pushToken !== null) batch.del(tokenKey(installation.pushToken), { sublevel: byToken })
       await batch.write()
+      pushOnly.delete(id)
       return installation
     }),
   }

@@ -5,6 +5,9 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
 
 export type { PersistedPacket, StoredSubscription }
 
+/** The (sub)level the session store lives in. */
+export interface SessionDatabase { clear (range: { gte: string, lt: string }): Promise<void> }
+
 /**
  * Sees every QoS>0 message on its way into offline queues, with the
  * persistent subscriptions it matched, and returns those that should queue
@@ -28,6 +31,30 @@ export class SessionStore extends AsyncLevelPersistence {
   #routing: RoutingHook | undefined
   /** brokerId:brokerCounter of packets stored by persistPublish that aedes has not written yet. */
   readonly #prePersisted = new Map<string, number>()
+
+  readonly #db: SessionDatabase
+
+  constructor (db: SessionDatabase) {
+    super(db)
+    this.#db = db
+  }
+
+  /**
+   * Removes everything stored for a client id: subscriptions, queued and
+   * in-flight messages, will. The queue key prefixes are aedes-persistence-level
+   * 9's layout (asyncPersistence.js `outgoingByClientKey` and friends);
+   * test/store/session-store.test.ts fails if an upgrade changes them.
+   */
+  async deleteSession (clientId: string): Promise<void> {
+    const client = { id: clientId }
+    await this.cleanSubscriptions(client)
+    await this.cleanIncoming(client)
+    await this.delWill(client)
+    const id = encodeURIComponent(clientId)
+    for (const prefix of [`outgoing:${id}:`, `outgoing-id:${id}:`]) {
+      await this.#db.clear({ gte: prefix, lt: `${prefix.slice(0, -1)};` })
+    }
+  }
 
   setSubscriptionGuard (guard: SubscriptionGuard): void {
     this.#guard = guard

@@ -15,6 +15,10 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     subscriptionsByClient (client: { id: string }): Promise<Array<{ topic: string, qos: number }>>
     subscriptionsByTopic (topic: string): Promise<StoredSubscription[]>
     cleanSubscriptions (client: { id: string }): Promise<void>
+    cleanIncoming (client: { id: string }): Promise<void>
+    delWill (client: { id: string }): Promise<void>
+    outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void>
+    outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
     outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void>
     destroy (): Promise<void>
   }

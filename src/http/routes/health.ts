@@ -1,15 +1,13 @@
 import type { FastifyInstance } from 'fastify'
-
-export interface HealthState {
-  /** True once every listener is up and the store is open; false again while stopping. */
-  ready (): boolean
-}
+import { HeraldError } from '../../errors/index.js'
+import type { HttpContext } from '../context.js'
 
 /** `/healthz`: the process answers. `/readyz`: listeners and store are ready for traffic. */
-export function registerHealthRoutes (app: FastifyInstance, state: HealthState): void {
-  app.get('/healthz', async () => ({ status: 'ok' }))
-  app.get('/readyz', async (_request, reply) => {
-    if (state.ready()) return { status: 'ready' }
-    return await reply.code(503).send({ error: { code: 'SERVER_UNAVAILABLE', message: 'not ready' } })
+export function registerHealthRoutes (app: FastifyInstance, ctx: Pick<HttpContext, 'ready'>): void {
+  const unlimited = { config: { rateLimit: false }, schema: { hide: true } }
+  app.get('/healthz', unlimited, async () => ({ status: 'ok' }))
+  app.get('/readyz', unlimited, async () => {
+    if (!ctx.ready()) throw new HeraldError('SERVER_UNAVAILABLE', 'not ready')
+    return { status: 'ready' }
   })
 }

@@ -1,0 +1,93 @@
+import type { Aedes, Client } from 'aedes'
+import AedesPacket from 'aedes-packet'
+import type { SessionStore } from '../store/session-store.js'
+import type { ConnectionRegistry } from './connection-registry.js'
+
+/** A message the server side (HTTP API, plugins) sends into the broker. */
+export interface OutboundMessage {
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1
+  readonly retain: boolean
+}
+
+export interface SubscriptionInfo {
+  readonly topic: string
+  readonly qos: number
+}
+
+/**
+ * What the rest of Herald may ask of the broker, without touching aedes:
+ * callers check the ACL first; these operations do not.
+ */
+export interface BrokerPort {
+  /** Routes a message to every subscriber; resolves once QoS1 copies are in the offline queues. */
+  publish (message: OutboundMessage): Promise<void>
+  /** Sends a message to one client id only: now when connected, from its queue when it reconnects. */
+  deliverTo (clientId: string, message: OutboundMessage): Promise<void>
+  /** Adds a subscription to a client id's session, live or stored. */
+  subscribe (clientId: string, topic: string, qos: 0 | 1): Promise<void>
+  unsubscribe (clientId: string, topic: string): Promise<void>
+  subscriptions (clientId: string): Promise<SubscriptionInfo[]>
+  /** Closes a live connection with this client id and removes its stored session. */
+  deleteSession (clientId: string): Promise<void>
+  isConnected (clientId: string): boolean
+}
+
+export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry: ConnectionRegistry<Client>): BrokerPort {
+  const live = (clientId: string): Client | undefined => {
+    const client = registry.connectionByClientId(clientId)
+    return client !== undefined && !client.closed ? client : undefined
+  }
+  const packetOf = (message: OutboundMessage): AedesPacket =>
+    new AedesPacket({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain }, aedes)
+
+  return {
+    publish: async (message) => await new Promise<void>((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false }, (err) => {
+        if (err) reject(err)
+        else resolve()
+      })
+    }),
+
+    async deliverTo (clientId, message) {
+      const client = live(clientId)
+      if (client !== undefined) {
+        // aedes' Client#publish queues the packet first when the session is persistent
+        await new Promise<void>((resolve, reject) => client.publish(packetOf(message) as never, (err) => err ? reject(err) : resolve()))
+        return
+      }
+      if (message.qos > 0) await sessions.outgoingEnqueue({ clientId }, packetOf(message))
+    },
+
+    async subscribe (clientId, topic, qos) {
+      const client = live(clientId)
+      if (client === undefined) {
+        await sessions.addSubscriptions({ id: clientId }, [{ topic, qos }])
+        return
+      }
+      await new Promise<void>((resolve, reject) => client.subscribe({ topic, qos }, (err) => err ? reject(err) : resolve()))
+    },
+
+    async unsubscribe (clientId, topic) {
+      const client = live(clientId)
+      if (client !== undefined) {
+        await new Promise<void>((resolve, reject) => client.unsubscribe({ topic, qos: 0 }, (err) => err ? reject(err) : resolve()))
+      }
+      await sessions.removeSubscriptions({ id: clientId }, [topic])
+    },
+
+    async subscriptions (clientId) {
+      const stored = await sessions.subscriptionsByClient({ id: clientId })
+      return stored.map(({ topic, qos }) => ({ topic, qos }))
+    },
+
+    async deleteSession (clientId) {
+      const client = live(clientId)
+      if (client !== undefined) await new Promise<void>((resolve) => client.close(() => resolve()))
+      await sessions.deleteSession(clientId)
+    },
+
+    isConnected: (clientId) => live(clientId) !== undefined,
+  }
+}

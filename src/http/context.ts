@@ -1,0 +1,34 @@
+import type { Logger } from 'pino'
+import type { Acl } from '../acl/index.js'
+import type { TokenVerifier } from '../auth/index.js'
+import type { BrokerPort } from '../broker/broker-port.js'
+import type { HeraldConfig } from '../config/index.js'
+import type { Metrics } from '../metrics/metrics.js'
+import type { AppTopicStore } from '../store/app-topics.js'
+import type { ClientOwnerStore } from '../store/client-owners.js'
+import type { InstallationStore } from '../store/installations.js'
+
+/** The ports devices are told to connect to. */
+export interface PublicPorts {
+  readonly mqtt: number
+  readonly mqtts: number | null
+  readonly ws: number
+  readonly wss: number | null
+}
+
+/** Everything the HTTP routes use; the routes never see aedes. */
+export interface HttpContext {
+  readonly config: HeraldConfig
+  /** Herald's version, from package.json. */
+  readonly version: string
+  readonly logger: Logger
+  readonly verifier: TokenVerifier
+  readonly acl: Acl
+  readonly broker: BrokerPort
+  readonly installations: InstallationStore
+  readonly appTopics: AppTopicStore
+  readonly clientIds: ClientOwnerStore
+  readonly metrics: Metrics
+  ready (): boolean
+  ports (): PublicPorts
+}

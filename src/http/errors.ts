@@ -1,0 +1,48 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import { HeraldError, isHeraldError } from '../errors/index.js'
+
+/** The one error body of the HTTP API. */
+export interface ErrorBody {
+  error: { code: string, message: string }
+}
+
+/** Translates anything a route or fastify throws into a HeraldError with a stable code. */
+export function toHeraldError (err: unknown): HeraldError {
+  if (isHeraldError(err)) return err
+  const error = err as Partial<FastifyError>
+  if (error.validation !== undefined) return new HeraldError('INVALID_REQUEST', describeValidation(error as FastifyError), { cause: err })
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new HeraldError('INVALID_JSON', undefined, { cause: err })
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new HeraldError('PAYLOAD_TOO_LARGE', 'the body is larger than http.bodyLimitBytes', { cause: err })
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new HeraldError('UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err })
+  }
+  if (error.statusCode === 404) return new HeraldError('NOT_FOUND', undefined, { cause: err })
+  if (error.statusCode === 429) return new HeraldError('RATE_LIMITED', undefined, { cause: err })
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    return new HeraldError('INVALID_REQUEST', error.message, { cause: err })
+  }
+  return new HeraldError('INTERNAL_ERROR', undefined, { cause: err })
+}
+
+/** `body/data/x must be string`, naming the offending key for additionalProperties errors. */
+function describeValidation (error: FastifyError): string {
+  const first = error.validation?.[0]
+  if (first === undefined) return error.message
+  const where = `${error.validationContext ?? 'request'}${first.instancePath}`
+  const params = first.params as { additionalProperty?: string }
+  if (first.keyword === 'additionalProperties' && params.additionalProperty !== undefined) {
+    return `${where}: unknown field ${params.additionalProperty}`
+  }
+  return `${where} ${first.message ?? 'is not valid'}`
+}
+
+export async function sendError (err: unknown, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const error = toHeraldError(err)
+  if (error.code === 'INTERNAL_ERROR') request.log.error({ err: error.cause }, 'request failed')
+  const body: ErrorBody = { error: { code: error.code, message: error.message } }
+  await reply.code(error.status).send(body)
+}

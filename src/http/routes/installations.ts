@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import Type, { type Static } from 'typebox'
+import { userOwnerKey } from '../../auth/index.js'
+import { HeraldError } from '../../errors/index.js'
+import { userInboxTopic } from '../../push/topics.js'
+import type { Installation, PushToken } from '../../store/installations.js'
+import { requireRole } from '../auth.js'
+import type { HttpContext } from '../context.js'
+import { findOwnInstallation } from './installation-access.js'
+
+const UserId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u0000$][^/+#\\u0000]*$' })
+
+const PushTokenBody = Type.Object({
+  provider: Type.Union([Type.Literal('fcm'), Type.Literal('apns')]),
+  token: Type.String({ minLength: 1, maxLength: 4096 }),
+  environment: Type.Optional(Type.Union([Type.Literal('production'), Type.Literal('development')], { default: 'production' })),
+  apnsTopic: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+}, { additionalProperties: false })
+
+const CreateBody = Type.Object({
+  user: Type.Optional(UserId),
+  mqtt: Type.Optional(Type.Boolean({ default: true, description: 'false: a push-only device that never connects over MQTT' })),
+  pushToken: Type.Optional(PushTokenBody),
+}, { additionalProperties: false })
+
+const PatchBody = Type.Object({
+  mqtt: Type.Optional(Type.Boolean()),
+  pushToken: Type.Optional(Type.Union([PushTokenBody, Type.Null()])),
+}, { additionalProperties: false })
+
+const InstallationView = Type.Object({
+  id: Type.String(),
+  user: Type.String(),
+  mqtt: Type.Boolean(),
+  connected: Type.Boolean(),
+  pushToken: Type.Union([Type.Object({
+    provider: Type.String(),
+    environment: Type.String(),
+    apnsTopic: Type.Union([Type.String(), Type.Null()]),
+    tokenSuffix: Type.String({ description: 'last characters of the token; the token itself is never returned' }),
+  }), Type.Null()]),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+})
+
+const MqttConnectInfo = Type.Object({
+  clientId: Type.String(),
+  host: Type.String(),
+  ports: Type.Object({
+    mqtt: Type.Integer(),
+    mqtts: Type.Union([Type.Integer(), Type.Null()]),
+    ws: Type.Integer(),
+    wss: Type.Union([Type.Integer(), Type.Null()]),
+  }),
+  wsPath: Type.String(),
+  inboxTopic: Type.String(),
+})
+
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) })
+
+type CreateBody = Static<typeof CreateBody>
+type PatchBody = Static<typeof PatchBody>
+type IdParams = Static<typeof IdParams>
+
+/** Installations: devices with an owner, an MQTT client id, an inbox subscription and an optional push token. */
+export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  const view = (installation: Installation): Static<typeof InstallationView> => ({
+    id: installation.id,
+    user: installation.owner,
+    mqtt: installation.mqtt,
+    connected: ctx.broker.isConnected(installation.id),
+    pushToken: installation.pushToken === null
+      ? null
+      : {
+          provider: installation.pushToken.provider,
+          environment: installation.pushToken.environment,
+          apnsTopic: installation.pushToken.apnsTopic,
+          tokenSuffix: installation.pushToken.token.slice(-6),
+        },
+    createdAt: installation.createdAt,
+    updatedAt: installation.updatedAt,
+  })
+
+  app.post<{ Body: CreateBody }>('/installations', {
+    schema: {
+      summary: 'Register a device',
+      body: CreateBody,
+      response: { 201: Type.Object({ installationId: Type.String(), mqtt: MqttConnectInfo, installation: InstallationView }) },
+    },
+  }, async (request, reply) => {
+    const { principal } = request
+    const owner = request.body.user ?? principal.sub
+    if (request.body.user !== undefined && request.body.user !== principal.sub) requireRole(principal, 'service', 'admin')
+    if (owner === null) throw new HeraldError('NOT_AUTHORIZED')
+
+    const now = new Date().toISOString()
+    const installation: Installation = {
+      id: randomUUID(),
+      owner,
+      ownerGroups: principal.sub === owner ? principal.groups : [],
+      mqtt: request.body.mqtt ?? true,
+      pushToken: toPushToken(request.body.pushToken),
+      createdAt: now,
+      updatedAt: now,
+    }
+    // the installation id is the device's MQTT client id, claimed for its owner from now on
+    await ctx.clientIds.set(installation.id, { owner: userOwnerKey(owner), installation: true })
+    await ctx.installations.put(installation)
+    // stored in the session of the client id, so a device connecting later with clean=false finds it
+    await ctx.broker.subscribe(installation.id, userInboxTopic(owner), 1)
+
+    const ports = ctx.ports()
+    return await reply.code(201).send({
+      installationId: installation.id,
+      mqtt: {
+        clientId: installation.id,
+        host: ctx.config.http.publicHost ?? request.hostname.replace(/:\d+$/, ''),
+        ports,
+        wsPath: ctx.config.http.wsPath,
+        inboxTopic: userInboxTopic(owner),
+      },
+      installation: view(installation),
+    })
+  })
+
+  app.get('/installations', {
+    schema: { summary: 'List the caller’s installations', response: { 200: Type.Object({ installations: Type.Array(InstallationView) }) } },
+  }, async (request) => {
+    const sub = request.principal.sub
+    const mine = sub === null ? [] : await ctx.installations.listByOwner(sub)
+    return { installations: mine.map(view) }
+  })
+
+  app.get<{ Params: IdParams }>('/installations/:id', {
+    schema: { summary: 'Get one installation', params: IdParams, response: { 200: InstallationView } },
+  }, async (request) => view(await findOwnInstallation(ctx, request.principal, request.params.id)))
+
+  app.patch<{ Params: IdParams, Body: PatchBody }>('/installations/:id', {
+    schema: { summary: 'Replace or remove the push token; switch MQTT on or off', params: IdParams, body: PatchBody, response: { 200: InstallationView } },
+  }, async (request) => {
+    const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
+    const updated: Installation = {
+      ...installation,
+      ...(request.body.mqtt !== undefined && { mqtt: request.body.mqtt }),
+      ...(request.body.pushToken !== undefined && { pushToken: toPushToken(request.body.pushToken ?? undefined) }),
+      ...refreshedGroups(request, installation),
+      updatedAt: new Date().toISOString(),
+    }
+    await ctx.installations.put(updated)
+    return view(updated)
+  })
+
+  app.delete<{ Params: IdParams }>('/installations/:id', {
+    schema: { summary: 'Delete an installation and its MQTT session', params: IdParams },
+  }, async (request, reply) => {
+    const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
+    await ctx.broker.deleteSession(installation.id)
+    await ctx.installations.delete(installation.id)
+    await ctx.clientIds.delete(installation.id)
+    return await reply.code(204).send()
+  })
+}
+
+function toPushToken (body: Static<typeof PushTokenBody> | undefined): PushToken | null {
+  if (body === undefined) return null
+  return { provider: body.provider, token: body.token, environment: body.environment ?? 'production', apnsTopic: body.apnsTopic ?? null }
+}
+
+/** The owner's current token tells its current groups; keep them for subscriptions made on its behalf. */
+function refreshedGroups (request: FastifyRequest, installation: Installation): Partial<Installation> {
+  return request.principal.sub === installation.owner ? { ownerGroups: request.principal.groups } : {}
+}

@@ -1,0 +1,58 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import Type from 'typebox'
+import { assertPublishTopic } from '../../acl/index.js'
+import type { Principal } from '../../auth/index.js'
+import { HeraldError } from '../../errors/index.js'
+import { buildEnvelope, checkPushContent, PushRequest, type PushTarget } from '../../push/message.js'
+import { requireRole } from '../auth.js'
+import type { HttpContext } from '../context.js'
+import { installationTopic, userInboxTopic } from '../../push/topics.js'
+import { findOwnInstallation } from './installation-access.js'
+
+interface ResolvedTarget {
+  /** The topic the envelope is delivered on (and names in its `topic` field). */
+  readonly topic: string
+  /** Set for `to.installation`: deliver to that client id only; null when it is push-only. */
+  readonly clientId?: string | null
+}
+
+/** `POST /v1/push`: push to a topic, a user (direct push) or one installation. */
+export function registerPushRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  app.post<{ Body: PushRequest }>('/push', {
+    schema: {
+      summary: 'Send a push message',
+      body: PushRequest,
+      response: { 202: Type.Object({ id: Type.String() }) },
+    },
+  }, async (request, reply) => {
+    const push = request.body
+    const problem = checkPushContent(push)
+    if (problem !== null) throw new HeraldError(problem.code, problem.message)
+    const target = await resolveTarget(push.to, request.principal, ctx)
+
+    const id = randomUUID()
+    const envelope = buildEnvelope({ id, now: new Date(), sender: request.principal.sub, topic: target.topic, request: push })
+    if (push.mqtt?.enabled !== false) {
+      const message = { topic: target.topic, payload: Buffer.from(JSON.stringify(envelope)), qos: push.mqtt?.qos ?? 1, retain: false }
+      if (target.clientId === undefined) await ctx.broker.publish(message)
+      else if (target.clientId !== null) await ctx.broker.deliverTo(target.clientId, message)
+    }
+    ctx.metrics.messagesIn.inc({ transport: 'http' })
+    return await reply.code(202).send({ id })
+  })
+}
+
+async function resolveTarget (to: PushTarget, principal: Principal, ctx: HttpContext): Promise<ResolvedTarget> {
+  if ('topic' in to) {
+    assertPublishTopic(to.topic, ctx.config.limits)
+    if (!ctx.acl.forPrincipal(principal).canPublish(to.topic)) throw new HeraldError('PUBLISH_DENIED')
+    return { topic: to.topic }
+  }
+  if ('user' in to) {
+    requireRole(principal, 'service', 'admin')
+    return { topic: userInboxTopic(to.user) }
+  }
+  const installation = await findOwnInstallation(ctx, principal, to.installation)
+  return { topic: installationTopic(installation), clientId: installation.mqtt ? installation.id : null }
+}

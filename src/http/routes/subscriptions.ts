@@ -1,0 +1,83 @@
+import type { FastifyInstance } from 'fastify'
+import Type, { type Static } from 'typebox'
+import { assertTopicFilter } from '../../acl/index.js'
+import type { Principal } from '../../auth/index.js'
+import { HeraldError } from '../../errors/index.js'
+import type { Installation } from '../../store/installations.js'
+import type { HttpContext } from '../context.js'
+import { findOwnInstallation } from './installation-access.js'
+
+const TopicParams = Type.Object({
+  id: Type.String({ minLength: 1, maxLength: 128 }),
+  '*': Type.String({ description: 'the topic filter; encode # as %23' }),
+})
+const MyTopicParams = Type.Object({ '*': Type.String({ description: 'the topic filter; encode # as %23' }) })
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) })
+const QosQuery = Type.Object({ qos: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)], { default: 1 })) }, { additionalProperties: false })
+const Subscription = Type.Object({ topic: Type.String(), qos: Type.Integer() })
+
+type TopicParams = Static<typeof TopicParams>
+type MyTopicParams = Static<typeof MyTopicParams>
+type IdParams = Static<typeof IdParams>
+type QosQuery = Static<typeof QosQuery>
+
+/**
+ * Subscriptions of installations, kept in the same session store as MQTT
+ * SUBSCRIBE: a device finds them when it connects with clean=false, and
+ * push-only devices have them without ever connecting.
+ */
+export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  /** Checks the filter against the owner's ACL; an admin may subscribe anyone to anything. */
+  function assertMaySubscribe (caller: Principal, installation: Installation, filter: string): void {
+    assertTopicFilter(filter, ctx.config.limits)
+    if (caller.role === 'admin') return
+    const subscriber: Principal = caller.sub === installation.owner
+      ? caller
+      : { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
+    if (!ctx.acl.forPrincipal(subscriber).canSubscribe(filter)) throw new HeraldError('SUBSCRIBE_DENIED')
+  }
+
+  app.get<{ Params: IdParams }>('/installations/:id/subscriptions', {
+    schema: { summary: 'List an installation’s subscriptions', params: IdParams, response: { 200: Type.Object({ subscriptions: Type.Array(Subscription) }) } },
+  }, async (request) => {
+    const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
+    return { subscriptions: await ctx.broker.subscriptions(installation.id) }
+  })
+
+  app.put<{ Params: TopicParams, Querystring: QosQuery }>('/installations/:id/subscriptions/*', {
+    schema: { summary: 'Subscribe an installation to a topic', params: TopicParams, querystring: QosQuery, response: { 200: Subscription } },
+  }, async (request) => {
+    const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
+    const topic = request.params['*']
+    const qos = request.query.qos ?? 1
+    assertMaySubscribe(request.principal, installation, topic)
+    await ctx.broker.subscribe(installation.id, topic, qos)
+    return { topic, qos }
+  })
+
+  app.delete<{ Params: TopicParams }>('/installations/:id/subscriptions/*', {
+    schema: { summary: 'Unsubscribe an installation from a topic', params: TopicParams },
+  }, async (request, reply) => {
+    const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
+    await ctx.broker.unsubscribe(installation.id, request.params['*'])
+    return await reply.code(204).send()
+  })
+
+  app.put<{ Params: MyTopicParams, Querystring: QosQuery }>('/users/me/subscriptions/*', {
+    schema: {
+      summary: 'Subscribe every installation of the caller to a topic',
+      params: MyTopicParams,
+      querystring: QosQuery,
+      response: { 200: Type.Object({ topic: Type.String(), qos: Type.Integer(), installations: Type.Array(Type.String()) }) },
+    },
+  }, async (request) => {
+    const { principal } = request
+    const topic = request.params['*']
+    const qos = request.query.qos ?? 1
+    assertTopicFilter(topic, ctx.config.limits)
+    if (!ctx.acl.forPrincipal(principal).canSubscribe(topic)) throw new HeraldError('SUBSCRIBE_DENIED')
+    const mine = principal.sub === null ? [] : await ctx.installations.listByOwner(principal.sub)
+    for (const installation of mine) await ctx.broker.subscribe(installation.id, topic, qos)
+    return { topic, qos, installations: mine.map((i) => i.id) }
+  })
+}
