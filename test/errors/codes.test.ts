@@ -7,7 +7,7 @@ t.test('the README lists exactly the error codes of the table, with the same HTT
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const section = readme.slice(readme.indexOf('## Error codes'))
   const documented = new Map<string, { status: number, connack: number }>()
-  for (const match of section.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| (\d) \|$/gm)) {
+  for (const match of section.matchAll(/^\| `([A-Z_]+)` \| (\d{3}) \| (\d) \|/gm)) {
     documented.set(match[1] as string, { status: Number(match[2]), connack: Number(match[3]) })
   }
   const inCode = new Map(Object.entries(errorCodes).map(([code, spec]) => [code, { status: spec.status, connack: spec.connack }]))
