@@ -31,9 +31,7 @@ t.test('QoS1 messages acknowledged right before kill -9 are delivered after rest
       received.push(payload.toString())
       if (received.length === sent.length) resolve()
     }
-    // listen before CONNACK: the queued messages follow it immediately
-    void connect(t, `mqtt://127.0.0.1:${second.ports.mqtt}`, { clientId: 'phone-1', clean: false, password: token('alice') })
-      .then((client) => client.on('message', onMessage))
+    void connect(t, `mqtt://127.0.0.1:${second.ports.mqtt}`, { clientId: 'phone-1', clean: false, password: token('alice') }, onMessage)
   })
   await allArrived
   t.same(received, sent)

@@ -111,9 +111,13 @@ export function sign (claims: Record<string, unknown>, options: TokenOptions = {
   return jwt.sign(claims, options.secret ?? TEST_SECRET, signOptions)
 }
 
-/** Connects an mqtt.js client that never reconnects by itself; ended at teardown. */
-export async function connect (t: Teardown, url: string, options: IClientOptions = {}): Promise<MqttClient> {
-  const client = await open(url, options)
+/**
+ * Connects an mqtt.js client that never reconnects by itself; ended at teardown.
+ * `onMessage` is attached before CONNECT, so messages queued in a persistent
+ * session (sent right after CONNACK) cannot be missed.
+ */
+export async function connect (t: Teardown, url: string, options: IClientOptions = {}, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttClient> {
+  const client = await open(url, options, onMessage)
   t.teardown(async () => { await client.endAsync(true) })
   return client
 }
@@ -145,7 +149,7 @@ export async function connackCode (url: string, options: IClientOptions = {}): P
  * this rejects instead. [MQTT-3.1.2-22] a password needs a username, so one is
  * filled in when a test gives only the token.
  */
-async function open (url: string, options: IClientOptions): Promise<MqttClient> {
+async function open (url: string, options: IClientOptions, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttClient> {
   const client = mqtt.connect(url, {
     reconnectPeriod: 0,
     connectTimeout: 5000,
@@ -153,6 +157,7 @@ async function open (url: string, options: IClientOptions): Promise<MqttClient> 
     ...(options.password !== undefined && { username: 'device' }),
     ...options,
   })
+  if (onMessage !== undefined) client.on('message', onMessage)
   return await new Promise((resolve, reject) => {
     const fail = (err: Error): void => {
       cleanup()

@@ -1,0 +1,65 @@
+import AedesPacket from 'aedes-packet'
+import t from 'tap'
+import { openDatabase } from '../../src/store/open-store.js'
+import { SessionStore, type PersistedPacket } from '../../src/store/session-store.js'
+import { makeTempDir } from '../helpers/broker.js'
+
+async function openStore (t: Parameters<typeof makeTempDir>[0]): Promise<SessionStore> {
+  const db = await openDatabase(await makeTempDir(t))
+  t.teardown(async () => await db.close())
+  const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
+  await store.setup({ id: 'broker-1' })
+  return store
+}
+
+const fakeBroker = { id: 'broker-1', counter: 0 }
+const packet = (topic: string, body: string): PersistedPacket =>
+  new AedesPacket({ cmd: 'publish', topic, payload: Buffer.from(body), qos: 1, retain: false }, fakeBroker) as unknown as PersistedPacket
+
+async function queued (store: SessionStore, clientId: string): Promise<string[]> {
+  const bodies: string[] = []
+  for await (const stored of store.outgoingStream({ id: clientId })) bodies.push(stored.payload.toString())
+  return bodies
+}
+
+t.test('the subscription guard keeps refused filters out of the session', async (t) => {
+  const store = await openStore(t)
+  store.setSubscriptionGuard((_clientId, topic) => !topic.startsWith('secret/'))
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }, { topic: 'secret/#', qos: 1 }])
+  t.same((await store.subscriptionsByClient({ id: 'phone' })).map((s) => s.topic), ['news/#'])
+})
+
+t.test('a packet stored by persistPublish is queued once, and the routing hook sees it once', async (t) => {
+  const store = await openStore(t)
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  let routed = 0
+  store.setRoutingHook(async (subs) => { routed++; return subs })
+  const message = packet('news/today', 'one')
+  await store.persistPublish(message)
+  // what aedes' publish pipeline does next with the same packet
+  await store.outgoingEnqueueCombi(await store.subscriptionsByTopic('news/today'), message)
+  t.same(await queued(store, 'phone'), ['one'])
+  t.equal(routed, 1)
+})
+
+t.test('the routing hook decides who queues', async (t) => {
+  const store = await openStore(t)
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  await store.addSubscriptions({ id: 'push-only' }, [{ topic: 'news/#', qos: 1 }])
+  store.setRoutingHook(async (subs) => subs.filter((s) => s.clientId !== 'push-only'))
+  await store.persistPublish(packet('news/today', 'one'))
+  t.same(await queued(store, 'phone'), ['one'])
+  t.same(await queued(store, 'push-only'), [])
+})
+
+t.test('deleteSession removes subscriptions and queued messages of that client only', async (t) => {
+  const store = await openStore(t)
+  for (const id of ['phone', 'phone-2', 'phone:x']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  await store.persistPublish(packet('news/today', 'one'))
+  await store.deleteSession('phone')
+  t.same(await store.subscriptionsByClient({ id: 'phone' }), [])
+  t.same(await queued(store, 'phone'), [])
+  t.same(await queued(store, 'phone-2'), ['one'], 'a client whose id starts the same keeps its queue')
+  t.same(await queued(store, 'phone:x'), ['one'])
+  t.same((await store.subscriptionsByTopic('news/today')).map((s) => s.clientId).sort(), ['phone-2', 'phone:x'])
+})
