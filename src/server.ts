@@ -11,6 +11,9 @@ import type { HeraldConfig } from './config/index.js'
 import { buildHttpApp } from './http/app.js'
 import type { HttpContext, PublicPorts } from './http/context.js'
 import { createMetrics } from './metrics/metrics.js'
+import { createRelayGateway, type RelayGateway } from './relay/gateway.js'
+import { createSenders } from './relay/senders.js'
+import { createRelayOutbox } from './store/relay-outbox.js'
 import { openAppTopicStore } from './store/app-topics.js'
 import { createClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
@@ -36,6 +39,7 @@ export interface HeraldServer {
   stop (): Promise<void>
   /** Present between start() and stop(); for tests. */
   readonly broker: Broker | undefined
+  readonly relay: RelayGateway | undefined
 }
 
 export interface ServerOptions {
@@ -48,6 +52,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let ready = false
   let db: Database | undefined
   let broker: Broker | undefined
+  let gateway: RelayGateway | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
   const netServers: NetServer[] = []
   const httpApps: FastifyInstance[] = []
@@ -74,6 +79,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
   return {
     get broker () { return broker },
+    get relay () { return gateway },
 
     async start () {
       const verifier = createTokenVerifier(config.auth.jwt)
@@ -82,7 +88,11 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const installations = await openInstallationStore(db)
       const clientIds = createClientOwnerStore(db)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics })
-      const metrics = createMetrics(() => broker?.connections.size ?? 0)
+      let relay: RelayGateway | undefined
+      const metrics = createMetrics({
+        connectedClients: () => broker?.connections.size ?? 0,
+        relayOutboxDepth: () => relay?.depth ?? 0,
+      })
       broker = await createBroker({
         config,
         db,
@@ -96,12 +106,22 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
           connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
         },
       })
-      // push-only installations keep no MQTT queue: what reaches them is for the relay alone
-      broker.sessions.setRoutingHook(async (subs) => subs.filter((sub) => !installations.isPushOnly(sub.clientId)))
+      relay = createRelayGateway({
+        config,
+        logger,
+        installations,
+        broker: broker.port,
+        store: createRelayOutbox(db),
+        senders: createSenders(config.push, logger),
+        observer: metrics.relay,
+      })
+      gateway = relay
+      broker.sessions.setRoutingHook(relay.routingHook)
+      await relay.start()
 
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
-        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, clientIds, metrics,
+        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, clientIds, metrics, relay,
         ready: () => ready,
         ports: publicPorts,
       }
@@ -132,9 +152,12 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       for (const wss of webSocketServers) wss.close()
       if (broker !== undefined) await broker.close()
       await Promise.all(closing)
+      // in-flight deliveries settle; pending jobs stay in the outbox for the next start
+      if (gateway !== undefined) await gateway.close()
       await Promise.all(httpApps.map(async (app) => await app.close()))
       if (db !== undefined) await db.close()
       broker = undefined
+      gateway = undefined
       db = undefined
       netServers.length = 0
       httpApps.length = 0

@@ -32,6 +32,8 @@ export interface BrokerPort {
   /** Closes a live connection with this client id and removes its stored session. */
   deleteSession (clientId: string): Promise<void>
   isConnected (clientId: string): boolean
+  /** Client ids whose persistent sessions hold a QoS>0 subscription matching `topic`. */
+  persistentSubscribers (topic: string): Promise<string[]>
 }
 
 export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry: ConnectionRegistry<Client>): BrokerPort {
@@ -72,7 +74,9 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
     async unsubscribe (clientId, topic) {
       const client = live(clientId)
       if (client !== undefined) {
-        await new Promise<void>((resolve, reject) => client.unsubscribe({ topic, qos: 0 }, (err) => err ? reject(err) : resolve()))
+        // aedes' Client#unsubscribe wants topic strings (its types say Subscription objects): an object
+        // matches nothing and leaves the live subscription in place. No messageId: no UNSUBACK is written.
+        await new Promise<void>((resolve, reject) => client.unsubscribe({ cmd: 'unsubscribe', unsubscriptions: [topic] }, (err) => err ? reject(err) : resolve()))
       }
       await sessions.removeSubscriptions({ id: clientId }, [topic])
     },
@@ -89,5 +93,10 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
     },
 
     isConnected: (clientId) => live(clientId) !== undefined,
+
+    async persistentSubscribers (topic) {
+      const subs = await sessions.subscriptionsByTopic(topic)
+      return subs.map((sub) => sub.clientId)
+    },
   }
 }

@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto'
 import { readFileSync, existsSync } from 'node:fs'
 import Value from 'typebox/value'
 import { ConfigSchema, type HeraldConfig } from './schema.js'
@@ -123,10 +124,51 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
     problems.push('auth.jwt.keys: with several keys, each needs a kid')
   }
 
+  checkPush(config.push, problems)
+
   const { certFile, keyFile } = config.tls
   if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
   if (certFile !== null && !existsSync(certFile)) problems.push('tls.certFile: file not found')
   if (keyFile !== null && !existsSync(keyFile)) problems.push('tls.keyFile: file not found')
+}
+
+function checkPush (push: HeraldConfig['push'], problems: string[]): void {
+  if (push.retryMaxMs < push.retryBaseMs) problems.push('push.retryMaxMs: must be at least push.retryBaseMs')
+  if (push.fcm !== undefined) {
+    const { serviceAccountFile, projectId, caFile } = push.fcm
+    const account = readJsonFile(serviceAccountFile)
+    if (account === undefined) problems.push('push.fcm.serviceAccountFile: file not found or not JSON')
+    else {
+      for (const field of ['client_email', 'private_key']) {
+        if (typeof account[field] !== 'string') problems.push(`push.fcm.serviceAccountFile: not a service account (no ${field})`)
+      }
+      if (projectId === null && typeof account.project_id !== 'string') problems.push('push.fcm.projectId: needed, the service account has no project_id')
+    }
+    if (caFile !== null && !existsSync(caFile)) problems.push('push.fcm.caFile: file not found')
+  }
+  if (push.apns !== undefined) {
+    const { keyFile, caFile } = push.apns
+    if (!existsSync(keyFile)) problems.push('push.apns.keyFile: file not found')
+    else if (!isEcPrivateKey(keyFile)) problems.push('push.apns.keyFile: not an APNs auth key (.p8: EC private key in PEM)')
+    if (caFile !== null && !existsSync(caFile)) problems.push('push.apns.caFile: file not found')
+  }
+}
+
+function readJsonFile (path: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'))
+    return isPlainObject(parsed) ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function isEcPrivateKey (path: string): boolean {
+  try {
+    return createPrivateKey(readFileSync(path)).asymmetricKeyType === 'ec'
+  } catch {
+    return false
+  }
 }
 
 function keyPath (instancePath: string, extra?: string): string {

@@ -77,6 +77,30 @@ export const ConfigSchema = Type.Object({
   acl: Type.Object({
     rules: Type.Array(AclRule, { default: [] }),
   }, { additionalProperties: false, default: {} }),
+  push: Type.Object({
+    defaultTtlSec: Type.Integer({ minimum: 0, maximum: 2419200, default: 86400, description: 'how long a relay job lives when the message has no ttl' }),
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'attempts before a job is dead-lettered' }),
+    concurrency: Type.Integer({ minimum: 1, maximum: 10000, default: 200, description: 'deliveries in flight per provider' }),
+    retryBaseMs: Type.Integer({ minimum: 1, default: 1000 }),
+    retryMaxMs: Type.Integer({ minimum: 1, default: 300000 }),
+    // absent: the provider is off
+    fcm: Type.Optional(Type.Object({
+      serviceAccountFile: Type.String({ minLength: 1, description: 'Firebase service account JSON' }),
+      projectId: NullableString('overrides project_id of the service account'),
+      endpoint: NullableString('https://host:port that replaces fcm.googleapis.com and oauth2.googleapis.com (tests, on-premise proxies)'),
+      caFile: NullableString('CA certificate to trust for endpoint'),
+    }, { additionalProperties: false })),
+    apns: Type.Optional(Type.Object({
+      keyFile: Type.String({ minLength: 1, description: 'APNs auth key (.p8)' }),
+      keyId: Type.String({ minLength: 1 }),
+      teamId: Type.String({ minLength: 1 }),
+      topic: Type.String({ minLength: 1, description: 'bundle id used when an installation names no apnsTopic' }),
+      production: Type.Boolean({ default: true, description: 'default environment for tokens that do not say' }),
+      host: NullableString('replaces api.push.apple.com and api.sandbox.push.apple.com (tests, proxies)'),
+      port: Type.Union([Type.Integer({ minimum: 1, maximum: 65535 }), Type.Null()], { default: null }),
+      caFile: NullableString('CA certificate to trust for host'),
+    }, { additionalProperties: false })),
+  }, { additionalProperties: false, default: {} }),
   limits: Type.Object({
     maxPacketBytes: Type.Integer({ minimum: 64, maximum: 268435455, default: 262144 }),
     maxTopicLength: Type.Integer({ minimum: 1, maximum: 65535, default: 256 }),

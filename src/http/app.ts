@@ -35,6 +35,8 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   }) as unknown as FastifyInstance
 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+  // fastify parses text/plain by default; every body of this API is JSON, anything else is 415
+  app.removeContentTypeParser('text/plain')
   app.setErrorHandler(sendError)
   app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })
   app.addHook('onResponse', async (request, reply) => {

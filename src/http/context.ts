@@ -4,6 +4,7 @@ import type { TokenVerifier } from '../auth/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { Metrics } from '../metrics/metrics.js'
+import type { RelayGateway } from '../relay/gateway.js'
 import type { AppTopicStore } from '../store/app-topics.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
@@ -29,6 +30,7 @@ export interface HttpContext {
   readonly appTopics: AppTopicStore
   readonly clientIds: ClientOwnerStore
   readonly metrics: Metrics
+  readonly relay: RelayGateway
   ready (): boolean
   ports (): PublicPorts
 }

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { RelayObserver } from '../../plugins/push-core/index.js'
 
 /** Herald's Prometheus metrics, served at `/metrics`. One registry per server, so tests can run several. */
 export interface Metrics {
@@ -7,23 +8,46 @@ export interface Metrics {
   readonly messagesOut: Counter
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
   readonly authFailures: Counter<'transport' | 'code'>
+  readonly relay: RelayObserver
 }
 
-export function createMetrics (connectedClients: () => number): Metrics {
+/** Values read at scrape time. */
+export interface Gauges {
+  connectedClients (): number
+  relayOutboxDepth (): number
+}
+
+export function createMetrics (gauges: Gauges): Metrics {
   const registry = new Registry()
+  const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
   // eslint-disable-next-line no-new -- registered on `registry`, read at scrape time
-  new Gauge({
-    name: 'herald_mqtt_connected_clients',
-    help: 'Authenticated MQTT connections open now',
-    registers: [registry],
-    collect () { this.set(connectedClients()) },
-  })
+  new Gauge({ name: 'herald_mqtt_connected_clients', help: 'Authenticated MQTT connections open now', registers, collect () { this.set(gauges.connectedClients()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
+
+  const sent = new Counter({ name: 'herald_relay_sent_total', help: 'Notifications accepted by a provider', labelNames: ['provider'], registers })
+  const retried = new Counter({ name: 'herald_relay_retried_total', help: 'Relay attempts that failed transiently and were scheduled again', labelNames: ['provider'], registers })
+  const pruned = new Counter({ name: 'herald_relay_pruned_total', help: 'Push tokens removed after a provider rejected them', labelNames: ['provider'], registers })
+  const dropped = new Counter({ name: 'herald_relay_dropped_total', help: 'Relay jobs given up, by reason', labelNames: ['provider', 'reason'], registers })
+  const dead = new Counter({ name: 'herald_relay_dead_lettered_total', help: 'Relay jobs that ran out of attempts', labelNames: ['provider'], registers })
+  const latency = new Histogram({ name: 'herald_relay_provider_latency_seconds', help: 'Time a provider took to answer a send', labelNames: ['provider'], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers })
+
   return {
     registry,
-    messagesIn: new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers: [registry] }),
-    messagesOut: new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers: [registry] }),
-    httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
-    authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers: [registry] }),
+    messagesIn: new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers }),
+    messagesOut: new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers }),
+    httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
+    authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
+    relay: {
+      sent: (provider, ms) => {
+        sent.inc({ provider })
+        latency.observe({ provider }, ms / 1000)
+      },
+      retried: (provider) => retried.inc({ provider }),
+      pruned: (provider) => pruned.inc({ provider }),
+      dropped: (provider, reason) => dropped.inc({ provider, reason }),
+      deadLettered: (provider) => dead.inc({ provider }),
+    },
   }
 }

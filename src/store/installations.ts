@@ -29,6 +29,10 @@ export interface InstallationStore {
   get (id: string): Promise<Installation | undefined>
   /** Synchronous, for the routing path: is this client id a push-only installation? */
   isPushOnly (id: string): boolean
+  /** Synchronous, for the routing path: is this client id an installation with a push token? */
+  hasPushToken (id: string): boolean
+  /** Removes the push token the provider rejected, unless the installation has a new one by now. */
+  prunePushToken (id: string, token: string): Promise<void>
   listByOwner (owner: string): Promise<Installation[]>
   /** Stores a new or changed installation. A push token another installation holds moves to this one. */
   put (installation: Installation): Promise<void>
@@ -39,8 +43,20 @@ const SEPARATOR = '\u0000' // cannot occur in a user id (auth/claims.ts)
 
 export async function openInstallationStore (db: Database): Promise<InstallationStore> {
   const byId = db.sublevel<string, Installation>('installations', { valueEncoding: 'json' })
+  // what the routing path asks for every message, kept in memory
   const pushOnly = new Set<string>()
-  for await (const installation of byId.values()) if (!installation.mqtt) pushOnly.add(installation.id)
+  const withToken = new Set<string>()
+  const remember = (installation: Installation): void => {
+    if (installation.mqtt) pushOnly.delete(installation.id)
+    else pushOnly.add(installation.id)
+    if (installation.pushToken === null) withToken.delete(installation.id)
+    else withToken.add(installation.id)
+  }
+  const forget = (id: string): void => {
+    pushOnly.delete(id)
+    withToken.delete(id)
+  }
+  for await (const installation of byId.values()) remember(installation)
   const byOwner = db.sublevel<string, string>('installations-by-owner', { valueEncoding: 'utf8' })
   const byToken = db.sublevel<string, string>('push-tokens', { valueEncoding: 'utf8' })
   const serial = new Serial()
@@ -50,6 +66,7 @@ export async function openInstallationStore (db: Database): Promise<Installation
   return {
     get: async (id) => await byId.get(id),
     isPushOnly: (id) => pushOnly.has(id),
+    hasPushToken: (id) => withToken.has(id),
 
     async listByOwner (owner) {
       const ids: string[] = []
@@ -60,6 +77,7 @@ export async function openInstallationStore (db: Database): Promise<Installation
 
     put: async (installation) => await serial.run(async () => {
       const previous = await byId.get(installation.id)
+      let displaced: string | undefined
       const batch = db.batch()
       if (previous?.pushToken != null && (installation.pushToken === null || tokenKey(previous.pushToken) !== tokenKey(installation.pushToken))) {
         batch.del(tokenKey(previous.pushToken), { sublevel: byToken })
@@ -69,7 +87,10 @@ export async function openInstallationStore (db: Database): Promise<Installation
         const holder = await byToken.get(tokenKey(installation.pushToken))
         if (holder !== undefined && holder !== installation.id) {
           const old = await byId.get(holder)
-          if (old !== undefined) batch.put(holder, { ...old, pushToken: null, updatedAt: installation.updatedAt }, { sublevel: byId })
+          if (old !== undefined) {
+            batch.put(holder, { ...old, pushToken: null, updatedAt: installation.updatedAt }, { sublevel: byId })
+            displaced = holder
+          }
         }
         batch.put(tokenKey(installation.pushToken), installation.id, { sublevel: byToken })
       }
@@ -77,8 +98,19 @@ export async function openInstallationStore (db: Database): Promise<Installation
       batch.put(ownerKey(installation.owner, installation.id), installation.id, { sublevel: byOwner })
       batch.put(installation.id, installation, { sublevel: byId })
       await batch.write()
-      if (installation.mqtt) pushOnly.delete(installation.id)
-      else pushOnly.add(installation.id)
+      if (displaced !== undefined) withToken.delete(displaced)
+      remember(installation)
+    }),
+
+    prunePushToken: async (id, token) => await serial.run(async () => {
+      const installation = await byId.get(id)
+      if (installation?.pushToken?.token !== token) return
+      const batch = db.batch()
+      batch.del(tokenKey(installation.pushToken), { sublevel: byToken })
+      const pruned = { ...installation, pushToken: null, updatedAt: new Date().toISOString() }
+      batch.put(id, pruned, { sublevel: byId })
+      await batch.write()
+      remember(pruned)
     }),
 
     delete: async (id) => await serial.run(async () => {
@@ -89,7 +121,7 @@ export async function openInstallationStore (db: Database): Promise<Installation
       batch.del(ownerKey(installation.owner, id), { sublevel: byOwner })
       if (installation.pushToken !== null) batch.del(tokenKey(installation.pushToken), { sublevel: byToken })
       await batch.write()
-      pushOnly.delete(id)
+      forget(id)
       return installation
     }),
   }

@@ -5,7 +5,8 @@ import { HeraldError } from '../../errors/index.js'
 import type { HttpContext } from '../context.js'
 
 const PublishBody = Type.Object({
-  topic: Type.String({ minLength: 1 }),
+  // an empty topic is TOPIC_INVALID (assertPublishTopic), not a schema error
+  topic: Type.String(),
   payload: Type.Unknown({ description: 'a string for utf8/base64; any JSON value for json' }),
   encoding: Type.Optional(Type.Union([Type.Literal('utf8'), Type.Literal('base64'), Type.Literal('json')], { default: 'utf8' })),
   qos: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)], { default: 0 })),

@@ -9,12 +9,13 @@ import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
 import { installationTopic, userInboxTopic } from '../../push/topics.js'
 import { findOwnInstallation } from './installation-access.js'
+import type { RelayContent } from '../../../plugins/push-core/index.js'
 
 interface ResolvedTarget {
   /** The topic the envelope is delivered on (and names in its `topic` field). */
   readonly topic: string
-  /** Set for `to.installation`: deliver to that client id only; null when it is push-only. */
-  readonly clientId?: string | null
+  /** Set for `to.installation`: the one recipient, and whether it takes MQTT deliveries. */
+  readonly installation?: { readonly id: string, readonly mqtt: boolean }
 }
 
 /** `POST /v1/push`: push to a topic, a user (direct push) or one installation. */
@@ -33,10 +34,16 @@ export function registerPushRoutes (app: FastifyInstance, ctx: HttpContext): voi
 
     const id = randomUUID()
     const envelope = buildEnvelope({ id, now: new Date(), sender: request.principal.sub, topic: target.topic, request: push })
+
+    // relay first: the outbox holds the jobs for offline devices before anything is sent anywhere
+    const recipients = target.installation !== undefined ? [target.installation.id] : await ctx.broker.persistentSubscribers(target.topic)
+    await ctx.relay.relayPush(recipients, relayContent(id, target.topic, push), push.ttl)
+
     if (push.mqtt?.enabled !== false) {
       const message = { topic: target.topic, payload: Buffer.from(JSON.stringify(envelope)), qos: push.mqtt?.qos ?? 1, retain: false }
-      if (target.clientId === undefined) await ctx.broker.publish(message)
-      else if (target.clientId !== null) await ctx.broker.deliverTo(target.clientId, message)
+      ctx.relay.markRelayed(message.payload)
+      if (target.installation === undefined) await ctx.broker.publish(message)
+      else if (target.installation.mqtt) await ctx.broker.deliverTo(target.installation.id, message)
     }
     ctx.metrics.messagesIn.inc({ transport: 'http' })
     return await reply.code(202).send({ id })
@@ -54,5 +61,17 @@ async function resolveTarget (to: PushTarget, principal: Principal, ctx: HttpCon
     return { topic: userInboxTopic(to.user) }
   }
   const installation = await findOwnInstallation(ctx, principal, to.installation)
-  return { topic: installationTopic(installation), clientId: installation.mqtt ? installation.id : null }
+  return { topic: installationTopic(installation), installation: { id: installation.id, mqtt: installation.mqtt } }
+}
+
+function relayContent (messageId: string, topic: string, push: PushRequest): RelayContent {
+  return {
+    kind: 'push',
+    messageId,
+    topic,
+    notification: push.notification ?? null,
+    data: push.data ?? {},
+    ...(push.fcm !== undefined && { fcm: push.fcm }),
+    ...(push.apns !== undefined && { apns: push.apns }),
+  }
 }

@@ -1,0 +1,5 @@
+export { createPushRelay, type PushRelay, type RelayContext } from './relay.js'
+export type { RelayJob, RelayStore } from './job.js'
+export type { DropReason, RelayLogger, RelayObserver, TokenDirectory } from './relay-worker.js'
+export { retryDelayMs, type RetryPolicy } from './retry-policy.js'
+export * from './types.js'

@@ -1,0 +1,92 @@
+import type { Logger } from 'pino'
+import { createPushRelay, type PushSender, type RelayContent, type RelayObserver } from '../../plugins/push-core/index.js'
+import type { BrokerPort } from '../broker/broker-port.js'
+import type { HeraldConfig } from '../config/index.js'
+import type { InstallationStore } from '../store/installations.js'
+import type { PersistedPacket, RoutingHook } from '../store/session-store.js'
+import type { RelayStore } from '../../plugins/push-core/index.js'
+
+/**
+ * Where Herald meets the relay plugin. Messages reach it two ways:
+ * - `POST /v1/push` relays with the full push content (notification, data,
+ *   per-network options) to the offline recipients it computed, then marks
+ *   the MQTT payload so the routing hook does not relay it a second time;
+ * - every other QoS>0 message, through the session store's routing hook,
+ *   is relayed as a raw data message to offline installations it reached.
+ * Push-only installations keep no MQTT queue either way.
+ */
+export interface RelayGateway {
+  relayPush (clientIds: Iterable<string>, content: RelayContent, ttlSec: number | undefined): Promise<void>
+  markRelayed (payload: Buffer): void
+  readonly routingHook: RoutingHook
+  start (): Promise<void>
+  idle (): Promise<void>
+  /** Relay jobs not settled yet. */
+  readonly depth: number
+  close (): Promise<void>
+}
+
+export interface GatewayDeps {
+  readonly config: HeraldConfig
+  readonly logger: Logger
+  readonly installations: InstallationStore
+  readonly broker: BrokerPort
+  readonly store: RelayStore
+  readonly senders: readonly PushSender[]
+  readonly observer?: RelayObserver
+}
+
+export function createRelayGateway (deps: GatewayDeps): RelayGateway {
+  const { installations, broker } = deps
+  // payload Buffers travel by reference from publish to the session store, so they can carry the mark
+  const relayedByPush = new WeakSet<Buffer>()
+  const relay = createPushRelay({
+    logger: deps.logger.child({ component: 'relay' }),
+    store: deps.store,
+    senders: deps.senders,
+    tokens: {
+      tokenOf: async (id) => (await installations.get(id))?.pushToken ?? null,
+      prune: async (id, token) => await installations.prunePushToken(id, token.token),
+    },
+    recipients: {
+      hasPushToken: (id) => installations.hasPushToken(id),
+      isPushOnly: (id) => installations.isPushOnly(id),
+      isConnected: (id) => broker.isConnected(id),
+    },
+    settings: deps.config.push,
+    ...(deps.observer !== undefined && { observer: deps.observer }),
+  })
+
+  return {
+    get depth () { return relay.depth },
+    async relayPush (clientIds, content, ttlSec) {
+      await relay.routed(clientIds, content, ttlSec)
+    },
+    markRelayed: (payload) => { relayedByPush.add(payload) },
+    routingHook: async (subs, packet) => {
+      if (!relayedByPush.has(packet.payload)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(packet))
+      return subs.filter((sub) => !installations.isPushOnly(sub.clientId))
+    },
+    start: async () => await relay.start(),
+    idle: async () => await relay.idle(),
+    close: async () => await relay.close(),
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** A raw message as the relay carries it: the payload only when it is text. */
+function rawContent (packet: PersistedPacket): RelayContent {
+  let payload: string | undefined
+  try {
+    payload = utf8.decode(packet.payload)
+  } catch {
+    payload = undefined
+  }
+  return {
+    kind: 'raw',
+    messageId: `${packet.brokerId}-${packet.brokerCounter}`,
+    topic: packet.topic,
+    ...(payload !== undefined && { payload }),
+  }
+}

@@ -1,0 +1,149 @@
+import t, { type Test } from 'tap'
+import { createPushRelay, retryDelayMs, type Delivery, type DeliveryResult, type DeviceToken, type PushSender, type RelayContent, type RelayJob, type RelayStore } from '../../../plugins/push-core/index.js'
+
+/** An in-memory outbox with the RelayStore contract; the LevelDB one is exercised end to end. */
+class MemoryStore implements RelayStore {
+  readonly jobs = new Map<string, RelayJob>()
+  readonly dead: Array<RelayJob & { reason: string }> = []
+  async putMany (list: readonly RelayJob[]): Promise<void> { for (const job of list) this.jobs.set(job.id, job) }
+  async put (job: RelayJob): Promise<void> { this.jobs.set(job.id, job) }
+  async delete (id: string): Promise<void> { this.jobs.delete(id) }
+  async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason }) }
+  async * loadAll (): AsyncIterable<RelayJob> { yield * [...this.jobs.values()] }
+}
+
+/** A sender whose answers the test scripts per token; it records every batch it got. */
+class ScriptedSender implements PushSender {
+  readonly batches: Delivery[][] = []
+  answer: (delivery: Delivery, attempt: number) => DeliveryResult['outcome'] | DeliveryResult = () => 'sent'
+  readonly #attempts = new Map<string, number>()
+  constructor (readonly provider: 'fcm' | 'apns', readonly maxBatch: number) {}
+  async send (deliveries: readonly Delivery[]): Promise<DeliveryResult[]> {
+    this.batches.push([...deliveries])
+    return deliveries.map((delivery) => {
+      const attempt = (this.#attempts.get(delivery.jobId) ?? 0) + 1
+      this.#attempts.set(delivery.jobId, attempt)
+      const answer = this.answer(delivery, attempt)
+      return typeof answer === 'string' ? { jobId: delivery.jobId, outcome: answer, reason: 'scripted' } as DeliveryResult : answer
+    })
+  }
+  async close (): Promise<void> {}
+}
+
+const content: RelayContent = { kind: 'push', messageId: 'm1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
+const silent = { info () {}, warn () {} }
+
+function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], maxAttempts?: number } = {}) {
+  const store = new MemoryStore()
+  const fcm = new ScriptedSender('fcm', 500)
+  const apns = new ScriptedSender('apns', 1)
+  const tokens = new Map(Object.entries(options.tokens ?? {}))
+  const pruned: string[] = []
+  const counts = { sent: 0, retried: 0, pruned: 0, dropped: [] as string[], dead: 0 }
+  const relay = createPushRelay({
+    logger: silent,
+    store,
+    senders: [fcm, apns],
+    tokens: {
+      tokenOf: async (id) => tokens.get(id) ?? null,
+      prune: async (id) => { pruned.push(id); tokens.delete(id) },
+    },
+    recipients: {
+      hasPushToken: (id) => tokens.has(id),
+      isPushOnly: (id) => options.pushOnly?.includes(id) ?? false,
+      isConnected: (id) => options.connected?.includes(id) ?? false,
+    },
+    settings: { defaultTtlSec: 3600, maxAttempts: options.maxAttempts ?? 5, concurrency: 1000, retryBaseMs: 1, retryMaxMs: 4 },
+    observer: {
+      sent: () => counts.sent++,
+      retried: () => counts.retried++,
+      pruned: () => counts.pruned++,
+      dropped: (_p, why) => counts.dropped.push(why),
+      deadLettered: () => counts.dead++,
+    },
+  })
+  t.teardown(async () => await relay.close())
+  return { store, fcm, apns, relay, pruned, counts, tokens }
+}
+
+const fcmToken = (token: string): DeviceToken => ({ provider: 'fcm', token, environment: 'production', apnsTopic: null })
+const apnsToken = (token: string): DeviceToken => ({ provider: 'apns', token, environment: 'production', apnsTopic: null })
+
+/** Resolves once the outbox is empty (retries included). */
+async function settled (relay: { drain (): Promise<void> }): Promise<void> {
+  await relay.drain()
+}
+
+t.test('only offline installations with a token get a job; push-only ones always', async (t) => {
+  const { relay, fcm, store } = setup(t, {
+    tokens: { offline: fcmToken('a'), online: fcmToken('b'), pushonly: fcmToken('c') },
+    connected: ['online', 'pushonly'],
+    pushOnly: ['pushonly'],
+  })
+  const created = await relay.routed(['offline', 'online', 'pushonly', 'no-token', 'offline'], content)
+  t.equal(created, 2, 'deduplicated, connected and token-less skipped')
+  t.equal(store.jobs.size, 2, 'jobs are in the outbox before sending')
+  await settled(relay)
+  t.same(fcm.batches.flat().map((d) => d.token.token).sort(), ['a', 'c'])
+  t.equal(store.jobs.size, 0, 'sent jobs leave the outbox')
+})
+
+t.test('FCM deliveries go in batches of at most maxBatch', async (t) => {
+  const tokens: Record<string, DeviceToken> = {}
+  for (let i = 0; i < 1200; i++) tokens[`i${i}`] = fcmToken(`t${i}`)
+  const { relay, fcm, counts } = setup(t, { tokens })
+  await relay.routed(Object.keys(tokens), content)
+  await settled(relay)
+  t.ok(fcm.batches.every((batch) => batch.length <= 500))
+  t.equal(fcm.batches.flat().length, 1200)
+  t.equal(counts.sent, 1200)
+})
+
+t.test('transient failures are retried until sent; permanent ones prune the token', async (t) => {
+  const { relay, apns, pruned, counts, store } = setup(t, { tokens: { flaky: apnsToken('f'), dead: apnsToken('d') } })
+  apns.answer = (delivery, attempt) => delivery.token.token === 'd' ? 'prune' : attempt < 3 ? 'retry' : 'sent'
+  await relay.routed(['flaky', 'dead'], content)
+  await settled(relay)
+  t.same(pruned, ['dead'])
+  t.equal(counts.retried, 2)
+  t.equal(counts.sent, 1)
+  t.equal(counts.pruned, 1)
+  t.equal(store.jobs.size, 0)
+})
+
+t.test('a job that keeps failing is dead-lettered after maxAttempts', async (t) => {
+  const { relay, apns, store, counts } = setup(t, { tokens: { x: apnsToken('x') }, maxAttempts: 3 })
+  apns.answer = () => 'retry'
+  await relay.routed(['x'], content)
+  await settled(relay)
+  t.equal(store.dead.length, 1)
+  t.equal(store.dead[0]?.attempts, 3)
+  t.equal(counts.dead, 1)
+})
+
+t.test('expired jobs, disabled networks and unconfigured providers are dropped with a reason', async (t) => {
+  const { relay, counts, fcm } = setup(t, { tokens: { a: fcmToken('a') } })
+  await relay.routed(['a'], content, 0)
+  await relay.routed(['a'], { ...content, fcm: { enabled: false } })
+  await settled(relay)
+  t.same(counts.dropped.sort(), ['disabled', 'expired'])
+  t.equal(fcm.batches.length, 0)
+})
+
+t.test('jobs left in the outbox are sent after a restart', async (t) => {
+  const first = setup(t, { tokens: { a: fcmToken('a') } })
+  const job: RelayJob = { id: 'j1', installationId: 'a', content, createdAt: Date.now(), expiresAt: Date.now() + 60_000, attempts: 1, notBefore: 0 }
+  await first.store.put(job)
+  await first.relay.start()
+  await settled(first.relay)
+  t.equal(first.fcm.batches.flat()[0]?.jobId, 'j1')
+})
+
+t.test('retry delays grow exponentially with jitter, capped, and honour Retry-After', async (t) => {
+  const policy = { baseMs: 1000, maxMs: 30_000 }
+  t.equal(retryDelayMs(1, policy, undefined, () => 0), 500)
+  t.equal(retryDelayMs(1, policy, undefined, () => 1), 1000)
+  t.equal(retryDelayMs(4, policy, undefined, () => 1), 8000)
+  t.equal(retryDelayMs(20, policy, undefined, () => 1), 30_000, 'capped')
+  t.equal(retryDelayMs(1, policy, 7000, () => 0), 7000, 'Retry-After is a floor')
+})
