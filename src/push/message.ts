@@ -9,7 +9,8 @@ import Type, { type Static } from 'typebox'
 const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u0000$][^/+#\\u0000]*$' })
 
 export const PushTarget = Type.Union([
-  Type.Object({ topic: Type.String({ minLength: 1, maxLength: 65535 }) }, { additionalProperties: false }),
+  // no minLength: an empty topic is TOPIC_INVALID (assertPublishTopic), not a schema error
+  Type.Object({ topic: Type.String({ maxLength: 65535 }) }, { additionalProperties: false }),
   Type.Object({ user: Id }, { additionalProperties: false, description: 'direct push to every device of a user (service/admin)' }),
   Type.Object({ installation: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }),
 ])
