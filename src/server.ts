@@ -110,6 +110,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         config,
         logger,
         installations,
+        acl,
         broker: broker.port,
         store: createRelayOutbox(db),
         senders: createSenders(config.push, logger),

@@ -17,6 +17,12 @@ export interface RelayContext {
     isPushOnly (clientId: string): boolean
     /** True while an MQTT connection with this client id is open. */
     isConnected (clientId: string): boolean
+    /**
+     * May the installation's owner read `topic` now? The relay's counterpart of
+     * the broker's per-delivery ACL check: a subscription stored earlier (or
+     * made by an admin) never carries a message its owner may not read.
+     */
+    mayReceive (clientId: string, topic: string): Promise<boolean>
   }
   readonly settings: {
     readonly defaultTtlSec: number
@@ -69,6 +75,7 @@ export function createPushRelay (ctx: RelayContext): PushRelay {
       for (const clientId of new Set(clientIds)) {
         if (!recipients.hasPushToken(clientId)) continue
         if (!recipients.isPushOnly(clientId) && recipients.isConnected(clientId)) continue
+        if (!await recipients.mayReceive(clientId, content.topic)) continue
         jobs.push({ id: randomUUID(), installationId: clientId, content, createdAt, expiresAt, attempts: 0, notBefore: createdAt })
       }
       await worker.enqueue(jobs)

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino'
 import { createPushRelay, type PushSender, type RelayContent, type RelayObserver } from '../../plugins/push-core/index.js'
+import type { Acl } from '../acl/index.js'
+import type { Principal } from '../auth/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { InstallationStore } from '../store/installations.js'
@@ -30,6 +32,7 @@ export interface GatewayDeps {
   readonly config: HeraldConfig
   readonly logger: Logger
   readonly installations: InstallationStore
+  readonly acl: Acl
   readonly broker: BrokerPort
   readonly store: RelayStore
   readonly senders: readonly PushSender[]
@@ -52,6 +55,13 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
       hasPushToken: (id) => installations.hasPushToken(id),
       isPushOnly: (id) => installations.isPushOnly(id),
       isConnected: (id) => broker.isConnected(id),
+      async mayReceive (id, topic) {
+        const installation = await installations.get(id)
+        if (installation === undefined) return false
+        // the owner as the installation knows it: its user id and the groups last seen in its token
+        const owner: Principal = { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
+        return deps.acl.forPrincipal(owner).canReceive(topic)
+      },
     },
     settings: deps.config.push,
     ...(deps.observer !== undefined && { observer: deps.observer }),

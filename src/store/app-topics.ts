@@ -16,7 +16,8 @@ export interface AppTopic {
 export interface AppTopicStore extends AppTopicDirectory {
   list (): AppTopic[]
   getTopic (name: string): AppTopic | undefined
-  put (topic: AppTopic): Promise<void>
+  /** Creates or replaces; with `onlyIfAbsent`, resolves false (and writes nothing) when the topic exists. */
+  put (topic: AppTopic, options?: { onlyIfAbsent?: boolean }): Promise<boolean>
   delete (name: string): Promise<boolean>
 }
 
@@ -29,9 +30,19 @@ export async function openAppTopicStore (db: Database): Promise<AppTopicStore> {
     get: (name) => topics.get(name)?.acl,
     getTopic: (name) => topics.get(name),
     list: () => [...topics.values()].sort((a, b) => a.name.localeCompare(b.name)),
-    async put (topic) {
-      await stored.put(topic.name, topic)
+    async put (topic, options = {}) {
+      const previous = topics.get(topic.name)
+      if (previous !== undefined && options.onlyIfAbsent === true) return false
+      // the map changes before the write, so a concurrent create-only call already sees the topic
       topics.set(topic.name, topic)
+      try {
+        await stored.put(topic.name, topic)
+      } catch (err) {
+        if (previous === undefined) topics.delete(topic.name)
+        else topics.set(topic.name, previous)
+        throw err
+      }
+      return true
     },
     async delete (name) {
       if (!topics.has(name)) return false

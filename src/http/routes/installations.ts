@@ -83,6 +83,8 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
   })
 
   app.post<{ Body: CreateBody }>('/installations', {
+    // every field is optional, so an empty request is a valid registration
+    preValidation: async (request) => { request.body ??= {} },
     schema: {
       summary: 'Register a device',
       body: CreateBody,

@@ -6,6 +6,7 @@ import { HeraldError } from '../../errors/index.js'
 import type { Installation } from '../../store/installations.js'
 import type { HttpContext } from '../context.js'
 import { findOwnInstallation } from './installation-access.js'
+import { userInboxTopic } from '../../push/topics.js'
 
 const TopicParams = Type.Object({
   id: Type.String({ minLength: 1, maxLength: 128 }),
@@ -59,7 +60,11 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
     schema: { summary: 'Unsubscribe an installation from a topic', params: TopicParams },
   }, async (request, reply) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
-    await ctx.broker.unsubscribe(installation.id, request.params['*'])
+    const topic = request.params['*']
+    assertTopicFilter(topic, ctx.config.limits)
+    // direct push reaches a device through this subscription; it goes with the installation only
+    if (topic === userInboxTopic(installation.owner)) throw new HeraldError('NOT_AUTHORIZED', 'the inbox subscription cannot be removed')
+    await ctx.broker.unsubscribe(installation.id, topic)
     return await reply.code(204).send()
   })
 

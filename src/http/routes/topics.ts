@@ -51,7 +51,7 @@ export function registerTopicRoutes (app: FastifyInstance, ctx: HttpContext): vo
   }, async (request, reply) => {
     requireRole(request.principal, 'admin')
     const existing = ctx.appTopics.getTopic(request.params.name)
-    if (existing !== undefined && request.headers['if-none-match'] === '*') throw new HeraldError('ALREADY_EXISTS', 'the topic exists')
+    const onlyIfAbsent = request.headers['if-none-match'] === '*'
     const now = new Date().toISOString()
     const acl = request.body.acl ?? {}
     const topic: AppTopic = {
@@ -60,7 +60,7 @@ export function registerTopicRoutes (app: FastifyInstance, ctx: HttpContext): vo
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     }
-    await ctx.appTopics.put(topic)
+    if (!await ctx.appTopics.put(topic, { onlyIfAbsent })) throw new HeraldError('ALREADY_EXISTS', 'the topic exists')
     return await reply.code(existing === undefined ? 201 : 200).send(view(topic))
   })
 

@@ -33,7 +33,7 @@ class ScriptedSender implements PushSender {
 const content: RelayContent = { kind: 'push', messageId: 'm1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
 const silent = { info () {}, warn () {} }
 
-function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], maxAttempts?: number } = {}) {
+function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number } = {}) {
   const store = new MemoryStore()
   const fcm = new ScriptedSender('fcm', 500)
   const apns = new ScriptedSender('apns', 1)
@@ -52,6 +52,7 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
       hasPushToken: (id) => tokens.has(id),
       isPushOnly: (id) => options.pushOnly?.includes(id) ?? false,
       isConnected: (id) => options.connected?.includes(id) ?? false,
+      mayReceive: async (id) => !(options.forbidden?.includes(id) ?? false),
     },
     settings: { defaultTtlSec: 3600, maxAttempts: options.maxAttempts ?? 5, concurrency: 1000, retryBaseMs: 1, retryMaxMs: 4 },
     observer: {
@@ -86,6 +87,13 @@ t.test('only offline installations with a token get a job; push-only ones always
   await settled(relay)
   t.same(fcm.batches.flat().map((d) => d.token.token).sort(), ['a', 'c'])
   t.equal(store.jobs.size, 0, 'sent jobs leave the outbox')
+})
+
+t.test('no job for an installation whose owner may not read the topic', async (t) => {
+  const { relay, store } = setup(t, { tokens: { allowed: fcmToken('a'), foreign: fcmToken('b') }, forbidden: ['foreign'] })
+  t.equal(await relay.routed(['allowed', 'foreign'], content), 1)
+  t.same([...store.jobs.values()].map((job) => job.installationId), ['allowed'])
+  await settled(relay)
 })
 
 t.test('FCM deliveries go in batches of at most maxBatch', async (t) => {

@@ -1,0 +1,372 @@
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import type { Client } from 'aedes'
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
+import t, { type Test } from 'tap'
+import { sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { api } from '../helpers/http.js'
+
+// POST /v1/push and POST /v1/publish end to end: real HTTP requests, real MQTT
+// clients (mqtt.js over TCP and WebSocket, Debian's mosquitto_sub).
+//
+// A message that must NOT arrive is proven absent with a later marker: the HTTP
+// API answers only once aedes has written a message to every live subscriber,
+// and one connection delivers in order, so had the message been delivered it
+// would come before the marker.
+
+const admin = sign({ sub: 'root', role: 'admin' })
+const service = sign({ sub: 'backend', role: 'service' })
+const alice = sign({ sub: 'alice' })
+
+interface Received { readonly topic: string, readonly payload: Buffer, readonly retain: boolean }
+
+interface Device {
+  readonly client: MqttClient
+  readonly connack: IConnackPacket
+  /** The next message this connection received, in arrival order (buffered). */
+  next (): Promise<Received>
+}
+
+function aedesOf (broker: TestBroker): NonNullable<TestBroker['server']['broker']>['aedes'] {
+  const aedes = broker.server.broker?.aedes
+  if (aedes === undefined) throw new Error('broker not started')
+  return aedes
+}
+
+/** Resolves on the first aedes `event` about the client `clientId` ('ack' once a PUBACK is processed, …). */
+async function brokerEvent (broker: TestBroker, event: 'clientReady' | 'clientDisconnect' | 'subscribe' | 'ack', clientId: string): Promise<void> {
+  const aedes = aedesOf(broker) as unknown as { on (e: string, f: (...args: unknown[]) => void): void, off (e: string, f: (...args: unknown[]) => void): void }
+  await new Promise<void>((resolve) => {
+    const listener = (...args: unknown[]): void => {
+      // clientReady and clientDisconnect pass the client first; subscribe and ack pass it last
+      const client = (event === 'clientReady' || event === 'clientDisconnect' ? args[0] : args[args.length - 1]) as Client
+      if (client.id !== clientId) return
+      aedes.off(event, listener)
+      resolve()
+    }
+    aedes.on(event, listener)
+  })
+}
+
+/**
+ * Connects with a message buffer attached before CONNACK (a restored session's
+ * queue follows CONNACK at once) and resolves once aedes has also finished
+ * sending that queue ('clientReady'), so a marker sent afterwards comes after it.
+ */
+async function open (t: Test, broker: TestBroker, url: string, options: IClientOptions & { clientId: string }): Promise<Device> {
+  const ready = brokerEvent(broker, 'clientReady', options.clientId)
+  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, username: 'device', ...options })
+  t.teardown(async () => { await client.endAsync(true) })
+  const buffered: Received[] = []
+  const waiting: Array<{ resolve: (m: Received) => void, reject: (err: Error) => void }> = []
+  client.on('message', (topic, payload, packet) => {
+    const message = { topic, payload, retain: packet.retain }
+    const waiter = waiting.shift()
+    if (waiter !== undefined) waiter.resolve(message)
+    else buffered.push(message)
+  })
+  client.on('close', () => {
+    for (const waiter of waiting.splice(0)) waiter.reject(new Error(`${options.clientId}: connection closed while waiting for a message`))
+  })
+  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
+    client.once('connect', resolve)
+    client.once('error', reject)
+    client.once('close', () => reject(new Error('connection closed before CONNACK')))
+  })
+  await ready
+  return {
+    client,
+    connack,
+    next: async () => {
+      const first = buffered.shift()
+      if (first !== undefined) return first
+      if (!client.connected) throw new Error(`${options.clientId}: connection closed`)
+      return await new Promise((resolve, reject) => waiting.push({ resolve, reject }))
+    },
+  }
+}
+
+/** `POST /v1/push`; checks the 202 and returns the message id. */
+async function push (t: Test, broker: TestBroker, token: string, body: Record<string, unknown>): Promise<string> {
+  const res = await api<{ id: string }>(broker, 'POST', '/v1/push', { token, body })
+  t.equal(res.status, 202, `push to ${JSON.stringify(body.to)} accepted`)
+  t.type(res.body?.id, 'string')
+  return res.body.id
+}
+
+/** A QoS1 raw publish by a service, used as an ordering marker. */
+async function marker (t: Test, broker: TestBroker, topic: string, text: string): Promise<void> {
+  const res = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic, payload: text, qos: 1 } })
+  t.equal(res.status, 202, `marker ${text} published`)
+}
+
+async function createTopic (t: Test, broker: TestBroker, name: string, acl?: Record<string, string[]>): Promise<void> {
+  const res = await api(broker, 'PUT', `/v1/topics/${name}`, { token: admin, body: acl === undefined ? {} : { acl } })
+  t.ok(res.status === 201 || res.status === 200, `topic ${name} written`)
+}
+
+async function createInstallation (t: Test, broker: TestBroker, token: string, body: Record<string, unknown> = {}): Promise<string> {
+  const res = await api<{ installationId: string }>(broker, 'POST', '/v1/installations', { token, body })
+  t.equal(res.status, 201, 'installation created')
+  return res.body.installationId
+}
+
+function envelopeOf (message: Received): Record<string, unknown> {
+  return JSON.parse(message.payload.toString('utf8')) as Record<string, unknown>
+}
+
+const text = (message: Received): string => message.payload.toString('utf8')
+
+t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub with the same envelope', async (t) => {
+  const broker = await startBroker(t)
+  await createTopic(t, broker, 'news')
+
+  const tcp = await open(t, broker, broker.mqttUrl, { clientId: 'alice-tcp', password: alice })
+  const ws = await open(t, broker, broker.wsUrl, { clientId: 'bob-ws', password: sign({ sub: 'bob' }) })
+  t.same((await tcp.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
+  t.same((await ws.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
+
+  const subscribed = brokerEvent(broker, 'subscribe', 'mosq-carol')
+  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(broker.ports.mqtt), '-i', 'mosq-carol',
+    '-u', 'x', '-P', sign({ sub: 'carol' }), '-t', 'app/news', '-q', '1', '-C', '1'])
+  t.teardown(() => { sub.kill() })
+  let stdout = ''
+  let stderr = ''
+  sub.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  sub.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)))
+  await Promise.race([subscribed, exited.then((code) => { throw new Error(`mosquitto_sub exited (${code}) before subscribing: ${stderr}`) })])
+
+  const request = {
+    to: { topic: 'app/news' },
+    notification: { title: 'Hello', body: 'Héllo wörld ✓' },
+    data: { article: '42', kind: 'breaking' },
+    ttl: 60,
+  }
+  const id = await push(t, broker, service, request)
+
+  const fromTcp = envelopeOf(await tcp.next())
+  const fromWs = envelopeOf(await ws.next())
+  t.equal(await exited, 0, 'mosquitto_sub got its one message and exited')
+  const fromMosquitto = JSON.parse(stdout.trim()) as Record<string, unknown>
+
+  t.same(Object.keys(fromTcp).sort(), ['data', 'expiresAt', 'id', 'notification', 'origin', 'sender', 'sentAt', 'topic'])
+  t.equal(fromTcp.id, id, 'the envelope id is the id the API returned')
+  t.equal(fromTcp.sender, 'backend')
+  t.equal(fromTcp.topic, 'app/news')
+  t.same(fromTcp.origin, { topic: 'app/news' })
+  t.same(fromTcp.notification, request.notification)
+  t.same(fromTcp.data, request.data)
+  const sentAt = Date.parse(String(fromTcp.sentAt))
+  t.ok(Number.isFinite(sentAt) && new Date(sentAt).toISOString() === fromTcp.sentAt, 'sentAt is an ISO time')
+  t.equal(Date.parse(String(fromTcp.expiresAt)) - sentAt, 60_000, 'expiresAt is sentAt + ttl')
+  t.same(fromWs, fromTcp, 'the WebSocket subscriber got the same envelope')
+  t.same(fromMosquitto, fromTcp, 'mosquitto_sub got the same envelope')
+})
+
+t.test('direct push to a user reaches every installation: live, and from the queue of an offline one', async (t) => {
+  const broker = await startBroker(t)
+  const created = await api(broker, 'POST', '/v1/installations', { token: alice, body: {} })
+  t.equal(created.status, 201)
+  const phone = created.body.installationId as string
+  t.equal(created.body.mqtt.clientId, phone)
+  t.equal(created.body.mqtt.inboxTopic, 'users/alice/inbox')
+  t.equal(created.body.mqtt.ports.mqtt, broker.ports.mqtt)
+  t.equal(created.body.mqtt.ports.ws, broker.ports.http)
+  const tablet = await createInstallation(t, broker, alice)
+
+  // the phone connects with the connection info it was given and subscribes to nothing itself
+  const info = created.body.mqtt as { host: string, ports: { mqtt: number } }
+  const live = await open(t, broker, `mqtt://${info.host}:${info.ports.mqtt}`, { clientId: phone, clean: false, password: alice })
+  t.equal(live.connack.sessionPresent, true, 'the inbox subscription made at creation is in the session')
+
+  const device = sign({ sub: 'alice' })
+  const refused = await api(broker, 'POST', '/v1/push', { token: device, body: { to: { user: 'alice' }, data: { a: '1' } } })
+  t.equal(refused.status, 403, 'a device may not direct-push')
+  t.equal(refused.body.error.code, 'NOT_AUTHORIZED')
+
+  const id = await push(t, broker, service, { to: { user: 'alice' }, data: { order: '7' } })
+  const got = await live.next()
+  t.equal(got.topic, 'users/alice/inbox')
+  const envelope = envelopeOf(got)
+  t.equal(envelope.id, id)
+  t.same(envelope.origin, { user: 'alice' })
+  t.equal(envelope.topic, 'users/alice/inbox')
+  t.equal(envelope.notification, null, 'no notification given')
+  t.same(envelope.data, { order: '7' })
+  t.notOk('expiresAt' in envelope, 'no expiresAt without ttl')
+
+  // the tablet was offline at push time; over WebSocket, to vary the transport
+  const later = await open(t, broker, broker.wsUrl, { clientId: tablet, clean: false, password: alice })
+  t.equal(later.connack.sessionPresent, true)
+  const queued = await later.next()
+  t.equal(queued.topic, 'users/alice/inbox')
+  t.same(envelopeOf(queued), envelope, 'the queued copy is the same envelope')
+
+  // each got it once: the next thing on both connections is the marker
+  await marker(t, broker, 'users/alice/inbox', 'after')
+  t.equal(text(await live.next()), 'after')
+  t.equal(text(await later.next()), 'after')
+})
+
+t.test('a direct push queued for an offline installation survives a broker restart', async (t) => {
+  const first = await startBroker(t)
+  const phone = await createInstallation(t, first, alice)
+  const tablet = await createInstallation(t, first, alice)
+  const live = await open(t, first, first.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const acked = brokerEvent(first, 'ack', phone)
+  const id = await push(t, first, service, { to: { user: 'alice' }, notification: { title: 'Restart' } })
+  t.equal(envelopeOf(await live.next()).id, id, 'the connected installation got it')
+  // a QoS1 message whose PUBACK the broker has not processed is rightly sent again
+  await acked
+  await first.stop()
+
+  const second = await startBroker(t, { dataDir: first.dataDir })
+  const back = await open(t, second, second.mqttUrl, { clientId: tablet, clean: false, password: alice })
+  t.equal(back.connack.sessionPresent, true, 'the never-connected installation has a session after the restart')
+  const queued = await back.next()
+  t.equal(queued.topic, 'users/alice/inbox')
+  t.equal(envelopeOf(queued).id, id, 'the same envelope id')
+  t.same(envelopeOf(queued).notification, { title: 'Restart' })
+
+  // the phone's session was kept too, and it already had the message: nothing is queued for it
+  const phoneBack = await open(t, second, second.mqttUrl, { clientId: phone, clean: false, password: alice })
+  t.equal(phoneBack.connack.sessionPresent, true)
+  await marker(t, second, 'users/alice/inbox', 'after restart')
+  t.equal(text(await phoneBack.next()), 'after restart', 'the acknowledged copy was not delivered again')
+  t.equal(text(await back.next()), 'after restart')
+})
+
+t.test('a push to one installation reaches that device only, now or from its queue', async (t) => {
+  const broker = await startBroker(t)
+  const phone = await createInstallation(t, broker, alice)
+  const tablet = await createInstallation(t, broker, alice)
+  let phoneConn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const tabletConn = await open(t, broker, broker.mqttUrl, { clientId: tablet, clean: false, password: alice })
+  t.same((await tabletConn.client.subscribeAsync('users/alice/#', { qos: 1 })).map((g) => g.qos), [1])
+
+  const acked = brokerEvent(broker, 'ack', phone)
+  const id = await push(t, broker, service, { to: { installation: phone }, data: { only: 'phone' } })
+  const got = await phoneConn.next()
+  t.equal(got.topic, `users/alice/installations/${phone}`)
+  const envelope = envelopeOf(got)
+  t.equal(envelope.id, id)
+  t.equal(envelope.topic, `users/alice/installations/${phone}`)
+  t.same(envelope.origin, { installation: phone })
+  await marker(t, broker, 'users/alice/marker', 'm1')
+  t.equal(text(await tabletConn.next()), 'm1', 'the tablet, subscribed to users/alice/#, did not get it')
+
+  // the owner may push to her own device too; it is queued while the device is offline
+  await acked
+  const gone = brokerEvent(broker, 'clientDisconnect', phone)
+  await phoneConn.client.endAsync()
+  await gone
+  const id2 = await push(t, broker, alice, { to: { installation: phone }, data: { only: 'phone, later' } })
+  await marker(t, broker, 'users/alice/marker', 'm2')
+  t.equal(text(await tabletConn.next()), 'm2', 'the tablet did not get the queued one either')
+  phoneConn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const queued = await phoneConn.next()
+  t.equal(queued.topic, `users/alice/installations/${phone}`)
+  t.equal(envelopeOf(queued).id, id2)
+  t.same(envelopeOf(queued).data, { only: 'phone, later' })
+
+  const other = await api(broker, 'POST', '/v1/push', { token: sign({ sub: 'bob' }), body: { to: { installation: phone }, data: { a: 'b' } } })
+  t.equal(other.status, 404, 'another user cannot push to alice\'s installation, nor learn it exists')
+  t.equal(other.body.error.code, 'NOT_FOUND')
+})
+
+t.test('mqtt.enabled false sends nothing over MQTT', async (t) => {
+  const broker = await startBroker(t)
+  const phone = await createInstallation(t, broker, alice)
+  const conn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
+  await conn.client.subscribeAsync('users/alice/news', { qos: 1 })
+
+  await push(t, broker, service, { to: { topic: 'users/alice/news' }, data: { a: '1' }, mqtt: { enabled: false } })
+  await push(t, broker, service, { to: { user: 'alice' }, data: { a: '2' }, mqtt: { enabled: false } })
+  await push(t, broker, service, { to: { installation: phone }, data: { a: '3' }, mqtt: { enabled: false } })
+  await marker(t, broker, 'users/alice/news', 'marker')
+  t.equal(text(await conn.next()), 'marker', 'none of the three pushes was delivered')
+})
+
+t.test('an app topic ACL applies to live subscriptions; a deleted topic refuses pushes', async (t) => {
+  const broker = await startBroker(t)
+  await createTopic(t, broker, 'alerts', { subscribe: ['group:ops'] })
+  const olga = await open(t, broker, broker.mqttUrl, { clientId: 'olga-1', password: sign({ sub: 'olga', groups: ['ops'] }) })
+  t.same((await olga.client.subscribeAsync(['app/alerts', 'users/olga/x'], { qos: 1 })).map((g) => g.qos), [1, 1])
+
+  const id = await push(t, broker, service, { to: { topic: 'app/alerts' }, notification: { title: 'disk full' } })
+  const got = await olga.next()
+  t.equal(got.topic, 'app/alerts')
+  t.equal(envelopeOf(got).id, id, 'a member receives pushes to the topic')
+
+  await createTopic(t, broker, 'alerts', { subscribe: ['group:other'] })
+  await push(t, broker, service, { to: { topic: 'app/alerts' }, notification: { title: 'cpu hot' } })
+  await marker(t, broker, 'users/olga/x', 'after acl change')
+  t.equal(text(await olga.next()), 'after acl change', 'the live subscription no longer receives the topic')
+
+  const deleted = await api(broker, 'DELETE', '/v1/topics/alerts', { token: admin })
+  t.equal(deleted.status, 204)
+  const refused = await api(broker, 'POST', '/v1/push', { token: service, body: { to: { topic: 'app/alerts' }, notification: { title: 'gone' } } })
+  t.equal(refused.status, 403)
+  t.equal(refused.body.error.code, 'PUBLISH_DENIED')
+  const raw = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'app/alerts', payload: 'gone', qos: 1 } })
+  t.equal(raw.status, 403)
+  t.equal(raw.body.error.code, 'PUBLISH_DENIED')
+  await marker(t, broker, 'users/olga/x', 'after delete')
+  t.equal(text(await olga.next()), 'after delete', 'nothing was delivered for the deleted topic')
+})
+
+t.test('publishing to an app topic that does not exist is refused and delivers nothing', async (t) => {
+  const broker = await startBroker(t)
+  await createTopic(t, broker, 'real')
+  // a token grant lets this watcher read every app/ topic, created or not
+  const watcher = await open(t, broker, broker.mqttUrl, { clientId: 'watcher', password: sign({ sub: 'watcher', acl: { sub: ['app/#'] } }) })
+  t.same((await watcher.client.subscribeAsync(['app/#', 'users/watcher/x'], { qos: 1 })).map((g) => g.qos), [1, 1])
+
+  const id = await push(t, broker, service, { to: { topic: 'app/real' }, data: { a: '1' } })
+  t.equal(envelopeOf(await watcher.next()).id, id, 'the watcher does see pushes to existing app topics')
+
+  const pushed = await api(broker, 'POST', '/v1/push', { token: service, body: { to: { topic: 'app/ghost' }, data: { a: '1' } } })
+  t.equal(pushed.status, 403)
+  t.equal(pushed.body.error.code, 'PUBLISH_DENIED')
+  const published = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'app/ghost', payload: 'boo', qos: 1 } })
+  t.equal(published.status, 403)
+  t.equal(published.body.error.code, 'PUBLISH_DENIED')
+  await marker(t, broker, 'users/watcher/x', 'marker')
+  t.equal(text(await watcher.next()), 'marker', 'nothing reached app/ghost')
+})
+
+t.test('POST /v1/publish round-trips exact bytes (base64, json) and retains', async (t) => {
+  const broker = await startBroker(t)
+  const conn = await open(t, broker, broker.mqttUrl, { clientId: 'alice-1', password: alice })
+  await conn.client.subscribeAsync('users/alice/#', { qos: 1 })
+
+  const bytes = Buffer.concat([Buffer.from([0x00, 0xff, 0x80, 0x0a, 0x0d]), randomBytes(251)])
+  const b64 = await api(broker, 'POST', '/v1/publish', { token: alice, body: { topic: 'users/alice/bin', payload: bytes.toString('base64'), encoding: 'base64', qos: 1 } })
+  t.equal(b64.status, 202)
+  t.same(b64.body, { topic: 'users/alice/bin', bytes: bytes.length, qos: 1 })
+  const gotBytes = await conn.next()
+  t.equal(gotBytes.topic, 'users/alice/bin')
+  t.ok(gotBytes.payload.equals(bytes), 'the exact bytes arrived')
+
+  const value = { n: 1.5, s: 'héllo ✓ "quoted"', a: [true, null, 0], o: {} }
+  const json = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'users/alice/json', payload: value, encoding: 'json', qos: 1 } })
+  t.equal(json.status, 202)
+  const gotJson = await conn.next()
+  t.equal(gotJson.topic, 'users/alice/json')
+  t.ok(gotJson.payload.equals(Buffer.from(JSON.stringify(value), 'utf8')), 'the JSON text of the value, byte for byte')
+  t.same(JSON.parse(gotJson.payload.toString('utf8')), value)
+
+  const retained = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'users/alice/status', payload: 'online', qos: 1, retain: true } })
+  t.equal(retained.status, 202)
+  const live = await conn.next()
+  t.equal(text(live), 'online')
+  t.equal(live.retain, false, '[MQTT-3.3.1-9] an existing subscriber gets it without the retain flag')
+
+  const late = await open(t, broker, broker.wsUrl, { clientId: 'alice-2', password: alice })
+  await late.client.subscribeAsync('users/alice/status', { qos: 1 })
+  const fromStore = await late.next()
+  t.equal(fromStore.topic, 'users/alice/status')
+  t.equal(text(fromStore), 'online')
+  t.equal(fromStore.retain, true, '[MQTT-3.3.1-8] a later subscriber gets the retained message with the flag')
+})
