@@ -83,7 +83,7 @@ export interface PushEnvelope {
 export const PROVIDER_PAYLOAD_LIMIT = 4096
 
 // FCM refuses these data keys (firebase "Build send requests": reserved words)
-const reservedDataKey = /^(from|notification|message_type|collapse_key)$|^(google|gcm)\./i
+const reservedDataKey = /^(from|notification|message_type|collapse_key)$|^(google|gcm)/i
 
 /** Product rules JSON schema cannot say; returns the problem or null. */
 export function checkPushContent (request: PushRequest): { code: 'INVALID_REQUEST' | 'PAYLOAD_TOO_LARGE', message: string } | null {

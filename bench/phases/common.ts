@@ -1,0 +1,91 @@
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { LeanClient } from '../lib/lean-client.js'
+import type { ClientInit, PhaseContext } from './types.js'
+
+/** A set of sequence numbers seen, with duplicate counting. */
+export class SeqSet {
+  readonly #bits: Uint8Array
+  unique = 0
+  duplicates = 0
+  /** highest sequence number seen, -1 before the first */
+  highest = -1
+  /** outside [0, capacity): counted but not tracked */
+  outOfRange = 0
+
+  constructor (capacity: number) {
+    this.#bits = new Uint8Array(Math.ceil(capacity / 8))
+  }
+
+  add (seq: number): void {
+    const byte = seq >>> 3
+    if (byte >= this.#bits.length) {
+      this.outOfRange++
+      return
+    }
+    const mask = 1 << (seq & 7)
+    const current = this.#bits[byte] as number
+    if ((current & mask) !== 0) {
+      this.duplicates++
+      return
+    }
+    this.#bits[byte] = current | mask
+    this.unique++
+    if (seq > this.highest) this.highest = seq
+  }
+}
+
+/** Connects and subscribes a set of clients, `concurrency` at a time; throws on the first failure. */
+export async function connectClients (ctx: PhaseContext, inits: readonly ClientInit[], concurrency: number, subscribe?: { filter: (i: number) => string, qos: 0 | 1 }): Promise<LeanClient[]> {
+  const clients: LeanClient[] = new Array<LeanClient>(inits.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < inits.length) {
+      const i = next++
+      const client = ctx.client(inits[i] as ClientInit)
+      const rc = await client.connect()
+      if (rc !== 0) throw new Error(`${ctx.broker.name}: CONNACK ${rc} for ${client.options.clientId}`)
+      if (subscribe !== undefined) {
+        const granted = await client.subscribe(subscribe.filter(i), subscribe.qos)
+        if (granted === 0x80) throw new Error(`${ctx.broker.name}: subscription to ${subscribe.filter(i)} refused`)
+      }
+      clients[i] = client
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, inits.length) }, worker))
+  return clients
+}
+
+/** Waits until `done()` or until nothing progressed for `idleMs`, at most `maxMs`; resolves whether done. */
+export async function waitUntil (done: () => boolean, progress: () => number, idleMs: number, maxMs: number): Promise<boolean> {
+  const start = performance.now()
+  let last = progress()
+  let lastChange = start
+  while (!done()) {
+    const now = performance.now()
+    if (now - start > maxMs) return false
+    const p = progress()
+    if (p !== last) {
+      last = p
+      lastChange = now
+    } else if (now - lastChange > idleMs) {
+      return false
+    }
+    await sleep(10)
+  }
+  return true
+}
+
+/** A callback run at most once per event-loop turn, however often it is asked for. */
+export function coalesced (fn: () => void): () => void {
+  let scheduled = false
+  const run = (): void => {
+    scheduled = false
+    fn()
+  }
+  return () => {
+    if (scheduled) return
+    scheduled = true
+    setImmediate(run)
+  }
+}

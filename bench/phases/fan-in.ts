@@ -1,0 +1,107 @@
+import { performance } from 'node:perf_hooks'
+import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, readSource, writeStamp } from '../lib/mqtt-wire.js'
+import { CpuMeter } from '../lib/proc.js'
+import { coalesced, connectClients, SeqSet, waitUntil } from './common.js'
+import type { Phase } from './types.js'
+
+/**
+ * P publishers, each on its own topic, one persistent subscriber on the
+ * wildcard over them. Each publisher stays at most `faninWindow` messages
+ * ahead of what the subscriber got from it (and, at QoS 1, of its PUBACKs).
+ */
+export function fanIn (qos: 0 | 1): Phase {
+  return {
+    name: `fanin-qos${qos}`,
+    title: `Fan-in QoS ${qos}`,
+    defaultOn: true,
+    metrics: [
+      { key: 'deliveredPerSec', label: 'msgs/s', unit: '/s', better: 'higher', digits: 0, headline: true },
+      { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
+      { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0 },
+      { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+    ],
+    applies: () => true,
+    async run (ctx) {
+      const o = ctx.options
+      const p = o.faninPublishers
+      const base = `bench/${ctx.tag}/fanin`
+      const source = ctx.addresses.take(p + 1)
+      const [subscriber] = await connectClients(ctx, [{ clientId: `${ctx.tag}-s`, clean: false, user: p, localAddress: source.of(p) }], 1,
+        { filter: () => `${base}/+`, qos })
+      if (subscriber === undefined) throw new Error('no subscriber')
+      const publishers = await connectClients(ctx,
+        Array.from({ length: p }, (_, i) => ({ clientId: `${ctx.tag}-p${i}`, clean: true, user: i, localAddress: source.of(i) })), 20)
+
+      const payloadBytes = Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES)
+      const encoders = publishers.map((_, i) => new PublishEncoder(`${base}/${i}`, qos, payloadBytes))
+      const seen = publishers.map(() => new SeqSet(o.maxMessages))
+      const sent = new Array<number>(p).fill(0)
+      const acked = new Array<number>(p).fill(0)
+      const blocked = new Array<boolean>(p).fill(false)
+      let delivered = 0
+      let lastDeliveryAt = 0
+      let publishing = true
+
+      const pump = coalesced(() => {
+        if (!publishing) return
+        const now = performance.now()
+        let more = false
+        for (let i = 0; i < p; i++) {
+          if (blocked[i] === true) continue
+          const s = sent[i] as number
+          let allowed = (seen[i] as SeqSet).highest + 1 + o.faninWindow - s
+          if (qos === 1) allowed = Math.min(allowed, o.faninWindow - (s - (acked[i] as number)))
+          allowed = Math.min(allowed, o.maxMessages - s, 128)
+          if (allowed <= 0) continue
+          const batch = (encoders[i] as PublishEncoder).encodeBatch(allowed, (payload, k) => writeStamp(payload, s + k, i, now), (k) => ((s + k) % 65535) + 1)
+          sent[i] = s + allowed
+          more = true
+          const publisher = publishers[i]
+          if (publisher !== undefined && !publisher.write(batch)) {
+            blocked[i] = true
+            publisher.socket?.once('drain', () => { blocked[i] = false; pump() })
+          }
+        }
+        if (more) pump()
+      })
+
+      subscriber.onPublish = (payload) => {
+        const set = seen[readSource(payload)]
+        if (set !== undefined) set.add(readSeq(payload))
+        delivered++
+        lastDeliveryAt = performance.now()
+        pump()
+      }
+      publishers.forEach((publisher, i) => {
+        publisher.onPuback = () => {
+          acked[i] = (acked[i] as number) + 1
+          pump()
+        }
+      })
+
+      const total = (values: readonly number[]): number => values.reduce((a, v) => a + v, 0)
+      const meter = new CpuMeter(ctx.broker.pid)
+      const t0 = performance.now()
+      pump()
+      await waitUntil(() => performance.now() - t0 > o.faninSeconds * 1000, () => delivered, 5000, o.faninSeconds * 1000 + 1000)
+      publishing = false
+      const unique = (): number => seen.reduce((a, s) => a + s.unique, 0)
+      const complete = await waitUntil(() => unique() >= total(sent) && (qos === 0 || total(acked) >= total(sent)), () => delivered + total(acked), 2000, 15_000)
+      const cpu = meter.stop()
+      const elapsed = ((lastDeliveryAt > 0 ? lastDeliveryAt : performance.now()) - t0) / 1000
+      return {
+        metrics: {
+          publishers: p,
+          published: total(sent),
+          pubacked: qos === 1 ? total(acked) : null,
+          deliveredPerSec: unique() / elapsed,
+          lost: total(sent) - unique(),
+          duplicated: seen.reduce((a, s) => a + s.duplicates, 0),
+          seconds: elapsed,
+        },
+        cpu,
+        notes: complete ? [] : [`not every message arrived: ${total(sent) - unique()} missing after the drain wait`],
+      }
+    },
+  }
+}

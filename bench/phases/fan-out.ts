@@ -1,0 +1,106 @@
+import { performance } from 'node:perf_hooks'
+import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, writeStamp } from '../lib/mqtt-wire.js'
+import { CpuMeter } from '../lib/proc.js'
+import { coalesced, connectClients, SeqSet, waitUntil } from './common.js'
+import type { Phase } from './types.js'
+
+/**
+ * One publisher, S persistent subscribers (clean = false, as devices connect)
+ * on one topic. The publisher stays at most `fanoutWindow` messages ahead of
+ * the slowest subscriber (and, at QoS 1, of its own PUBACKs), so the figure is
+ * the broker's delivery rate, not the depth of its queues.
+ */
+export function fanOut (qos: 0 | 1): Phase {
+  return {
+    name: `fanout-qos${qos}`,
+    title: `Fan-out QoS ${qos}`,
+    defaultOn: true,
+    metrics: [
+      { key: 'deliveredPerSec', label: 'delivered msgs/s', unit: '/s', better: 'higher', digits: 0, headline: true },
+      { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
+      { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0, headline: true },
+      { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+    ],
+    applies: () => true,
+    async run (ctx) {
+      const o = ctx.options
+      const topic = `bench/${ctx.tag}/fanout`
+      const source = ctx.addresses.take(o.fanoutSubscribers + 1)
+      const seen: SeqSet[] = []
+      let delivered = 0
+      let lastDeliveryAt = 0
+
+      const subscribers = await connectClients(ctx,
+        Array.from({ length: o.fanoutSubscribers }, (_, i) => ({ clientId: `${ctx.tag}-s${i}`, clean: false, user: i, localAddress: source.of(i) })),
+        20, { filter: () => topic, qos })
+      const [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: o.fanoutSubscribers, localAddress: source.of(o.fanoutSubscribers) }], 1)
+      if (publisher === undefined) throw new Error('no publisher')
+
+      const encoder = new PublishEncoder(topic, qos, Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES))
+      let sent = 0
+      let acked = 0
+      let publishing = true
+      let waitingDrain = false
+
+      const pump = coalesced(() => {
+        if (!publishing || waitingDrain) return
+        let slowest = Infinity
+        for (const s of seen) if (s.highest < slowest) slowest = s.highest
+        let allowed = slowest + 1 + o.fanoutWindow - sent
+        if (qos === 1) allowed = Math.min(allowed, o.fanoutWindow - (sent - acked))
+        allowed = Math.min(allowed, o.maxMessages - sent, 256)
+        if (allowed <= 0) return
+        const first = sent
+        const now = performance.now()
+        const batch = encoder.encodeBatch(allowed, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1)
+        sent += allowed
+        if (!publisher.write(batch)) {
+          waitingDrain = true
+          publisher.socket?.once('drain', () => { waitingDrain = false; pump() })
+        }
+        // more may be allowed at once (the window is wider than one batch)
+        pump()
+      })
+
+      subscribers.forEach((client, i) => {
+        const set = new SeqSet(o.maxMessages)
+        seen[i] = set
+        client.onPublish = (payload) => {
+          set.add(readSeq(payload))
+          delivered++
+          lastDeliveryAt = performance.now()
+          pump()
+        }
+      })
+      publisher.onPuback = () => {
+        acked++
+        pump()
+      }
+
+      const meter = new CpuMeter(ctx.broker.pid)
+      const t0 = performance.now()
+      pump()
+      await waitUntil(() => performance.now() - t0 > o.fanoutSeconds * 1000 || sent >= o.maxMessages, () => delivered, 5000, o.fanoutSeconds * 1000 + 1000)
+      publishing = false
+      const expected = (): number => sent * subscribers.length
+      const complete = await waitUntil(() => seen.reduce((a, s) => a + s.unique, 0) >= expected() && (qos === 0 || acked >= sent), () => delivered + acked, 5000, 60_000)
+      const cpu = meter.stop()
+      const unique = seen.reduce((a, s) => a + s.unique, 0)
+      const duplicated = seen.reduce((a, s) => a + s.duplicates, 0)
+      const elapsed = ((lastDeliveryAt > 0 ? lastDeliveryAt : performance.now()) - t0) / 1000
+      return {
+        metrics: {
+          subscribers: subscribers.length,
+          published: sent,
+          pubacked: qos === 1 ? acked : null,
+          deliveredPerSec: unique / elapsed,
+          lost: expected() - unique,
+          duplicated,
+          seconds: elapsed,
+        },
+        cpu,
+        notes: complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`],
+      }
+    },
+  }
+}

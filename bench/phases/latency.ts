@@ -1,0 +1,89 @@
+import { performance } from 'node:perf_hooks'
+import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSentAt, readSeq, writeStamp } from '../lib/mqtt-wire.js'
+import { CpuMeter } from '../lib/proc.js'
+import { Samples } from '../lib/stats.js'
+import { connectClients, SeqSet, waitUntil } from './common.js'
+import type { Phase } from './types.js'
+
+/** Messages sent before this much time are warm-up and not sampled. */
+const WARMUP_MS = 500
+
+/**
+ * QoS 1 at a fixed rate (default 1,000 msg/s) from one publisher to one
+ * persistent subscriber; latency from the publisher's write to the
+ * subscriber's read, both in this process, so one clock.
+ */
+export const latency: Phase = {
+  name: 'latency',
+  title: 'Latency QoS 1',
+  defaultOn: true,
+  metrics: [
+    { key: 'p50Ms', label: 'p50', unit: 'ms', better: 'lower', digits: 3, headline: true },
+    { key: 'p99Ms', label: 'p99', unit: 'ms', better: 'lower', digits: 3, headline: true },
+    { key: 'maxMs', label: 'max', unit: 'ms', better: 'lower', digits: 2, headline: true },
+    { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0 },
+  ],
+  applies: () => true,
+  async run (ctx) {
+    const o = ctx.options
+    const topic = `bench/${ctx.tag}/latency`
+    const source = ctx.addresses.take(2)
+    const [subscriber] = await connectClients(ctx, [{ clientId: `${ctx.tag}-s`, clean: false, user: 0, localAddress: source.of(0) }], 1, { filter: () => topic, qos: 1 })
+    const [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: 1, localAddress: source.of(1) }], 1)
+    if (subscriber === undefined || publisher === undefined) throw new Error('no clients')
+
+    const encoder = new PublishEncoder(topic, 1, Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES))
+    const total = Math.min(o.maxMessages, Math.round(o.latencyRate * (o.latencySeconds + WARMUP_MS / 1000)))
+    const warmupCount = Math.round(o.latencyRate * WARMUP_MS / 1000)
+    const samples = new Samples()
+    const seen = new SeqSet(total)
+    let sent = 0
+    let acked = 0
+
+    subscriber.onPublish = (payload) => {
+      const now = performance.now()
+      const seq = readSeq(payload)
+      seen.add(seq)
+      if (seq >= warmupCount) samples.add(now - readSentAt(payload))
+    }
+    publisher.onPuback = () => { acked++ }
+
+    const meter = new CpuMeter(ctx.broker.pid)
+    const t0 = performance.now()
+    await new Promise<void>((resolve) => {
+      // a 1 ms timer sends whatever the schedule says is due: one message per tick at 1,000 msg/s
+      const timer = setInterval(() => {
+        const now = performance.now()
+        const due = Math.min(total, Math.floor((now - t0) * o.latencyRate / 1000) + 1)
+        if (due > sent) {
+          const first = sent
+          publisher.write(encoder.encodeBatch(due - first, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1))
+          sent = due
+        }
+        if (sent >= total || now - t0 > (o.latencySeconds * 1000 + WARMUP_MS) * 2) {
+          clearInterval(timer)
+          resolve()
+        }
+      }, 1)
+    })
+    const sendSeconds = (performance.now() - t0) / 1000
+    const complete = await waitUntil(() => seen.unique >= sent && acked >= sent, () => seen.unique + acked, 2000, 10_000)
+    const cpu = meter.stop()
+    const s = samples.summary()
+    return {
+      metrics: {
+        rate: sent / sendSeconds,
+        sent,
+        samples: s?.count ?? 0,
+        p50Ms: s?.p50 ?? null,
+        p90Ms: s?.p90 ?? null,
+        p99Ms: s?.p99 ?? null,
+        maxMs: s?.max ?? null,
+        lost: sent - seen.unique,
+        duplicated: seen.duplicates,
+      },
+      cpu,
+      notes: complete ? [] : [`${sent - seen.unique} messages missing, ${sent - acked} PUBACKs missing`],
+    }
+  },
+}

@@ -1,0 +1,310 @@
+/**
+ * `npm run bench`: Herald against bare aedes and Mosquitto, side by side in
+ * one run (issue #6). Every broker starts fresh as a child process for every
+ * phase; brokers alternate within each round; the table shows medians over
+ * the rounds. Writes bench/results/<date>.json and the table into
+ * bench/RESULTS.md (between the markers; the rest of that file is kept).
+ *
+ *   npm run bench -- --help
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg, release, totalmem } from 'node:os'
+import { join, relative } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { parseArgs } from 'node:util'
+import { AddressPool } from './lib/addresses.js'
+import { brokerRegistry, defaultBrokers, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
+import { LeanClient } from './lib/lean-client.js'
+import { benchSourceDir, repoRoot } from './lib/paths.js'
+import { CORES } from './lib/proc.js'
+import { checkTargets, markdown, summarize, type BrokerInfo, type RunRecord } from './lib/report.js'
+import { round } from './lib/stats.js'
+import { TokenSigner } from './lib/tokens.js'
+import { phaseRegistry } from './phases/index.js'
+import type { BenchOptions, Phase, PhaseContext, PhasePreparation } from './phases/types.js'
+
+const defaults: BenchOptions = {
+  payloadBytes: 64,
+  connectClients: 5000,
+  connectConcurrency: 100,
+  fanoutSubscribers: 100,
+  fanoutSeconds: 4,
+  fanoutWindow: 500,
+  faninPublishers: 50,
+  faninSeconds: 4,
+  faninWindow: 20,
+  latencyRate: 1000,
+  latencySeconds: 4,
+  httpSeconds: 4,
+  httpConcurrency: 32,
+  scaleConnections: 10_000,
+  scaleConcurrency: 200,
+  scaleHoldSeconds: 3,
+  scaleSubscribe: true,
+  keepaliveSec: 60,
+  maxMessages: 2_000_000,
+}
+
+/** --kebab-case flag for each numeric option */
+const numericFlags: Record<string, keyof BenchOptions> = {
+  'payload-bytes': 'payloadBytes',
+  'connect-clients': 'connectClients',
+  'connect-concurrency': 'connectConcurrency',
+  'fanout-subscribers': 'fanoutSubscribers',
+  'fanout-seconds': 'fanoutSeconds',
+  'fanout-window': 'fanoutWindow',
+  'fanin-publishers': 'faninPublishers',
+  'fanin-seconds': 'faninSeconds',
+  'fanin-window': 'faninWindow',
+  'latency-rate': 'latencyRate',
+  'latency-seconds': 'latencySeconds',
+  'http-seconds': 'httpSeconds',
+  'http-concurrency': 'httpConcurrency',
+  'scale-connections': 'scaleConnections',
+  'scale-concurrency': 'scaleConcurrency',
+  'scale-hold-seconds': 'scaleHoldSeconds',
+  keepalive: 'keepaliveSec',
+  'max-messages': 'maxMessages',
+}
+
+const usage = `npm run bench -- [options]
+
+  --rounds N              rounds; brokers alternate within each (default 3)
+  --brokers a,b           among ${brokerRegistry.map((b) => b.name).join(', ')} (default ${defaultBrokers.join(',')})
+  --phases a,b            among ${phaseRegistry.map((p) => p.name).join(', ')} (default: all)
+  --quick                 small sizes and one round: a smoke test of the bench itself
+  --no-scale-subscribe    idle connections without a subscription each
+  --cpu-prof DIR          write a V8 CPU profile of every node broker run into DIR
+  --phase-timeout SEC     give up on one phase run after SEC (default 240)
+  --no-write              print only; keep bench/RESULTS.md and bench/results/ as they are
+${Object.entries(numericFlags).map(([flag, key]) => `  --${flag.padEnd(22)}(default ${defaults[key] as number})`).join('\n')}
+`
+
+function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number } {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string' },
+      brokers: { type: 'string' },
+      phases: { type: 'string' },
+      quick: { type: 'boolean' },
+      'no-scale-subscribe': { type: 'boolean' },
+      'cpu-prof': { type: 'string' },
+      'phase-timeout': { type: 'string' },
+      'no-write': { type: 'boolean' },
+      help: { type: 'boolean' },
+      ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
+    },
+    strict: true,
+  })
+  if (values.help === true) {
+    process.stdout.write(usage)
+    process.exit(0)
+  }
+  const options: Record<string, number | boolean> = { ...defaults }
+  if (values.quick === true) {
+    Object.assign(options, { connectClients: 500, fanoutSeconds: 1, faninSeconds: 1, latencySeconds: 1, httpSeconds: 1, scaleConnections: 1000, scaleHoldSeconds: 1 })
+  }
+  const raw = values as Record<string, string | boolean | undefined>
+  for (const [flag, key] of Object.entries(numericFlags)) {
+    const value = raw[flag]
+    if (typeof value !== 'string') continue
+    const n = Number(value)
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${flag}: not a number: ${value}`)
+    options[key] = n
+  }
+  if (values['no-scale-subscribe'] === true) options['scaleSubscribe'] = false
+
+  const brokerNames = (values.brokers ?? defaultBrokers.join(',')).split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const brokers = brokerNames.map((name) => {
+    const def = brokerRegistry.find((b) => b.name === name)
+    if (def === undefined) throw new Error(`--brokers: unknown broker ${name}`)
+    return def
+  })
+  const phases = values.phases === undefined
+    ? phaseRegistry.filter((p) => p.defaultOn)
+    : values.phases.split(',').map((s) => s.trim()).filter((s) => s !== '').map((name) => {
+      const phase = phaseRegistry.find((p) => p.name === name)
+      if (phase === undefined) throw new Error(`--phases: unknown phase ${name}`)
+      return phase
+    })
+  const rounds = Number(values.rounds ?? (values.quick === true ? 1 : 3))
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error('--rounds: 1 to 50')
+  return {
+    options: options as unknown as BenchOptions,
+    rounds,
+    brokers,
+    phases,
+    write: values['no-write'] !== true,
+    cpuProfileDir: values['cpu-prof'],
+    phaseTimeoutSec: Number(values['phase-timeout'] ?? 240),
+  }
+}
+
+function openFileLimit (): number {
+  const limits = readFileSync('/proc/self/limits', 'utf8')
+  const match = /^Max open files\s+(\d+|unlimited)/m.exec(limits)
+  return match?.[1] === undefined || match[1] === 'unlimited' ? Infinity : Number(match[1])
+}
+
+function machine (): Record<string, string> {
+  const cpuInfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : ''
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuInfo)?.[1] ?? cpus()[0]?.model ?? 'unknown'
+  return {
+    nproc: String(CORES),
+    cpu: model.trim(),
+    memory: `${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+    node: process.version,
+    kernel: release(),
+    'open files limit': String(openFileLimit()),
+    'load average at start': loadavg().map((l) => l.toFixed(2)).join(' '),
+  }
+}
+
+async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms / 1000} s`)), ms) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function headline (phase: Phase, metrics: Record<string, number | null>): string {
+  return phase.metrics.filter((m) => m.headline === true).map((m) => {
+    const v = metrics[m.key]
+    return `${m.label} ${v === null || v === undefined ? '–' : round(v, m.digits ?? 0).toLocaleString('en-US')}${m.unit === '/s' || m.unit === '' ? '' : ` ${m.unit}`}`
+  }).join(', ')
+}
+
+async function main (): Promise<void> {
+  const { options, rounds, brokers: requested, phases, write, cpuProfileDir, phaseTimeoutSec } = parseOptions()
+  const notes: string[] = []
+  const log = (message: string): void => { process.stderr.write(`${message}\n`) }
+
+  const brokers: BrokerDefinition[] = []
+  for (const def of requested) {
+    const reason = def.unavailable()
+    if (reason === undefined) brokers.push(def)
+    else {
+      notes.push(`${def.label} skipped: ${reason}.`)
+      log(`skipping ${def.label}: ${reason}`)
+    }
+  }
+  if (brokers.length === 0) throw new Error('no broker to run')
+
+  const fdLimit = openFileLimit()
+  if (phases.some((p) => p.name === 'scale') && options.scaleConnections + 200 > fdLimit) {
+    const capped = Math.max(100, fdLimit - 200)
+    notes.push(`--scale-connections ${options.scaleConnections} exceeds this process's open files limit (${fdLimit}); held ${capped} instead. The brokers have the same limit.`)
+    ;(options as { scaleConnections: number }).scaleConnections = capped
+  }
+
+  const infos: BrokerInfo[] = brokers.map((b) => ({ name: b.name, label: b.label, version: b.version() }))
+  const tokens = new TokenSigner()
+  const addresses = new AddressPool()
+  const records: RunRecord[] = []
+  const startedAt = new Date()
+  const runId = startedAt.toISOString().replace(/[-:]/g, '').slice(9, 15)
+  const t0 = performance.now()
+
+  for (let r = 1; r <= rounds; r++) {
+    for (const phase of phases) {
+      // alternate: each round starts with the next broker
+      const order = brokers.map((_, i) => brokers[(i + r - 1) % brokers.length] as BrokerDefinition)
+      for (const def of order) {
+        if (!phase.applies(def)) continue
+        const tag = `${runId}r${r}${phase.name.replace(/[^a-z0-9]/g, '')}${def.name.slice(0, 3)}`
+        const clients: LeanClient[] = []
+        let preparation: PhasePreparation | undefined
+        let broker: RunningBroker | undefined
+        const phaseStart = performance.now()
+        try {
+          preparation = await phase.prepare?.(options, tokens)
+          broker = await def.start({ tokens, heraldConfig: preparation?.heraldConfig, cpuProfileDir })
+          const running = broker
+          const ctx: PhaseContext = {
+            broker: running,
+            definition: def,
+            options,
+            tokens,
+            addresses,
+            tag,
+            log,
+            client (init) {
+              const credentials = running.credentials(init.user)
+              const client = new LeanClient({
+                host: running.host,
+                port: running.mqttPort,
+                localAddress: init.localAddress,
+                clientId: init.clientId,
+                clean: init.clean,
+                keepalive: init.keepalive ?? options.keepaliveSec,
+                username: credentials.username,
+                password: credentials.password,
+                timeoutMs: 30_000,
+              })
+              clients.push(client)
+              return client
+            },
+          }
+          const outcome = await withTimeout(phase.run(ctx), phaseTimeoutSec * 1000, `${phase.name} on ${def.name}`)
+          if (running.exited) throw new Error(`${def.name} exited during the phase: ${running.stderrTail().slice(-500)}`)
+          records.push({ round: r, phase: phase.name, broker: def.name, ok: true, seconds: (performance.now() - phaseStart) / 1000, metrics: outcome.metrics, cpu: outcome.cpu, notes: outcome.notes ?? [] })
+          const c = outcome.cpu
+          log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} ${headline(phase, outcome.metrics)} · cpu broker ${c.broker.toFixed(2)} gen ${c.generator.toFixed(2)} other ${c.other.toFixed(2)}${c.saturated ? ' SATURATED' : ''}${c.generatorBound ? ' GEN-BOUND' : ''}${(outcome.notes ?? []).length > 0 ? ` · ${(outcome.notes ?? []).join('; ')}` : ''}`)
+        } catch (err) {
+          const message = err instanceof Error ? err.message : String(err)
+          records.push({ round: r, phase: phase.name, broker: def.name, ok: false, error: message, seconds: (performance.now() - phaseStart) / 1000, metrics: {}, cpu: null, notes: [] })
+          log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} FAILED: ${message}`)
+        } finally {
+          // the broker closes first, so the TIME_WAIT sockets are on its side, not on the source addresses
+          await broker?.stop()
+          for (const client of clients) client.destroy()
+          await preparation?.cleanup?.()
+          // let the sockets and the kernel settle before the next broker starts
+          await sleep(300)
+        }
+      }
+    }
+  }
+
+  const seconds = (performance.now() - t0) / 1000
+  const summary = summarize(records)
+  const targets = checkTargets(summary, phases)
+  const date = startedAt.toISOString()
+  const stamp = date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')
+  const jsonPath = join(benchSourceDir, 'results', `${stamp}.json`)
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
+  const machineInfo = machine()
+  notes.push(`Whole run: ${Math.round(seconds)} s. Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}.`)
+  const table = markdown({ date, command, machine: machineInfo, brokers: infos, rounds, phases, summary, targets, jsonFile: relative(repoRoot, jsonPath), notes })
+  process.stdout.write(`\n${table}\n`)
+
+  if (write) {
+    mkdirSync(join(benchSourceDir, 'results'), { recursive: true })
+    writeFileSync(jsonPath, JSON.stringify({ date, command, seconds, machine: machineInfo, brokers: infos, rounds, options, phases: phases.map((p) => ({ name: p.name, title: p.title, metrics: p.metrics })), records, summary, targets, notes }, null, 2) + '\n')
+    writeResultsMarkdown(table)
+    log(`wrote ${relative(repoRoot, jsonPath)} and bench/RESULTS.md`)
+  }
+}
+
+const START = '<!-- bench:results:start -->'
+const END = '<!-- bench:results:end -->'
+
+/** Replaces the generated part of bench/RESULTS.md; notes written around it by hand stay. */
+function writeResultsMarkdown (table: string): void {
+  const file = join(benchSourceDir, 'RESULTS.md')
+  const generated = `${START}\n${table}\n${END}`
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmark results\n\n${START}\n${END}\n`
+  const a = text.indexOf(START)
+  const b = text.indexOf(END)
+  text = a >= 0 && b > a ? text.slice(0, a) + generated + text.slice(b + END.length) : `${text.trimEnd()}\n\n${generated}\n`
+  writeFileSync(file, text)
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exit(1)
+})
