@@ -23,6 +23,8 @@ export interface RelayGateway {
   readonly routingHook: RoutingHook
   start (): Promise<void>
   idle (): Promise<void>
+  /** The outbox is empty, retries included (tests). */
+  drain (): Promise<void>
   /** Relay jobs not settled yet. */
   readonly depth: number
   close (): Promise<void>
@@ -79,6 +81,7 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     },
     start: async () => await relay.start(),
     idle: async () => await relay.idle(),
+    drain: async () => await relay.drain(),
     close: async () => await relay.close(),
   }
 }
