@@ -88,10 +88,9 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const installations = await openInstallationStore(db)
       const clientIds = createClientOwnerStore(db)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics })
-      let relay: RelayGateway | undefined
       const metrics = createMetrics({
         connectedClients: () => broker?.connections.size ?? 0,
-        relayOutboxDepth: () => relay?.depth ?? 0,
+        relayOutboxDepth: () => gateway?.depth ?? 0,
       })
       broker = await createBroker({
         config,
@@ -106,7 +105,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
           connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
         },
       })
-      relay = createRelayGateway({
+      const relay = createRelayGateway({
         config,
         logger,
         installations,
