@@ -1,9 +1,9 @@
-import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt'
-import mqtt from 'mqtt'
+import type { MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
 import { SessionStore } from '../../src/store/session-store.js'
 import { openDatabase } from '../../src/store/open-store.js'
 import { connect, nextMessage, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { connectInbox, type Inbox } from '../helpers/mqtt-inbox.js'
 
 const alice = sign({ sub: 'alice' })
 const bob = sign({ sub: 'bob' })
@@ -32,41 +32,8 @@ async function suback (client: MqttClient, filters: string[]): Promise<number[]>
   })
 }
 
-/** Every topic `client` receives from now on, in order. */
-function topicsOf (client: MqttClient): string[] {
-  const topics: string[] = []
-  client.on('message', (topic) => topics.push(topic))
-  return topics
-}
-
-/**
- * Connects with a message listener attached before CONNACK, so messages the
- * broker sends right after it (a restored session's queue) are not missed.
- */
-async function connectListening (t: Test, url: string, options: IClientOptions): Promise<{ client: MqttClient, connack: IConnackPacket, topics: string[] }> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, username: 'device', ...options })
-  t.teardown(async () => { await client.endAsync(true) })
-  const topics = topicsOf(client)
-  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve)
-    client.once('error', reject)
-    client.once('close', () => reject(new Error('connection closed before CONNACK')))
-  })
-  return { client, connack, topics }
-}
-
-/** Resolves once `topics` (from topicsOf) holds at least `count` entries. */
-async function received (client: MqttClient, topics: string[], count: number): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const check = (): void => {
-      if (topics.length < count) return
-      client.off('message', check)
-      resolve()
-    }
-    client.on('message', check)
-    check()
-  })
-}
+/** The topics of every message `inbox` received, in order. */
+const topicsOf = (inbox: Inbox): string[] => inbox.messages.map((message) => message.topic)
 
 t.test('one SUBSCRIBE with an allowed and a denied filter: SUBACK [granted, 128], nothing delivered on the denied one', async (t) => {
   const broker = await startBroker(t)
@@ -116,17 +83,17 @@ async function deniedFilterIsNotPersisted (t: Test, restart: boolean): Promise<v
   }
 
   // back without subscribing again
-  const { client: back, connack, topics } = await connectListening(t, broker.mqttUrl, session)
-  t.equal(connack.sessionPresent, true, 'sessionPresent')
-  await received(back, topics, 1)
-  t.same(topics, ['users/alice/offline'], 'only the allowed offline message was queued')
+  const back = await connectInbox(t, broker.mqttUrl, session)
+  t.equal(back.connack.sessionPresent, true, 'sessionPresent')
+  await back.waitFor(1)
+  t.same(topicsOf(back), ['users/alice/offline'], 'only the allowed offline message was queued')
 
   const server = await connect(t, broker.mqttUrl, { clientId: 'backend-2', password: service })
-  const next = nextMessage(back)
   await server.publishAsync('users/bob/x', 'not for alice', { qos: 1 })
   await server.publishAsync('users/alice/x', 'for alice', { qos: 1 })
-  t.equal((await next).topic, 'users/alice/x', 'the denied topic is not delivered to the restored session')
-  t.same(topics, ['users/alice/offline', 'users/alice/x'])
+  await back.waitFor(2)
+  t.equal(back.messages[1]?.topic, 'users/alice/x', 'the denied topic is not delivered to the restored session')
+  t.same(topicsOf(back), ['users/alice/offline', 'users/alice/x'])
 }
 
 t.test('a denied filter is not stored in a clean=false session', async (t) => {
@@ -139,9 +106,8 @@ t.test('a denied filter is not stored in a clean=false session, across a broker 
 
 t.test('a denied PUBLISH closes the connection and is not delivered', async (t) => {
   const broker = await startBroker(t)
-  const bobClient = await connect(t, broker.mqttUrl, { clientId: 'bob-phone', password: bob })
-  t.same(await suback(bobClient, ['users/bob/#']), [1])
-  const bobTopics = topicsOf(bobClient)
+  const bobInbox = await connectInbox(t, broker.mqttUrl, { clientId: 'bob-phone', password: bob })
+  t.same(await suback(bobInbox.client, ['users/bob/#']), [1])
 
   for (const topic of ['users/bob/notes', 'users/bob/inbox', 'sensors/x', '$SYS/fake']) {
     const intruder = await connect(t, broker.mqttUrl, { clientId: 'alice-phone', password: alice })
@@ -149,55 +115,48 @@ t.test('a denied PUBLISH closes the connection and is not delivered', async (t) 
   }
 
   const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: service })
-  const marker = nextMessage(bobClient, 'users/bob/marker')
   await server.publishAsync('users/bob/marker', 'm', { qos: 1 })
-  await marker
-  t.same(bobTopics, ['users/bob/marker'], 'none of the denied publishes reached bob')
+  await bobInbox.waitFor(1)
+  t.same(topicsOf(bobInbox), ['users/bob/marker'], 'none of the denied publishes reached bob')
 })
 
 t.test('direct push: a service publishes to users/alice/inbox, alice receives, and alice may not write her own inbox', async (t) => {
   const broker = await startBroker(t)
-  const phone = await connect(t, broker.mqttUrl, { clientId: 'alice-phone', password: alice })
-  t.same(await suback(phone, ['users/alice/inbox']), [1])
-  const phoneTopics = topicsOf(phone)
+  const phone = await connectInbox(t, broker.mqttUrl, { clientId: 'alice-phone', password: alice })
+  t.same(await suback(phone.client, ['users/alice/inbox']), [1])
 
   const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: service })
-  const pushed = nextMessage(phone, 'users/alice/inbox')
   await server.publishAsync('users/alice/inbox', 'hello alice', { qos: 1 })
-  t.equal((await pushed).payload.toString(), 'hello alice')
+  t.equal((await phone.next()).payload.toString(), 'hello alice')
 
   const laptop = await connect(t, broker.mqttUrl, { clientId: 'alice-laptop', password: alice })
   t.equal(await publishOutcome(laptop, 'users/alice/inbox'), 'closed', 'alice publishing to her own inbox closed the connection')
 
-  const marker = nextMessage(phone, 'users/alice/inbox')
   await server.publishAsync('users/alice/inbox', 'marker', { qos: 1 })
-  t.equal((await marker).payload.toString(), 'marker')
-  t.same(phoneTopics, ['users/alice/inbox', 'users/alice/inbox'], 'the forged message was not delivered')
+  t.equal((await phone.next()).payload.toString(), 'marker')
+  t.same(topicsOf(phone), ['users/alice/inbox', 'users/alice/inbox'], 'the forged message was not delivered')
 })
 
 t.test('group members exchange on groups/g1/x; a non-member may neither subscribe nor publish', async (t) => {
   const broker = await startBroker(t)
-  const dave = await connect(t, broker.mqttUrl, { clientId: 'dave', password: sign({ sub: 'dave', groups: ['g1'] }) })
+  const dave = await connectInbox(t, broker.mqttUrl, { clientId: 'dave', password: sign({ sub: 'dave', groups: ['g1'] }) })
   const erin = await connect(t, broker.mqttUrl, { clientId: 'erin', password: sign({ sub: 'erin', groups: ['g2', 'g1'] }) })
-  t.same(await suback(dave, ['groups/g1/#']), [1])
+  t.same(await suback(dave.client, ['groups/g1/#']), [1])
   t.same(await suback(erin, ['groups/g1/x']), [1])
-  const daveTopics = topicsOf(dave)
 
-  const toDave = nextMessage(dave, 'groups/g1/x')
   await erin.publishAsync('groups/g1/x', 'from erin', { qos: 1 })
-  t.equal((await toDave).payload.toString(), 'from erin')
+  t.equal((await dave.next()).payload.toString(), 'from erin')
   const toErin = nextMessage(erin, 'groups/g1/x')
-  await dave.publishAsync('groups/g1/x', 'from dave', { qos: 1 })
+  await dave.client.publishAsync('groups/g1/x', 'from dave', { qos: 1 })
   t.equal((await toErin).payload.toString(), 'from dave')
 
   const outsider = await connect(t, broker.mqttUrl, { clientId: 'bob-phone', password: sign({ sub: 'bob', groups: ['g2'] }) })
   t.same(await suback(outsider, ['groups/g1/#', 'groups/+/x', 'groups/g2/x']), [128, 128, 1])
   t.equal(await publishOutcome(outsider, 'groups/g1/x'), 'closed', 'a non-member publishing to the group closed the connection')
 
-  const marker = nextMessage(dave, 'groups/g1/marker')
   await erin.publishAsync('groups/g1/marker', 'm', { qos: 1 })
-  await marker
-  t.same(daveTopics, ['groups/g1/x', 'groups/g1/x', 'groups/g1/marker'], 'the non-member\'s message was not delivered')
+  await dave.waitFor(3)
+  t.same(topicsOf(dave), ['groups/g1/x', 'groups/g1/x', 'groups/g1/marker'], 'the non-member\'s message was not delivered')
 })
 
 t.test('the admin reads every inbox and $SYS; devices may not', async (t) => {
@@ -227,25 +186,21 @@ t.test('the admin reads every inbox and $SYS; devices may not', async (t) => {
 
 t.test('a deny grant filters delivery on an allowed wildcard subscription', async (t) => {
   const broker = await startBroker(t)
-  const eve = await connect(t, broker.mqttUrl, {
+  const eve = await connectInbox(t, broker.mqttUrl, {
     clientId: 'eve',
     password: sign({ sub: 'eve', acl: { sub: ['sensors/#', '!sensors/secret/#'] } }),
   })
-  t.same(await suback(eve, ['sensors/#', 'sensors/secret/#']), [1, 128], 'the wildcard is granted, the denied subtree is not')
-  const eveTopics = topicsOf(eve)
+  t.same(await suback(eve.client, ['sensors/#', 'sensors/secret/#']), [1, 128], 'the wildcard is granted, the denied subtree is not')
 
   // the admin sees both messages, so both really were published
-  const root = await connect(t, broker.mqttUrl, { clientId: 'root', password: admin })
-  t.same(await suback(root, ['sensors/#']), [1])
-  const rootTopics = topicsOf(root)
+  const root = await connectInbox(t, broker.mqttUrl, { clientId: 'root', password: admin })
+  t.same(await suback(root.client, ['sensors/#']), [1])
 
   const publisher = await connect(t, broker.mqttUrl, { clientId: 'sensor-hub', password: sign({ sub: 'hub', acl: { pub: ['sensors/#'] } }) })
-  const eveFirst = nextMessage(eve)
-  const rootLast = nextMessage(root, 'sensors/public/y')
   await publisher.publishAsync('sensors/secret/x', 'hidden', { qos: 1 })
   await publisher.publishAsync('sensors/public/y', 'visible', { qos: 1 })
-  t.equal((await eveFirst).topic, 'sensors/public/y', 'the denied topic was filtered at delivery')
-  await rootLast
-  t.same(rootTopics, ['sensors/secret/x', 'sensors/public/y'])
-  t.same(eveTopics, ['sensors/public/y'])
+  t.equal((await eve.next()).topic, 'sensors/public/y', 'the denied topic was filtered at delivery')
+  await root.waitFor(2)
+  t.same(topicsOf(root), ['sensors/secret/x', 'sensors/public/y'])
+  t.same(topicsOf(eve), ['sensors/public/y'])
 })

@@ -2,6 +2,7 @@ import { createHmac, generateKeyPairSync } from 'node:crypto'
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { connackCode, connect, nextMessage, sign, startBroker, TEST_SECRET } from '../helpers/broker.js'
+import { connectInbox } from '../helpers/mqtt-inbox.js'
 
 const WRONG_SECRET = 'a-wrong-secret-nobody-configured-32-bytes-plus'
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
@@ -86,10 +87,8 @@ t.test('anonymous mode', async (t) => {
   })
 
   t.test('a client without credentials uses public/# only', async (t) => {
-    const owner = await connect(t, broker.mqttUrl, { clientId: 'x-owner', username: 'x', password: sign({ sub: 'x' }) })
-    await owner.subscribeAsync('users/x/#', { qos: 1 })
-    const ownerReceived: string[] = []
-    owner.on('message', (topic) => ownerReceived.push(topic))
+    const owner = await connectInbox(t, broker.mqttUrl, { clientId: 'x-owner', username: 'x', password: sign({ sub: 'x' }) })
+    await owner.client.subscribeAsync('users/x/#', { qos: 1 })
 
     const anon = await connect(t, broker.mqttUrl, { clientId: 'anon-1' })
     const granted = await anon.subscribeAsync('public/#', { qos: 1 })
@@ -108,10 +107,9 @@ t.test('anonymous mode', async (t) => {
     await closed
 
     // the owner of users/x sees its own marker and nothing before it
-    const marker = nextMessage(owner, 'users/x/marker')
-    await owner.publishAsync('users/x/marker', 'm', { qos: 1 })
-    await marker
-    t.same(ownerReceived, ['users/x/marker'], 'the denied publish was not delivered')
+    await owner.client.publishAsync('users/x/marker', 'm', { qos: 1 })
+    await owner.waitFor(1)
+    t.same(owner.messages.map((message) => message.topic), ['users/x/marker'], 'the denied publish was not delivered')
   })
 })
 

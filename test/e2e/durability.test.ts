@@ -1,22 +1,29 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { TEST_SECRET, connect, connackOf, makeTempDir, sign } from '../helpers/broker.js'
-import { spawnBroker } from '../helpers/child-broker.js'
+import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
+import { connectInbox, text } from '../helpers/mqtt-inbox.js'
 
 // HERALD_JWT_SECRET configures one key without a kid
 const token = (sub: string, role = 'device'): string => sign({ sub, role }, { kid: null })
 
+/** alice's phone, with a persistent session */
+const phone = { clientId: 'phone-1', clean: false, password: token('alice') }
+
+/** `herald start` as a child process on `dataDir`, trusting the test secret. */
+async function spawnOn (t: Test, dataDir: string): Promise<ChildBroker> {
+  return await spawnBroker(t, { HERALD_DATA_DIR: dataDir, HERALD_JWT_SECRET: TEST_SECRET })
+}
+
 t.test('QoS1 messages acknowledged right before kill -9 are delivered after restart', async (t) => {
   const dataDir = await makeTempDir(t)
-  const env = { HERALD_DATA_DIR: dataDir, HERALD_JWT_SECRET: TEST_SECRET }
-  const first = await spawnBroker(t, env)
-  const url = `mqtt://127.0.0.1:${first.ports.mqtt}`
+  const first = await spawnOn(t, dataDir)
 
   // a device with a persistent session subscribes, then goes offline
-  const device = await connect(t, url, { clientId: 'phone-1', clean: false, password: token('alice') })
+  const device = await connect(t, first.mqttUrl, phone)
   await device.subscribeAsync('users/alice/#', { qos: 1 })
   await device.endAsync()
 
-  const server = await connect(t, url, { clientId: 'backend', password: token('backend', 'service') })
+  const server = await connect(t, first.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
   const sent = ['one', 'two', 'three']
   for (const body of sent) await server.publishAsync('users/alice/news', body, { qos: 1 })
   // the last PUBACK is in: kill the broker before it can do anything else
@@ -24,25 +31,16 @@ t.test('QoS1 messages acknowledged right before kill -9 are delivered after rest
   t.equal(await first.exited, 'SIGKILL')
   server.end(true)
 
-  const second = await spawnBroker(t, env)
-  const received: string[] = []
-  const allArrived = new Promise<void>((resolve) => {
-    const onMessage = (_topic: string, payload: Buffer): void => {
-      received.push(payload.toString())
-      if (received.length === sent.length) resolve()
-    }
-    void connect(t, `mqtt://127.0.0.1:${second.ports.mqtt}`, { clientId: 'phone-1', clean: false, password: token('alice') }, onMessage)
-  })
-  await allArrived
-  t.same(received, sent)
+  const second = await spawnOn(t, dataDir)
+  const back = await connectInbox(t, second.mqttUrl, phone)
+  await back.waitFor(sent.length)
+  t.same(back.messages.map(text), sent)
 })
 
 t.test('SIGTERM closes clients, flushes the store and exits 0', async (t) => {
   const dataDir = await makeTempDir(t)
-  const env = { HERALD_DATA_DIR: dataDir, HERALD_JWT_SECRET: TEST_SECRET }
-  const broker = await spawnBroker(t, env)
-  const url = `mqtt://127.0.0.1:${broker.ports.mqtt}`
-  const device = await connect(t, url, { clientId: 'phone-1', clean: false, password: token('alice') })
+  const broker = await spawnOn(t, dataDir)
+  const device = await connect(t, broker.mqttUrl, phone)
   await device.subscribeAsync('users/alice/#', { qos: 1 })
   const closed = new Promise<void>((resolve) => device.once('close', () => resolve()))
 
@@ -51,7 +49,7 @@ t.test('SIGTERM closes clients, flushes the store and exits 0', async (t) => {
   await closed
 
   // the store was closed cleanly: a new broker opens it and finds the session
-  const again = await spawnBroker(t, env)
-  const back = await connect(t, `mqtt://127.0.0.1:${again.ports.mqtt}`, { clientId: 'phone-1', clean: false, password: token('alice') })
+  const again = await spawnOn(t, dataDir)
+  const back = await connect(t, again.mqttUrl, phone)
   t.equal(connackOf(back).sessionPresent, true, 'the persistent session survived')
 })

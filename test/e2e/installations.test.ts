@@ -1,8 +1,7 @@
-import type { Client } from 'aedes'
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
-import { connackCode, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, connackCode, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
+import { connectInbox, text, type Received } from '../helpers/mqtt-inbox.js'
 
 // Installations and their subscriptions over HTTP, checked with real MQTT
 // connections. A message that must NOT arrive is proven absent with a later
@@ -13,66 +12,6 @@ const admin = sign({ sub: 'root', role: 'admin' })
 const service = sign({ sub: 'backend', role: 'service' })
 const alice = sign({ sub: 'alice' })
 const bob = sign({ sub: 'bob' })
-
-interface Received { readonly topic: string, readonly payload: Buffer }
-
-interface Device {
-  readonly client: MqttClient
-  readonly connack: IConnackPacket
-  /** The next message this connection received, in arrival order (buffered). */
-  next (): Promise<Received>
-}
-
-/** Resolves on the first aedes `event` about the client `clientId`. */
-async function brokerEvent (broker: TestBroker, event: 'clientReady' | 'clientDisconnect', clientId: string): Promise<void> {
-  const aedes = broker.server.broker?.aedes
-  if (aedes === undefined) throw new Error('broker not started')
-  await new Promise<void>((resolve) => {
-    const listener = (client: Client): void => {
-      if (client.id !== clientId) return
-      aedes.off(event, listener)
-      resolve()
-    }
-    aedes.on(event, listener)
-  })
-}
-
-/**
- * Connects with a message buffer attached before CONNACK (a restored session's
- * queue follows CONNACK at once) and resolves once aedes has also finished
- * sending that queue ('clientReady'), so a marker sent afterwards comes after it.
- */
-async function open (t: Test, broker: TestBroker, options: IClientOptions & { clientId: string }): Promise<Device> {
-  const ready = brokerEvent(broker, 'clientReady', options.clientId)
-  const client = mqtt.connect(broker.mqttUrl, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, username: 'device', ...options })
-  t.teardown(async () => { await client.endAsync(true) })
-  const buffered: Received[] = []
-  const waiting: Array<{ resolve: (m: Received) => void, reject: (err: Error) => void }> = []
-  client.on('message', (topic, payload) => {
-    const waiter = waiting.shift()
-    if (waiter !== undefined) waiter.resolve({ topic, payload })
-    else buffered.push({ topic, payload })
-  })
-  client.on('close', () => {
-    for (const waiter of waiting.splice(0)) waiter.reject(new Error(`${options.clientId}: connection closed while waiting for a message`))
-  })
-  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve)
-    client.once('error', reject)
-    client.once('close', () => reject(new Error('connection closed before CONNACK')))
-  })
-  await ready
-  return {
-    client,
-    connack,
-    next: async () => {
-      const first = buffered.shift()
-      if (first !== undefined) return first
-      if (!client.connected) throw new Error(`${options.clientId}: connection closed`)
-      return await new Promise((resolve, reject) => waiting.push({ resolve, reject }))
-    },
-  }
-}
 
 async function createInstallation (t: Test, broker: TestBroker, token: string, body: Record<string, unknown> = {}): Promise<string> {
   const res = await api<{ installationId: string }>(broker, 'POST', '/v1/installations', { token, body })
@@ -99,7 +38,6 @@ async function subscriptionsOf (broker: TestBroker, token: string, id: string): 
   return [...res.body.subscriptions].sort((a, b) => a.topic.localeCompare(b.topic))
 }
 
-const text = (message: Received): string => message.payload.toString('utf8')
 const idOf = (message: Received): unknown => (JSON.parse(text(message)) as { id?: unknown }).id
 
 t.test('a push-only installation has subscriptions but queues nothing', async (t) => {
@@ -121,7 +59,7 @@ t.test('a push-only installation has subscriptions but queues nothing', async (t
   const patched = await api(broker, 'PATCH', `/v1/installations/${id}`, { token: alice, body: { mqtt: true } })
   t.equal(patched.status, 200)
   t.equal(patched.body.mqtt, true)
-  const device = await open(t, broker, { clientId: id, clean: false, password: alice })
+  const device = await connectInbox(t, broker.mqttUrl, { clientId: id, clean: false, password: alice }, { readyOn: broker })
   t.equal(device.connack.sessionPresent, true, 'its session holds the subscriptions')
   await publish(t, broker, 'users/alice/inbox', 'marker')
   const first = await device.next()
@@ -137,7 +75,7 @@ t.test('a push-only installation has subscriptions but queues nothing', async (t
 t.test('an HTTP subscription of a connected installation applies to its live connection', async (t) => {
   const broker = await startBroker(t)
   const id = await createInstallation(t, broker, alice)
-  const device = await open(t, broker, { clientId: id, clean: false, password: alice })
+  const device = await connectInbox(t, broker.mqttUrl, { clientId: id, clean: false, password: alice }, { readyOn: broker })
 
   const added = await api(broker, 'PUT', `/v1/installations/${id}/subscriptions/users%2Falice%2Fnews`, { token: alice })
   t.equal(added.status, 200)
@@ -168,7 +106,7 @@ t.test('PUT /v1/users/me/subscriptions subscribes every installation of the call
   const phone = await createInstallation(t, broker, aliceG1)
   const tablet = await createInstallation(t, broker, aliceG1)
   const bobs = await createInstallation(t, broker, bob)
-  const live = await open(t, broker, { clientId: phone, clean: false, password: aliceG1 })
+  const live = await connectInbox(t, broker.mqttUrl, { clientId: phone, clean: false, password: aliceG1 }, { readyOn: broker })
 
   const outsider = await api(broker, 'PUT', '/v1/users/me/subscriptions/groups%2Fg1%2F%23', { token: alice })
   t.equal(outsider.status, 403, 'without g1 in the token')
@@ -188,7 +126,7 @@ t.test('PUT /v1/users/me/subscriptions subscribes every installation of the call
   const now = await live.next()
   t.equal(now.topic, 'groups/g1/chat')
   t.equal(text(now), 'hi g1')
-  const later = await open(t, broker, { clientId: tablet, clean: false, password: aliceG1 })
+  const later = await connectInbox(t, broker.mqttUrl, { clientId: tablet, clean: false, password: aliceG1 }, { readyOn: broker })
   t.equal(later.connack.sessionPresent, true)
   const queued = await later.next()
   t.equal(queued.topic, 'groups/g1/chat')
@@ -200,7 +138,7 @@ t.test('deleting an installation closes its connection and removes its session',
   const phone = await createInstallation(t, broker, alice)
   const tablet = await createInstallation(t, broker, alice)
   const keeper = await createInstallation(t, broker, alice)
-  const phoneConn = await open(t, broker, { clientId: phone, clean: false, password: alice })
+  const phoneConn = await connectInbox(t, broker.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: broker })
   await phoneConn.client.subscribeAsync('users/alice/news', { qos: 1 })
   // the tablet is offline with a message in its queue
   const queuedId = await push(t, broker, { to: { user: 'alice' }, data: { n: '1' } })
@@ -224,7 +162,7 @@ t.test('deleting an installation closes its connection and removes its session',
   // a push now reaches nobody through the deleted installations' old inbox subscriptions
   await push(t, broker, { to: { user: 'alice' }, data: { n: '2' } })
   for (const id of [phone, tablet]) {
-    const again = await open(t, broker, { clientId: id, clean: false, password: alice })
+    const again = await connectInbox(t, broker.mqttUrl, { clientId: id, clean: false, password: alice }, { readyOn: broker })
     t.equal(again.connack.sessionPresent, false, `${id === phone ? 'phone' : 'tablet'}: no session left`)
     await again.client.subscribeAsync('users/alice/m', { qos: 1 })
     await publish(t, broker, 'users/alice/m', `marker ${id}`)
@@ -241,7 +179,7 @@ t.test('an installation\'s client id belongs to its owner before the device ever
   t.equal((await api(broker, 'GET', `/v1/installations/${id}`, { token: bob })).status, 404, 'bob cannot see it over HTTP')
 
   // the refused attempts left alice's session alone
-  const device = await open(t, broker, { clientId: id, clean: false, password: alice })
+  const device = await connectInbox(t, broker.mqttUrl, { clientId: id, clean: false, password: alice }, { readyOn: broker })
   t.equal(device.connack.sessionPresent, true)
   const pushed = await push(t, broker, { to: { user: 'alice' }, data: { n: '1' } })
   t.equal(idOf(await device.next()), pushed)

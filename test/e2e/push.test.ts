@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import type { Client } from 'aedes'
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
 import t, { type Test } from 'tap'
-import { sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
+import { connectInbox, text, type Received } from '../helpers/mqtt-inbox.js'
 
 // POST /v1/push and POST /v1/publish end to end: real HTTP requests, real MQTT
 // clients (mqtt.js over TCP and WebSocket, Debian's mosquitto_sub).
@@ -17,74 +16,6 @@ import { api } from '../helpers/http.js'
 const admin = sign({ sub: 'root', role: 'admin' })
 const service = sign({ sub: 'backend', role: 'service' })
 const alice = sign({ sub: 'alice' })
-
-interface Received { readonly topic: string, readonly payload: Buffer, readonly retain: boolean }
-
-interface Device {
-  readonly client: MqttClient
-  readonly connack: IConnackPacket
-  /** The next message this connection received, in arrival order (buffered). */
-  next (): Promise<Received>
-}
-
-function aedesOf (broker: TestBroker): NonNullable<TestBroker['server']['broker']>['aedes'] {
-  const aedes = broker.server.broker?.aedes
-  if (aedes === undefined) throw new Error('broker not started')
-  return aedes
-}
-
-/** Resolves on the first aedes `event` about the client `clientId` ('ack' once a PUBACK is processed, …). */
-async function brokerEvent (broker: TestBroker, event: 'clientReady' | 'clientDisconnect' | 'subscribe' | 'ack', clientId: string): Promise<void> {
-  const aedes = aedesOf(broker) as unknown as { on (e: string, f: (...args: unknown[]) => void): void, off (e: string, f: (...args: unknown[]) => void): void }
-  await new Promise<void>((resolve) => {
-    const listener = (...args: unknown[]): void => {
-      // clientReady and clientDisconnect pass the client first; subscribe and ack pass it last
-      const client = (event === 'clientReady' || event === 'clientDisconnect' ? args[0] : args[args.length - 1]) as Client
-      if (client.id !== clientId) return
-      aedes.off(event, listener)
-      resolve()
-    }
-    aedes.on(event, listener)
-  })
-}
-
-/**
- * Connects with a message buffer attached before CONNACK (a restored session's
- * queue follows CONNACK at once) and resolves once aedes has also finished
- * sending that queue ('clientReady'), so a marker sent afterwards comes after it.
- */
-async function open (t: Test, broker: TestBroker, url: string, options: IClientOptions & { clientId: string }): Promise<Device> {
-  const ready = brokerEvent(broker, 'clientReady', options.clientId)
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, username: 'device', ...options })
-  t.teardown(async () => { await client.endAsync(true) })
-  const buffered: Received[] = []
-  const waiting: Array<{ resolve: (m: Received) => void, reject: (err: Error) => void }> = []
-  client.on('message', (topic, payload, packet) => {
-    const message = { topic, payload, retain: packet.retain }
-    const waiter = waiting.shift()
-    if (waiter !== undefined) waiter.resolve(message)
-    else buffered.push(message)
-  })
-  client.on('close', () => {
-    for (const waiter of waiting.splice(0)) waiter.reject(new Error(`${options.clientId}: connection closed while waiting for a message`))
-  })
-  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve)
-    client.once('error', reject)
-    client.once('close', () => reject(new Error('connection closed before CONNACK')))
-  })
-  await ready
-  return {
-    client,
-    connack,
-    next: async () => {
-      const first = buffered.shift()
-      if (first !== undefined) return first
-      if (!client.connected) throw new Error(`${options.clientId}: connection closed`)
-      return await new Promise((resolve, reject) => waiting.push({ resolve, reject }))
-    },
-  }
-}
 
 /** `POST /v1/push`; checks the 202 and returns the message id. */
 async function push (t: Test, broker: TestBroker, token: string, body: Record<string, unknown>): Promise<string> {
@@ -115,14 +46,13 @@ function envelopeOf (message: Received): Record<string, unknown> {
   return JSON.parse(message.payload.toString('utf8')) as Record<string, unknown>
 }
 
-const text = (message: Received): string => message.payload.toString('utf8')
 
 t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub with the same envelope', async (t) => {
   const broker = await startBroker(t)
   await createTopic(t, broker, 'news')
 
-  const tcp = await open(t, broker, broker.mqttUrl, { clientId: 'alice-tcp', password: alice })
-  const ws = await open(t, broker, broker.wsUrl, { clientId: 'bob-ws', password: sign({ sub: 'bob' }) })
+  const tcp = await connectInbox(t, broker.mqttUrl, { clientId: 'alice-tcp', password: alice }, { readyOn: broker })
+  const ws = await connectInbox(t, broker.wsUrl, { clientId: 'bob-ws', password: sign({ sub: 'bob' }) }, { readyOn: broker })
   t.same((await tcp.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
   t.same((await ws.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
 
@@ -177,7 +107,7 @@ t.test('direct push to a user reaches every installation: live, and from the que
 
   // the phone connects with the connection info it was given and subscribes to nothing itself
   const info = created.body.mqtt as { host: string, ports: { mqtt: number } }
-  const live = await open(t, broker, `mqtt://${info.host}:${info.ports.mqtt}`, { clientId: phone, clean: false, password: alice })
+  const live = await connectInbox(t, `mqtt://${info.host}:${info.ports.mqtt}`, { clientId: phone, clean: false, password: alice }, { readyOn: broker })
   t.equal(live.connack.sessionPresent, true, 'the inbox subscription made at creation is in the session')
 
   const device = sign({ sub: 'alice' })
@@ -197,7 +127,7 @@ t.test('direct push to a user reaches every installation: live, and from the que
   t.notOk('expiresAt' in envelope, 'no expiresAt without ttl')
 
   // the tablet was offline at push time; over WebSocket, to vary the transport
-  const later = await open(t, broker, broker.wsUrl, { clientId: tablet, clean: false, password: alice })
+  const later = await connectInbox(t, broker.wsUrl, { clientId: tablet, clean: false, password: alice }, { readyOn: broker })
   t.equal(later.connack.sessionPresent, true)
   const queued = await later.next()
   t.equal(queued.topic, 'users/alice/inbox')
@@ -213,7 +143,7 @@ t.test('a direct push queued for an offline installation survives a broker resta
   const first = await startBroker(t)
   const phone = await createInstallation(t, first, alice)
   const tablet = await createInstallation(t, first, alice)
-  const live = await open(t, first, first.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const live = await connectInbox(t, first.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: first })
   const acked = brokerEvent(first, 'ack', phone)
   const id = await push(t, first, service, { to: { user: 'alice' }, notification: { title: 'Restart' } })
   t.equal(envelopeOf(await live.next()).id, id, 'the connected installation got it')
@@ -222,7 +152,7 @@ t.test('a direct push queued for an offline installation survives a broker resta
   await first.stop()
 
   const second = await startBroker(t, { dataDir: first.dataDir })
-  const back = await open(t, second, second.mqttUrl, { clientId: tablet, clean: false, password: alice })
+  const back = await connectInbox(t, second.mqttUrl, { clientId: tablet, clean: false, password: alice }, { readyOn: second })
   t.equal(back.connack.sessionPresent, true, 'the never-connected installation has a session after the restart')
   const queued = await back.next()
   t.equal(queued.topic, 'users/alice/inbox')
@@ -230,7 +160,7 @@ t.test('a direct push queued for an offline installation survives a broker resta
   t.same(envelopeOf(queued).notification, { title: 'Restart' })
 
   // the phone's session was kept too, and it already had the message: nothing is queued for it
-  const phoneBack = await open(t, second, second.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const phoneBack = await connectInbox(t, second.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: second })
   t.equal(phoneBack.connack.sessionPresent, true)
   await marker(t, second, 'users/alice/inbox', 'after restart')
   t.equal(text(await phoneBack.next()), 'after restart', 'the acknowledged copy was not delivered again')
@@ -241,8 +171,8 @@ t.test('a push to one installation reaches that device only, now or from its que
   const broker = await startBroker(t)
   const phone = await createInstallation(t, broker, alice)
   const tablet = await createInstallation(t, broker, alice)
-  let phoneConn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
-  const tabletConn = await open(t, broker, broker.mqttUrl, { clientId: tablet, clean: false, password: alice })
+  let phoneConn = await connectInbox(t, broker.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: broker })
+  const tabletConn = await connectInbox(t, broker.mqttUrl, { clientId: tablet, clean: false, password: alice }, { readyOn: broker })
   t.same((await tabletConn.client.subscribeAsync('users/alice/#', { qos: 1 })).map((g) => g.qos), [1])
 
   const acked = brokerEvent(broker, 'ack', phone)
@@ -264,7 +194,7 @@ t.test('a push to one installation reaches that device only, now or from its que
   const id2 = await push(t, broker, alice, { to: { installation: phone }, data: { only: 'phone, later' } })
   await marker(t, broker, 'users/alice/marker', 'm2')
   t.equal(text(await tabletConn.next()), 'm2', 'the tablet did not get the queued one either')
-  phoneConn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
+  phoneConn = await connectInbox(t, broker.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: broker })
   const queued = await phoneConn.next()
   t.equal(queued.topic, `users/alice/installations/${phone}`)
   t.equal(envelopeOf(queued).id, id2)
@@ -278,7 +208,7 @@ t.test('a push to one installation reaches that device only, now or from its que
 t.test('mqtt.enabled false sends nothing over MQTT', async (t) => {
   const broker = await startBroker(t)
   const phone = await createInstallation(t, broker, alice)
-  const conn = await open(t, broker, broker.mqttUrl, { clientId: phone, clean: false, password: alice })
+  const conn = await connectInbox(t, broker.mqttUrl, { clientId: phone, clean: false, password: alice }, { readyOn: broker })
   await conn.client.subscribeAsync('users/alice/news', { qos: 1 })
 
   await push(t, broker, service, { to: { topic: 'users/alice/news' }, data: { a: '1' }, mqtt: { enabled: false } })
@@ -291,7 +221,7 @@ t.test('mqtt.enabled false sends nothing over MQTT', async (t) => {
 t.test('an app topic ACL applies to live subscriptions; a deleted topic refuses pushes', async (t) => {
   const broker = await startBroker(t)
   await createTopic(t, broker, 'alerts', { subscribe: ['group:ops'] })
-  const olga = await open(t, broker, broker.mqttUrl, { clientId: 'olga-1', password: sign({ sub: 'olga', groups: ['ops'] }) })
+  const olga = await connectInbox(t, broker.mqttUrl, { clientId: 'olga-1', password: sign({ sub: 'olga', groups: ['ops'] }) }, { readyOn: broker })
   t.same((await olga.client.subscribeAsync(['app/alerts', 'users/olga/x'], { qos: 1 })).map((g) => g.qos), [1, 1])
 
   const id = await push(t, broker, service, { to: { topic: 'app/alerts' }, notification: { title: 'disk full' } })
@@ -320,7 +250,7 @@ t.test('publishing to an app topic that does not exist is refused and delivers n
   const broker = await startBroker(t)
   await createTopic(t, broker, 'real')
   // a token grant lets this watcher read every app/ topic, created or not
-  const watcher = await open(t, broker, broker.mqttUrl, { clientId: 'watcher', password: sign({ sub: 'watcher', acl: { sub: ['app/#'] } }) })
+  const watcher = await connectInbox(t, broker.mqttUrl, { clientId: 'watcher', password: sign({ sub: 'watcher', acl: { sub: ['app/#'] } }) }, { readyOn: broker })
   t.same((await watcher.client.subscribeAsync(['app/#', 'users/watcher/x'], { qos: 1 })).map((g) => g.qos), [1, 1])
 
   const id = await push(t, broker, service, { to: { topic: 'app/real' }, data: { a: '1' } })
@@ -338,7 +268,7 @@ t.test('publishing to an app topic that does not exist is refused and delivers n
 
 t.test('POST /v1/publish round-trips exact bytes (base64, json) and retains', async (t) => {
   const broker = await startBroker(t)
-  const conn = await open(t, broker, broker.mqttUrl, { clientId: 'alice-1', password: alice })
+  const conn = await connectInbox(t, broker.mqttUrl, { clientId: 'alice-1', password: alice }, { readyOn: broker })
   await conn.client.subscribeAsync('users/alice/#', { qos: 1 })
 
   const bytes = Buffer.concat([Buffer.from([0x00, 0xff, 0x80, 0x0a, 0x0d]), randomBytes(251)])
@@ -363,7 +293,7 @@ t.test('POST /v1/publish round-trips exact bytes (base64, json) and retains', as
   t.equal(text(live), 'online')
   t.equal(live.retain, false, '[MQTT-3.3.1-9] an existing subscriber gets it without the retain flag')
 
-  const late = await open(t, broker, broker.wsUrl, { clientId: 'alice-2', password: alice })
+  const late = await connectInbox(t, broker.wsUrl, { clientId: 'alice-2', password: alice }, { readyOn: broker })
   await late.client.subscribeAsync('users/alice/status', { qos: 1 })
   const fromStore = await late.next()
   t.equal(fromStore.topic, 'users/alice/status')

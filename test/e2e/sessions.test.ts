@@ -1,44 +1,14 @@
 import { connect as tcpConnect } from 'node:net'
-import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt'
-import mqtt from 'mqtt'
-import t, { type Test } from 'tap'
+import type { MqttClient } from 'mqtt'
+import t from 'tap'
 import { connackCode, connackOf, connect, nextMessage, sign, startBroker } from '../helpers/broker.js'
+import { connectInbox, text } from '../helpers/mqtt-inbox.js'
 
 const alice = sign({ sub: 'alice' })
 const bob = sign({ sub: 'bob' })
 const service = sign({ sub: 'backend', role: 'service' })
 
 const closeOf = async (client: MqttClient): Promise<void> => await new Promise((resolve) => client.once('close', () => resolve()))
-
-/**
- * Connects with a message listener attached before CONNACK: a restored
- * session's queue follows the CONNACK at once and must not be missed.
- */
-async function connectListening (t: Test, url: string, options: IClientOptions): Promise<{ client: MqttClient, connack: IConnackPacket, payloads: string[] }> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4, username: 'device', ...options })
-  t.teardown(async () => { await client.endAsync(true) })
-  const payloads: string[] = []
-  client.on('message', (_topic, payload) => payloads.push(payload.toString()))
-  const connack = await new Promise<IConnackPacket>((resolve, reject) => {
-    client.once('connect', resolve)
-    client.once('error', reject)
-    client.once('close', () => reject(new Error('connection closed before CONNACK')))
-  })
-  return { client, connack, payloads }
-}
-
-/** Resolves once `payloads` holds at least `count` entries. */
-async function received (client: MqttClient, payloads: string[], count: number): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const check = (): void => {
-      if (payloads.length < count) return
-      client.off('message', check)
-      resolve()
-    }
-    client.on('message', check)
-    check()
-  })
-}
 
 /**
  * A message from `sender` to `receiver` (subscribed to `topic`) arrives: the
@@ -108,13 +78,13 @@ t.test('a persistent session keeps QoS1 messages published while the client is o
   const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: service })
   for (const body of ['one', 'two', 'three']) await server.publishAsync('users/alice/news', body, { qos: 1 })
 
-  const { client: back, connack, payloads } = await connectListening(t, broker.mqttUrl, session)
-  t.equal(connack.sessionPresent, true, 'the session was restored')
-  await received(back, payloads, 3)
-  t.same(payloads, ['one', 'two', 'three'], 'queued messages arrive in order after reconnect')
+  const back = await connectInbox(t, broker.mqttUrl, session)
+  t.equal(back.connack.sessionPresent, true, 'the session was restored')
+  await back.waitFor(3)
+  t.same(back.messages.map(text), ['one', 'two', 'three'], 'queued messages arrive in order after reconnect')
 
   // the restored subscription is live too
-  t.equal(await roundTrip(server, back, 'users/alice/live', 'four'), 'four')
+  t.equal(await roundTrip(server, back.client, 'users/alice/live', 'four'), 'four')
 })
 
 t.test('a persistent session and its queue survive a graceful broker restart', async (t) => {
@@ -128,15 +98,15 @@ t.test('a persistent session and its queue survive a graceful broker restart', a
   await first.stop()
 
   const second = await startBroker(t, { dataDir: first.dataDir })
-  const { client: back, connack, payloads } = await connectListening(t, second.mqttUrl, session)
-  t.equal(connack.sessionPresent, true, 'the session was restored from disk')
-  await received(back, payloads, 2)
-  t.same(payloads, ['one', 'two'])
+  const back = await connectInbox(t, second.mqttUrl, session)
+  t.equal(back.connack.sessionPresent, true, 'the session was restored from disk')
+  await back.waitFor(2)
+  t.same(back.messages.map(text), ['one', 'two'])
 
   // messages published after the restart reach the restored subscription
   const server2 = await connect(t, second.mqttUrl, { clientId: 'backend', password: service })
-  t.equal(await roundTrip(server2, back, 'users/alice/news', 'three'), 'three')
-  t.same(payloads, ['one', 'two', 'three'], 'and nothing was delivered twice')
+  t.equal(await roundTrip(server2, back.client, 'users/alice/news', 'three'), 'three')
+  t.same(back.messages.map(text), ['one', 'two', 'three'], 'and nothing was delivered twice')
 })
 
 t.test('another user can never take over a persistent client id, even after a restart', async (t) => {

@@ -2,8 +2,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import type { Client } from 'aedes'
 import jwt from 'jsonwebtoken'
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient, type OnMessageCallback } from 'mqtt'
 import { pino } from 'pino'
 import { loadConfig, type HeraldConfig } from '../../src/config/index.js'
 import { buildServer, type HeraldServer, type ListeningPorts } from '../../src/server.js'
@@ -116,7 +117,7 @@ export function sign (claims: Record<string, unknown>, options: TokenOptions = {
  * `onMessage` is attached before CONNECT, so messages queued in a persistent
  * session (sent right after CONNACK) cannot be missed.
  */
-export async function connect (t: Teardown, url: string, options: IClientOptions = {}, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttClient> {
+export async function connect (t: Teardown, url: string, options: IClientOptions = {}, onMessage?: OnMessageCallback): Promise<MqttClient> {
   const client = await open(url, options, onMessage)
   t.teardown(async () => { await client.endAsync(true) })
   return client
@@ -149,7 +150,7 @@ export async function connackCode (url: string, options: IClientOptions = {}): P
  * this rejects instead. [MQTT-3.1.2-22] a password needs a username, so one is
  * filled in when a test gives only the token.
  */
-async function open (url: string, options: IClientOptions, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttClient> {
+async function open (url: string, options: IClientOptions, onMessage?: OnMessageCallback): Promise<MqttClient> {
   const client = mqtt.connect(url, {
     reconnectPeriod: 0,
     connectTimeout: 5000,
@@ -190,6 +191,26 @@ export async function nextMessage (client: MqttClient, topic?: string): Promise<
       resolve({ topic: received, payload })
     }
     client.on('message', onMessage)
+  })
+}
+
+/**
+ * Resolves on the first aedes `event` about the client `clientId`: 'clientReady'
+ * once aedes has also sent a restored session's queue, 'ack' once a PUBACK is
+ * processed, …
+ */
+export async function brokerEvent (broker: TestBroker, event: 'clientReady' | 'clientDisconnect' | 'subscribe' | 'ack', clientId: string): Promise<void> {
+  const aedes = broker.server.broker?.aedes as unknown as { on (e: string, f: (...args: unknown[]) => void): void, off (e: string, f: (...args: unknown[]) => void): void } | undefined
+  if (aedes === undefined) throw new Error('broker not started')
+  await new Promise<void>((resolve) => {
+    const listener = (...args: unknown[]): void => {
+      // clientReady and clientDisconnect pass the client first; subscribe and ack pass it last
+      const client = (event === 'clientReady' || event === 'clientDisconnect' ? args[0] : args[args.length - 1]) as Client
+      if (client.id !== clientId) return
+      aedes.off(event, listener)
+      resolve()
+    }
+    aedes.on(event, listener)
   })
 }
 

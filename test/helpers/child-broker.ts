@@ -10,6 +10,7 @@ export const heraldBin = fileURLToPath(new URL('../../bin/herald.js', import.met
 export interface ChildBroker {
   readonly child: ChildProcess
   readonly ports: ListeningPorts
+  readonly mqttUrl: string
   /** Resolves with the exit code (or signal name) once the process is gone. */
   readonly exited: Promise<number | string>
 }
@@ -52,5 +53,5 @@ export async function spawnBroker (t: Teardown, env: Record<string, string>): Pr
     })
     void exited.then((code) => reject(new Error(`broker exited (${String(code)}) before listening: ${stderr}`)))
   })
-  return { child, ports, exited }
+  return { child, ports, mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`, exited }
 }
