@@ -15,6 +15,7 @@ import { createRelayGateway, type RelayGateway } from './relay/gateway.js'
 import { createSenders } from './relay/senders.js'
 import { createRelayOutbox } from './store/relay-outbox.js'
 import { openAppTopicStore } from './store/app-topics.js'
+import { openBucketStore } from './store/buckets.js'
 import { createClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
@@ -87,7 +88,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)
       const clientIds = createClientOwnerStore(db)
-      const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics })
+      const buckets = await openBucketStore(db, config.buckets)
+      const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics, appBuckets: buckets })
       const metrics = createMetrics({
         connectedClients: () => broker?.connections.size ?? 0,
         relayOutboxDepth: () => gateway?.depth ?? 0,
@@ -118,10 +120,12 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       gateway = relay
       broker.sessions.setRoutingHook(relay.routingHook)
       await relay.start()
+      // bucket events a crash left unpublished go out before any new write (with the relay in place)
+      await buckets.start(broker.port, logger)
 
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
-        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, clientIds, metrics, relay,
+        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, buckets, clientIds, metrics, relay,
         ready: () => ready,
         ports: publicPorts,
       }

@@ -1,5 +1,7 @@
 import type { AclRuleConfig } from '../config/index.js'
 import type { Grants, Principal } from '../auth/principal.js'
+import { eventsTopicBucket } from '../buckets/scope.js'
+import { noAppBuckets, type AppBucketDirectory } from './app-buckets.js'
 import type { AppTopicDirectory } from './app-topics.js'
 import { principalMatches } from './principal-match.js'
 import { covers, hasWildcard } from './topic-match.js'
@@ -18,6 +20,8 @@ export interface AclOptions {
   readonly rules: readonly AclRuleConfig[]
   readonly anonymousGrants: Grants
   readonly appTopics: AppTopicDirectory
+  /** App buckets: their events topics (`app/buckets/{name}/events`) are read per the bucket's ACL. */
+  readonly appBuckets?: AppBucketDirectory
 }
 
 export interface Acl {
@@ -36,11 +40,19 @@ interface FilterSet {
  */
 export function createAcl (options: AclOptions): Acl {
   const { appTopics } = options
+  const appBuckets = options.appBuckets ?? noAppBuckets
 
   function appAllows (name: string | undefined, action: 'subscribe' | 'publish', principal: Principal): boolean {
     if (name === undefined || hasWildcard(name)) return false
     const acl = appTopics.get(name)
     return acl !== undefined && acl[action].some((entry) => principalMatches(entry, principal))
+  }
+
+  /** `app/buckets/{name}/events`: readable per the app bucket's `read` ACL. */
+  function appBucketEventsReadable (filter: string, principal: Principal): boolean {
+    const events = eventsTopicBucket(filter)
+    if (events?.scope !== 'app' || hasWildcard(events.bucket)) return false
+    return appBuckets.bucketAcl(events.bucket)?.read.some((entry) => principalMatches(entry, principal)) ?? false
   }
 
   /** The namespace table, for a SUBSCRIBE filter or a concrete topic being delivered. */
@@ -51,7 +63,7 @@ export function createAcl (options: AclOptions): Acl {
     switch (scope) {
       case 'users': return principal.kind === 'user' && id === principal.sub
       case 'groups': return id !== undefined && !hasWildcard(id) && principal.groups.includes(id)
-      case 'app': return levels.length === 2 && appAllows(id, 'subscribe', principal)
+      case 'app': return (levels.length === 2 && appAllows(id, 'subscribe', principal)) || appBucketEventsReadable(filter, principal)
       default: return false
     }
   }
@@ -80,6 +92,8 @@ export function createAcl (options: AclOptions): Acl {
       return {
         canPublish (topic) {
           if (topic.startsWith('$')) return false
+          // bucket change events come from Herald only (src/store/buckets.ts): nobody may forge one
+          if (eventsTopicBucket(topic) !== undefined) return false
           if (pub.deny.some((f) => covers(f, topic))) return false
           return namespaceAllowsWrite(principal, topic) || pub.allow.some((f) => covers(f, topic))
         },

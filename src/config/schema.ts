@@ -101,6 +101,11 @@ export const ConfigSchema = Type.Object({
       caFile: NullableString('CA certificate to trust for host'),
     }, { additionalProperties: false })),
   }, { additionalProperties: false, default: {} }),
+  buckets: Type.Object({
+    maxObjectBytes: Type.Integer({ minimum: 2, maximum: 16777216, default: 65536, description: 'largest object body (its JSON, UTF-8); requests are also bounded by http.bodyLimitBytes' }),
+    eventBodyLimitBytes: Type.Integer({ minimum: 0, maximum: 65536, default: 2048, description: 'change events carry the object body when its JSON is at most this long' }),
+    maxListLimit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'largest page of GET .../objects' }),
+  }, { additionalProperties: false, default: {} }),
   limits: Type.Object({
     maxPacketBytes: Type.Integer({ minimum: 64, maximum: 268435455, default: 262144 }),
     maxTopicLength: Type.Integer({ minimum: 1, maximum: 65535, default: 256 }),

@@ -38,6 +38,7 @@ export const errorCodes = {
   PUBLISH_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'publishing to this topic is not allowed' },
   SUBSCRIBE_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'subscribing to this topic is not allowed' },
   ALREADY_EXISTS: { status: 409, connack: Connack.notAuthorized, message: 'the resource already exists' },
+  PRECONDITION_FAILED: { status: 412, connack: Connack.notAuthorized, message: 'the object is not at the version If-Match names' },
   PAYLOAD_TOO_LARGE: { status: 413, connack: Connack.notAuthorized, message: 'the payload is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, connack: Connack.notAuthorized, message: 'the body must be application/json' },
   NOT_FOUND: { status: 404, connack: Connack.notAuthorized, message: 'no such resource' },

@@ -6,6 +6,7 @@ import { HeraldError } from '../errors/index.js'
 import { bearerAuth } from './auth.js'
 import type { HttpContext } from './context.js'
 import { sendError } from './errors.js'
+import { registerBucketRoutes } from './routes/buckets.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerInstallationRoutes } from './routes/installations.js'
 import { registerMetricsRoute } from './routes/metrics.js'
@@ -31,6 +32,8 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     // one log line per request would drown the broker's own logs; metrics count requests instead
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.config.http.bodyLimitBytes,
+    // fastify answers 414 for a path parameter over 100 characters; ids may have 128 (percent-encoded: more)
+    routerOptions: { maxParamLength: 1024 },
     ...(options.https !== undefined && { https: options.https }),
   }) as unknown as FastifyInstance
 
@@ -68,6 +71,7 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     registerInstallationRoutes(api, ctx)
     registerSubscriptionRoutes(api, ctx)
     registerTopicRoutes(api, ctx)
+    registerBucketRoutes(api, ctx)
   }, { prefix: '/v1' })
   return app
 }

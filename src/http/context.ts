@@ -6,6 +6,7 @@ import type { HeraldConfig } from '../config/index.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { RelayGateway } from '../relay/gateway.js'
 import type { AppTopicStore } from '../store/app-topics.js'
+import type { BucketStore } from '../store/buckets.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
 
@@ -28,6 +29,7 @@ export interface HttpContext {
   readonly broker: BrokerPort
   readonly installations: InstallationStore
   readonly appTopics: AppTopicStore
+  readonly buckets: BucketStore
   readonly clientIds: ClientOwnerStore
   readonly metrics: Metrics
   readonly relay: RelayGateway

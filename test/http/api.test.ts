@@ -182,6 +182,16 @@ t.test('OpenAPI document lists every /v1 route', async (t) => {
     '/v1/users/me/subscriptions/{*}': ['put'],
     '/v1/topics': ['get'],
     '/v1/topics/{name}': ['delete', 'get', 'put'],
+    '/v1/app/buckets': ['get'],
+    '/v1/app/buckets/{bucket}': ['delete', 'get', 'put'],
+    '/v1/app/buckets/{bucket}/objects': ['get', 'post'],
+    '/v1/app/buckets/{bucket}/objects/{id}': ['delete', 'get', 'patch', 'put'],
+    '/v1/users/{uid}/buckets/{bucket}': ['delete', 'get'],
+    '/v1/users/{uid}/buckets/{bucket}/objects': ['get', 'post'],
+    '/v1/users/{uid}/buckets/{bucket}/objects/{id}': ['delete', 'get', 'patch', 'put'],
+    '/v1/groups/{gid}/buckets/{bucket}': ['delete', 'get'],
+    '/v1/groups/{gid}/buckets/{bucket}/objects': ['get', 'post'],
+    '/v1/groups/{gid}/buckets/{bucket}/objects/{id}': ['delete', 'get', 'patch', 'put'],
   }
   const actual = Object.fromEntries(Object.entries(doc.paths).map(([path, item]) => [path, Object.keys(item).filter((k) => /^(get|put|post|patch|delete)$/.test(k)).sort()]))
   t.strictSame(actual, expected, 'exactly the /v1 routes, with their methods')
@@ -243,7 +253,7 @@ t.test('rate limit: the request over http.rateLimit.max is 429 RATE_LIMITED', as
 })
 
 t.test('every error code maps to a status the HTTP API documents', async (t) => {
-  const documented = new Set([400, 401, 403, 404, 409, 413, 415, 429, 500, 503])
+  const documented = new Set([400, 401, 403, 404, 409, 412, 413, 415, 429, 500, 503])
   for (const [code, spec] of Object.entries(errorCodes)) {
     t.ok(documented.has(spec.status), `${code} → ${spec.status}`)
     t.ok(spec.message.length > 0, `${code} has a default message`)
@@ -262,6 +272,7 @@ t.test('every error code maps to a status the HTTP API documents', async (t) => 
     SUBSCRIBE_DENIED: 403,
     NOT_FOUND: 404,
     ALREADY_EXISTS: 409,
+    PRECONDITION_FAILED: 412,
     PAYLOAD_TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,
     RATE_LIMITED: 429,

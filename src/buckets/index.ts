@@ -1,0 +1,7 @@
+export { bucketRights, type BucketRights } from './access.js'
+export { buildEvent, jsonBytes, type BucketEvent, type BucketEventType, type PendingEvent } from './events.js'
+export { KeyedLocks } from './locks.js'
+export { isJsonObject, mergePatch, type JsonObject, type JsonValue } from './merge-patch.js'
+export { BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, generateObjectId, isBucketName, isObjectId } from './names.js'
+export { checkPreconditions, etagOf, parseIfMatch, parseIfNoneMatch, type Preconditions } from './preconditions.js'
+export { bucketEventsTopic, eventsTopicBucket, scopePath, type BucketScope } from './scope.js'

@@ -1,0 +1,280 @@
+import type { Logger } from 'pino'
+import type { AppBucketAcl, AppBucketDirectory } from '../acl/index.js'
+import type { BrokerPort } from '../broker/broker-port.js'
+import {
+  buildEvent, checkPreconditions, generateObjectId, jsonBytes, KeyedLocks, mergePatch, scopePath,
+  type BucketScope, type JsonObject, type PendingEvent, type Preconditions,
+} from '../buckets/index.js'
+import { HeraldError } from '../errors/index.js'
+import type { Database } from './open-store.js'
+
+/** One stored object, as the API returns it. */
+export interface BucketObject {
+  readonly id: string
+  /** 1 on creation, +1 on every write. */
+  readonly version: number
+  readonly createdAt: string
+  readonly modifiedAt: string
+  /** The `sub` of the caller who created it. */
+  readonly owner: string | null
+  readonly body: JsonObject
+}
+
+/** An app-scope bucket: created by an admin, with its own ACL. */
+export interface AppBucket {
+  readonly name: string
+  readonly acl: AppBucketAcl
+  readonly createdAt: string
+  readonly updatedAt: string
+  /** Set once the bucket was deleted: its ACL stays so queued BUCKET_DELETED events still reach devices. */
+  readonly deletedAt: string | null
+}
+
+export interface BucketLimits {
+  /** Largest object body (its JSON, UTF-8). */
+  readonly maxObjectBytes: number
+  /** Events carry the object body when its JSON is at most this long. */
+  readonly eventBodyLimitBytes: number
+}
+
+export interface ObjectPage {
+  readonly objects: BucketObject[]
+  /** The `after` cursor of the next page; null on the last one. */
+  readonly next: string | null
+}
+
+export interface WriteOptions extends Preconditions {
+  /** The `sub` of the caller: the event's `sender`, a new object's `owner`. */
+  readonly sender: string | null
+}
+
+/**
+ * Buckets of JSON objects whose changes are published as events.
+ *
+ * Every write and its event are one logical step: the object change and a
+ * pending-event record go into LevelDB in one batch, then the event is
+ * published (QoS1: it is in every persistent subscriber's queue when publish
+ * resolves), then the pending record is removed. `start()` publishes every
+ * record a crash left behind, so a write that happened always has its event
+ * (perhaps twice: events carry an `eventId`), and no event exists for a write
+ * that did not.
+ *
+ * Writes to one object are serialized, events included, so an object's events
+ * are published in version order. Deleting a bucket waits for the object
+ * writes in flight and holds new ones back until its own event is out.
+ */
+export interface BucketStore extends AppBucketDirectory {
+  /** Publishes the events a crash left pending, then accepts writes. */
+  start (broker: Pick<BrokerPort, 'publish'>, logger: Logger): Promise<void>
+  getObject (scope: BucketScope, bucket: string, id: string): Promise<BucketObject | undefined>
+  /** Objects in id order, those after `after`. */
+  listObjects (scope: BucketScope, bucket: string, options: { limit: number, after?: string }): Promise<ObjectPage>
+  /** Creates an object; a given id that exists is ALREADY_EXISTS. */
+  createObject (scope: BucketScope, bucket: string, id: string | undefined, body: JsonObject, options: WriteOptions): Promise<BucketObject>
+  /** Creates or replaces an object. */
+  putObject (scope: BucketScope, bucket: string, id: string, body: JsonObject, options: WriteOptions): Promise<{ object: BucketObject, created: boolean }>
+  /** Applies an RFC 7396 merge patch to an existing object. */
+  patchObject (scope: BucketScope, bucket: string, id: string, patch: JsonObject, options: WriteOptions): Promise<BucketObject>
+  deleteObject (scope: BucketScope, bucket: string, id: string, options: WriteOptions): Promise<void>
+  /** Drops every object of the bucket (and an app bucket's definition); resolves the number of objects dropped. */
+  deleteBucket (scope: BucketScope, bucket: string, options: { sender: string | null }): Promise<number>
+
+  /** Existing (not deleted) app buckets. */
+  getAppBucket (name: string): AppBucket | undefined
+  listAppBuckets (): AppBucket[]
+  /** Creates or replaces an app bucket's ACL; with `onlyIfAbsent`, resolves false when it exists. */
+  putAppBucket (name: string, acl: AppBucketAcl, options?: { onlyIfAbsent?: boolean }): Promise<{ bucket: AppBucket, created: boolean } | undefined>
+  /** Events written but not yet published (tests, metrics). */
+  pendingEvents (): Promise<number>
+}
+
+type Batch = ReturnType<Database['batch']>
+
+// cannot occur in a user or group id (auth/claims.ts), a bucket name or an object id
+const SEP = '\u0000'
+
+export async function openBucketStore (db: Database, limits: BucketLimits): Promise<BucketStore> {
+  const objects = db.sublevel<string, BucketObject>('bucket-objects', { valueEncoding: 'json' })
+  const pending = db.sublevel<string, PendingEvent>('bucket-events', { valueEncoding: 'json' })
+  const appBucketsDb = db.sublevel<string, AppBucket>('app-buckets', { valueEncoding: 'json' })
+  // the MQTT ACL reads app bucket ACLs on every SUBSCRIBE and delivery: kept in memory
+  const appBuckets = new Map<string, AppBucket>()
+  for await (const [name, bucket] of appBucketsDb.iterator()) appBuckets.set(name, bucket)
+
+  // pending-event keys sort in write order; they only need to be unique and
+  // increasing within a process, and later than those a previous one left
+  let lastSeq = 0
+  for await (const key of pending.keys({ reverse: true, limit: 1 })) lastSeq = Number(key)
+  const nextKey = (): string => {
+    lastSeq = Math.max(lastSeq + 1, Date.now() * 1000)
+    return String(lastSeq).padStart(17, '0')
+  }
+
+  const locks = new KeyedLocks()
+  let broker: Pick<BrokerPort, 'publish'> | undefined
+  let log: Logger | undefined
+
+  const bucketKey = (scope: BucketScope, bucket: string): string => `${scopePath(scope)}${SEP}${bucket}`
+  const objectKey = (scope: BucketScope, bucket: string, id: string): string => `${bucketKey(scope, bucket)}${SEP}${id}`
+
+  /** Object writes share their bucket's lock and hold their object's; a bucket delete holds the bucket's alone. */
+  const objectWrite = async <T>(scope: BucketScope, bucket: string, id: string, step: () => Promise<T>): Promise<T> =>
+    await locks.shared(bucketKey(scope, bucket), async () => await locks.exclusive(objectKey(scope, bucket, id), async () => {
+      if (scope.kind === 'app' && appBuckets.get(bucket)?.deletedAt !== null) throw new HeraldError('NOT_FOUND', 'no such bucket')
+      return await step()
+    }))
+
+  async function publish (key: string, record: PendingEvent): Promise<void> {
+    if (broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
+    await broker.publish({ topic: record.topic, payload: Buffer.from(JSON.stringify(record.event)), qos: 1, retain: false })
+    await pending.del(key)
+  }
+
+  /** The change and its pending event in one batch; then the event goes out. Never the other way round. */
+  async function commit (change: (batch: Batch) => void, record: PendingEvent, written?: () => void): Promise<void> {
+    if (broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
+    const key = nextKey()
+    const batch = db.batch()
+    change(batch)
+    batch.put(key, record, { sublevel: pending })
+    await batch.write()
+    written?.()
+    try {
+      await publish(key, record)
+    } catch (err) {
+      // the write stands; the event stays pending and is published at the next start
+      log?.error({ err, topic: record.topic, eventId: record.event.eventId }, 'bucket event not published; kept for the next start')
+      throw err
+    }
+  }
+
+  function checkSize (body: JsonObject): number {
+    const bytes = jsonBytes(body)
+    if (bytes > limits.maxObjectBytes) throw new HeraldError('PAYLOAD_TOO_LARGE', `the object is ${bytes} bytes; buckets.maxObjectBytes is ${limits.maxObjectBytes}`)
+    return bytes
+  }
+
+  async function write (scope: BucketScope, bucket: string, id: string, body: JsonObject, current: BucketObject | undefined, sender: string | null): Promise<BucketObject> {
+    const bytes = checkSize(body)
+    const now = new Date().toISOString()
+    const object: BucketObject = current === undefined
+      ? { id, version: 1, createdAt: now, modifiedAt: now, owner: sender, body }
+      : { ...current, version: current.version + 1, modifiedAt: now, body }
+    const record = buildEvent({
+      type: current === undefined ? 'DATA_OBJECT_CREATED' : 'DATA_OBJECT_UPDATED',
+      scope, bucket, objectId: id, version: object.version, modifiedAt: now, sender, body, bodyBytes: bytes,
+    }, limits.eventBodyLimitBytes)
+    await commit((batch) => batch.put(objectKey(scope, bucket, id), object, { sublevel: objects }), record)
+    return object
+  }
+
+  return {
+    async start (port, logger) {
+      log = logger.child({ component: 'buckets' })
+      broker = port
+      let replayed = 0
+      // in key order: an object's events go out in the order they were written
+      for await (const [key, record] of pending.iterator()) {
+        try {
+          await publish(key, record)
+          replayed++
+        } catch (err) {
+          log.error({ err, topic: record.topic, eventId: record.event.eventId }, 'pending bucket event not published; kept for the next start')
+        }
+      }
+      if (replayed > 0) log.info({ replayed }, 'published bucket events left pending by the previous run')
+    },
+
+    getObject: async (scope, bucket, id) => await objects.get(objectKey(scope, bucket, id)),
+
+    async listObjects (scope, bucket, { limit, after }) {
+      const prefix = `${bucketKey(scope, bucket)}${SEP}`
+      const range = after === undefined ? { gte: prefix } : { gt: `${prefix}${after}` }
+      const found: BucketObject[] = []
+      for await (const object of objects.values({ ...range, lt: `${bucketKey(scope, bucket)}\u0001`, limit: limit + 1 })) found.push(object)
+      const more = found.length > limit
+      const page = more ? found.slice(0, limit) : found
+      return { objects: page, next: more ? (page[page.length - 1]?.id ?? null) : null }
+    },
+
+    async createObject (scope, bucket, givenId, body, options) {
+      const id = givenId ?? generateObjectId()
+      return await objectWrite(scope, bucket, id, async () => {
+        if (await objects.get(objectKey(scope, bucket, id)) !== undefined) throw new HeraldError('ALREADY_EXISTS', 'an object with this id exists')
+        return await write(scope, bucket, id, body, undefined, options.sender)
+      })
+    },
+
+    putObject: async (scope, bucket, id, body, options) => await objectWrite(scope, bucket, id, async () => {
+      const current = await objects.get(objectKey(scope, bucket, id))
+      checkPreconditions(current?.version, options)
+      return { object: await write(scope, bucket, id, body, current, options.sender), created: current === undefined }
+    }),
+
+    patchObject: async (scope, bucket, id, patch, options) => await objectWrite(scope, bucket, id, async () => {
+      const current = await objects.get(objectKey(scope, bucket, id))
+      if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
+      checkPreconditions(current.version, options)
+      // a patch that is an object merges into an object: the result is one too
+      return await write(scope, bucket, id, mergePatch(current.body, patch) as JsonObject, current, options.sender)
+    }),
+
+    deleteObject: async (scope, bucket, id, options) => await objectWrite(scope, bucket, id, async () => {
+      const current = await objects.get(objectKey(scope, bucket, id))
+      if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
+      checkPreconditions(current.version, options)
+      const now = new Date().toISOString()
+      const record = buildEvent({
+        type: 'DATA_OBJECT_DELETED', scope, bucket, objectId: id, version: current.version + 1, modifiedAt: now, sender: options.sender,
+      }, limits.eventBodyLimitBytes)
+      await commit((batch) => batch.del(objectKey(scope, bucket, id), { sublevel: objects }), record)
+    }),
+
+    deleteBucket: async (scope, bucket, { sender }) => await locks.exclusive(bucketKey(scope, bucket), async () => {
+      const appBucket = scope.kind === 'app' ? appBuckets.get(bucket) : undefined
+      if (scope.kind === 'app' && (appBucket === undefined || appBucket.deletedAt !== null)) throw new HeraldError('NOT_FOUND', 'no such bucket')
+      const keys: string[] = []
+      for await (const key of objects.keys({ gt: `${bucketKey(scope, bucket)}${SEP}`, lt: `${bucketKey(scope, bucket)}\u0001` })) keys.push(key)
+      const now = new Date().toISOString()
+      const tombstone: AppBucket | undefined = appBucket === undefined ? undefined : { ...appBucket, updatedAt: now, deletedAt: now }
+      const record = buildEvent({ type: 'BUCKET_DELETED', scope, bucket, objectId: null, version: null, modifiedAt: now, sender }, limits.eventBodyLimitBytes)
+      await commit((batch) => {
+        for (const key of keys) batch.del(key, { sublevel: objects })
+        if (tombstone !== undefined) batch.put(bucket, tombstone, { sublevel: appBucketsDb })
+      }, record, () => { if (tombstone !== undefined) appBuckets.set(bucket, tombstone) })
+      return keys.length
+    }),
+
+    bucketAcl: (name) => appBuckets.get(name)?.acl,
+
+    getAppBucket (name) {
+      const bucket = appBuckets.get(name)
+      return bucket?.deletedAt === null ? bucket : undefined
+    },
+
+    listAppBuckets: () => [...appBuckets.values()].filter((b) => b.deletedAt === null).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+
+    putAppBucket: async (name, acl, options = {}) => await locks.exclusive(bucketKey({ kind: 'app' }, name), async () => {
+      const previous = appBuckets.get(name)
+      const exists = previous !== undefined && previous.deletedAt === null
+      if (exists && options.onlyIfAbsent === true) return undefined
+      const now = new Date().toISOString()
+      const bucket: AppBucket = {
+        name,
+        acl: { read: [...acl.read], write: [...acl.write] },
+        createdAt: exists ? previous.createdAt : now,
+        updatedAt: now,
+        deletedAt: null,
+      }
+      await appBucketsDb.put(bucket.name, bucket)
+      appBuckets.set(bucket.name, bucket)
+      return { bucket, created: !exists }
+    }),
+
+    async pendingEvents () {
+      let count = 0
+      for await (const _key of pending.keys()) count++
+      return count
+    },
+  }
+}
