@@ -9,15 +9,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
-import { join, relative } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { AddressPool } from './lib/addresses.js'
-import { brokerRegistry, defaultBrokers, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
+import { brokerRegistry, defaultBrokers, heraldBuild, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
 import { LeanClient } from './lib/lean-client.js'
 import { benchSourceDir, repoRoot } from './lib/paths.js'
-import { CORES } from './lib/proc.js'
+import { CORES, machineBusySeconds } from './lib/proc.js'
 import { checkTargets, markdown, summarize, type BrokerInfo, type RunRecord } from './lib/report.js'
 import { round } from './lib/stats.js'
 import { TokenSigner } from './lib/tokens.js'
@@ -29,18 +29,18 @@ const defaults: BenchOptions = {
   connectClients: 5000,
   connectConcurrency: 100,
   fanoutSubscribers: 100,
-  fanoutSeconds: 4,
-  fanoutWindow: 500,
+  fanoutSeconds: 3,
+  fanoutWindow: 100,
   faninPublishers: 50,
-  faninSeconds: 4,
+  faninSeconds: 3,
   faninWindow: 20,
   latencyRate: 1000,
-  latencySeconds: 4,
-  httpSeconds: 4,
+  latencySeconds: 3,
+  httpSeconds: 3,
   httpConcurrency: 32,
   scaleConnections: 10_000,
   scaleConcurrency: 200,
-  scaleHoldSeconds: 3,
+  scaleHoldSeconds: 2,
   scaleSubscribe: true,
   keepaliveSec: 60,
   maxMessages: 2_000_000,
@@ -76,12 +76,17 @@ const usage = `npm run bench -- [options]
   --quick                 small sizes and one round: a smoke test of the bench itself
   --no-scale-subscribe    idle connections without a subscription each
   --cpu-prof DIR          write a V8 CPU profile of every node broker run into DIR
+  --herald-dir DIR        run the Herald build in DIR (its bin/herald.js and dist/) instead of this one
+  --compare DIR           add the Herald build in DIR as broker "herald-b", alternated with the others: A/B a change
   --phase-timeout SEC     give up on one phase run after SEC (default 240)
+  --retry-noisy N         run a phase again, up to N times, when other processes took ≥ 0.3 core during it;
+                          the quietest attempt counts (default 1)
+  --wait-quiet SEC        before starting, wait up to SEC for the machine to be idle (< 0.3 core busy over 3 s)
   --no-write              print only; keep bench/RESULTS.md and bench/results/ as they are
 ${Object.entries(numericFlags).map(([flag, key]) => `  --${flag.padEnd(22)}(default ${defaults[key] as number})`).join('\n')}
 `
 
-function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number } {
+function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number, retryNoisy: number, waitQuietSec: number } {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' },
@@ -90,7 +95,11 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
       quick: { type: 'boolean' },
       'no-scale-subscribe': { type: 'boolean' },
       'cpu-prof': { type: 'string' },
+      'herald-dir': { type: 'string' },
+      compare: { type: 'string' },
       'phase-timeout': { type: 'string' },
+      'retry-noisy': { type: 'string' },
+      'wait-quiet': { type: 'string' },
       'no-write': { type: 'boolean' },
       help: { type: 'boolean' },
       ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
@@ -114,6 +123,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     options[key] = n
   }
   if (values['no-scale-subscribe'] === true) options['scaleSubscribe'] = false
+  if (values['herald-dir'] !== undefined) process.env['HERALD_BENCH_DIR'] = resolve(values['herald-dir'])
 
   const brokerNames = (values.brokers ?? defaultBrokers.join(',')).split(',').map((s) => s.trim()).filter((s) => s !== '')
   const brokers = brokerNames.map((name) => {
@@ -121,6 +131,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     if (def === undefined) throw new Error(`--brokers: unknown broker ${name}`)
     return def
   })
+  if (values.compare !== undefined) brokers.push(heraldBuild(resolve(values.compare)))
   const phases = values.phases === undefined
     ? phaseRegistry.filter((p) => p.defaultOn)
     : values.phases.split(',').map((s) => s.trim()).filter((s) => s !== '').map((name) => {
@@ -138,6 +149,8 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     write: values['no-write'] !== true,
     cpuProfileDir: values['cpu-prof'],
     phaseTimeoutSec: Number(values['phase-timeout'] ?? 240),
+    retryNoisy: Number(values['retry-noisy'] ?? 1),
+    waitQuietSec: Number(values['wait-quiet'] ?? 0),
   }
 }
 
@@ -179,7 +192,7 @@ function headline (phase: Phase, metrics: Record<string, number | null>): string
 }
 
 async function main (): Promise<void> {
-  const { options, rounds, brokers: requested, phases, write, cpuProfileDir, phaseTimeoutSec } = parseOptions()
+  const { options, rounds, brokers: requested, phases, write, cpuProfileDir, phaseTimeoutSec, retryNoisy, waitQuietSec } = parseOptions()
   const notes: string[] = []
   const log = (message: string): void => { process.stderr.write(`${message}\n`) }
 
@@ -193,6 +206,21 @@ async function main (): Promise<void> {
     }
   }
   if (brokers.length === 0) throw new Error('no broker to run')
+
+  if (waitQuietSec > 0) {
+    const until = performance.now() + waitQuietSec * 1000
+    for (;;) {
+      const before = machineBusySeconds()
+      await sleep(3000)
+      const busy = (machineBusySeconds() - before) / 3
+      if (busy < 0.3) break
+      if (performance.now() > until) {
+        notes.push(`The machine was still busy (${busy.toFixed(1)} cores used by other processes) after waiting ${waitQuietSec} s; started anyway.`)
+        break
+      }
+      log(`waiting for a quiet machine: ${busy.toFixed(1)} cores busy`)
+    }
+  }
 
   const fdLimit = openFileLimit()
   if (phases.some((p) => p.name === 'scale') && options.scaleConnections + 200 > fdLimit) {
@@ -209,69 +237,83 @@ async function main (): Promise<void> {
   const runId = startedAt.toISOString().replace(/[-:]/g, '').slice(9, 15)
   const t0 = performance.now()
 
+  /** One phase on one fresh broker. */
+  async function runOnce (r: number, phase: Phase, def: BrokerDefinition, attempt: number): Promise<RunRecord> {
+    const tag = `${runId}r${r}${attempt > 1 ? `a${attempt}` : ''}${phase.name.replace(/[^a-z0-9]/g, '')}${def.name.slice(0, 3)}`
+    const clients: LeanClient[] = []
+    let preparation: PhasePreparation | undefined
+    let broker: RunningBroker | undefined
+    const phaseStart = performance.now()
+    const base = { round: r, attempt, phase: phase.name, broker: def.name }
+    try {
+      preparation = await phase.prepare?.(options, tokens)
+      broker = await def.start({ tokens, heraldConfig: preparation?.heraldConfig, cpuProfileDir })
+      const running = broker
+      const ctx: PhaseContext = {
+        broker: running,
+        definition: def,
+        options,
+        tokens,
+        addresses,
+        tag,
+        log,
+        client (init) {
+          const credentials = running.credentials(init.user)
+          const client = new LeanClient({
+            host: running.host,
+            port: running.mqttPort,
+            localAddress: init.localAddress,
+            clientId: init.clientId,
+            clean: init.clean,
+            keepalive: init.keepalive ?? options.keepaliveSec,
+            username: credentials.username,
+            password: credentials.password,
+            timeoutMs: 30_000,
+          })
+          clients.push(client)
+          return client
+        },
+      }
+      const outcome = await withTimeout(phase.run(ctx), phaseTimeoutSec * 1000, `${phase.name} on ${def.name}`)
+      if (running.exited) throw new Error(`${def.name} exited during the phase: ${running.stderrTail().slice(-500)}`)
+      const c = outcome.cpu
+      log(`[${r}/${rounds}${attempt > 1 ? ` retry ${attempt - 1}` : ''}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} ${headline(phase, outcome.metrics)} · cpu broker ${c.broker.toFixed(2)} gen ${c.generator.toFixed(2)} other ${c.other.toFixed(2)}${c.saturated ? ' SATURATED' : ''}${c.generatorBound ? ' GEN-BOUND' : ''}${c.noisy ? ' NOISY' : ''}${(outcome.notes ?? []).length > 0 ? ` · ${(outcome.notes ?? []).join('; ')}` : ''}`)
+      return { ...base, ok: true, kept: true, seconds: (performance.now() - phaseStart) / 1000, metrics: outcome.metrics, cpu: outcome.cpu, notes: outcome.notes ?? [] }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err)
+      log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} FAILED: ${message}`)
+      return { ...base, ok: false, kept: true, error: message, seconds: (performance.now() - phaseStart) / 1000, metrics: {}, cpu: null, notes: [] }
+    } finally {
+      // the broker closes first, so the TIME_WAIT sockets are on its side, not on the source addresses
+      await broker?.stop()
+      for (const client of clients) client.destroy()
+      await preparation?.cleanup?.()
+      // let the sockets and the kernel settle before the next broker starts
+      await sleep(300)
+    }
+  }
+
   for (let r = 1; r <= rounds; r++) {
     for (const phase of phases) {
       // alternate: each round starts with the next broker
       const order = brokers.map((_, i) => brokers[(i + r - 1) % brokers.length] as BrokerDefinition)
       for (const def of order) {
         if (!phase.applies(def)) continue
-        const tag = `${runId}r${r}${phase.name.replace(/[^a-z0-9]/g, '')}${def.name.slice(0, 3)}`
-        const clients: LeanClient[] = []
-        let preparation: PhasePreparation | undefined
-        let broker: RunningBroker | undefined
-        const phaseStart = performance.now()
-        try {
-          preparation = await phase.prepare?.(options, tokens)
-          broker = await def.start({ tokens, heraldConfig: preparation?.heraldConfig, cpuProfileDir })
-          const running = broker
-          const ctx: PhaseContext = {
-            broker: running,
-            definition: def,
-            options,
-            tokens,
-            addresses,
-            tag,
-            log,
-            client (init) {
-              const credentials = running.credentials(init.user)
-              const client = new LeanClient({
-                host: running.host,
-                port: running.mqttPort,
-                localAddress: init.localAddress,
-                clientId: init.clientId,
-                clean: init.clean,
-                keepalive: init.keepalive ?? options.keepaliveSec,
-                username: credentials.username,
-                password: credentials.password,
-                timeoutMs: 30_000,
-              })
-              clients.push(client)
-              return client
-            },
-          }
-          const outcome = await withTimeout(phase.run(ctx), phaseTimeoutSec * 1000, `${phase.name} on ${def.name}`)
-          if (running.exited) throw new Error(`${def.name} exited during the phase: ${running.stderrTail().slice(-500)}`)
-          records.push({ round: r, phase: phase.name, broker: def.name, ok: true, seconds: (performance.now() - phaseStart) / 1000, metrics: outcome.metrics, cpu: outcome.cpu, notes: outcome.notes ?? [] })
-          const c = outcome.cpu
-          log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} ${headline(phase, outcome.metrics)} · cpu broker ${c.broker.toFixed(2)} gen ${c.generator.toFixed(2)} other ${c.other.toFixed(2)}${c.saturated ? ' SATURATED' : ''}${c.generatorBound ? ' GEN-BOUND' : ''}${(outcome.notes ?? []).length > 0 ? ` · ${(outcome.notes ?? []).join('; ')}` : ''}`)
-        } catch (err) {
-          const message = err instanceof Error ? err.message : String(err)
-          records.push({ round: r, phase: phase.name, broker: def.name, ok: false, error: message, seconds: (performance.now() - phaseStart) / 1000, metrics: {}, cpu: null, notes: [] })
-          log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} FAILED: ${message}`)
-        } finally {
-          // the broker closes first, so the TIME_WAIT sockets are on its side, not on the source addresses
-          await broker?.stop()
-          for (const client of clients) client.destroy()
-          await preparation?.cleanup?.()
-          // let the sockets and the kernel settle before the next broker starts
-          await sleep(300)
+        // on a shared machine other work can take a core mid-phase: run such a phase again and keep the quietest attempt
+        const attempts: RunRecord[] = []
+        for (let attempt = 1; attempt <= 1 + retryNoisy; attempt++) {
+          const record = await runOnce(r, phase, def, attempt)
+          attempts.push(record)
+          if (record.cpu === null || !record.cpu.noisy) break
         }
+        const quietest = attempts.reduce((a, b) => (b.cpu?.other ?? Infinity) < (a.cpu?.other ?? Infinity) ? b : a)
+        for (const record of attempts) records.push({ ...record, kept: record === quietest })
       }
     }
   }
 
   const seconds = (performance.now() - t0) / 1000
-  const summary = summarize(records)
+  const summary = summarize(records.filter((record) => record.kept))
   const targets = checkTargets(summary, phases)
   const date = startedAt.toISOString()
   const stamp = date.replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')

@@ -8,6 +8,8 @@ import { benchDistDir, repoRoot } from './paths.js'
 import { BENCH_GRANTS, type TokenSigner } from './tokens.js'
 
 export const HOST = '127.0.0.1'
+/** The Herald tree to run (bin/herald.js and dist/): this repository unless --herald-dir names another build, for A/B runs. */
+export function heraldDir (): string { return process.env['HERALD_BENCH_DIR'] ?? repoRoot }
 export const MOSQUITTO_BIN = process.env['MOSQUITTO_BIN'] ?? '/usr/sbin/mosquitto'
 
 export interface BrokerStartOptions {
@@ -148,11 +150,12 @@ function packageVersion (pkg: string): string {
   }
 }
 
-function heraldVersion (): string {
-  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version?: string }
-  const git = spawnSync('git', ['describe', '--always', '--dirty'], { cwd: repoRoot, encoding: 'utf8' })
+function heraldVersion (dir: string): string {
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version?: string }
+  const git = spawnSync('git', ['describe', '--always', '--dirty'], { cwd: dir, encoding: 'utf8' })
   const rev = git.status === 0 ? git.stdout.trim() : 'no-git'
-  return `${pkg.version ?? '?'} (${rev}; aedes ${packageVersion('aedes')}, aedes-persistence-level ${packageVersion('aedes-persistence-level')})`
+  const where = dir === repoRoot ? '' : ` from ${dir}`
+  return `${pkg.version ?? '?'} (${rev}${where}; aedes ${packageVersion('aedes')}, aedes-persistence-level ${packageVersion('aedes-persistence-level')})`
 }
 
 function isObject (value: unknown): value is Record<string, unknown> {
@@ -174,14 +177,15 @@ function deepMerge (base: Record<string, unknown>, extra: Record<string, unknown
  * generator on one address are raised (CONNECT rate per IP, connections per
  * user, HTTP requests per IP).
  */
-function heraldDefinition (variant: 'jwt' | 'anonymous'): BrokerDefinition {
+function heraldDefinition (variant: 'jwt' | 'anonymous', build?: { dir: string, name: string, label: string }): BrokerDefinition {
   const anonymous = variant === 'anonymous'
+  const dir = (): string => build?.dir ?? heraldDir()
   return {
-    name: anonymous ? 'herald-anon' : 'herald',
-    label: anonymous ? 'Herald (no JWT)' : 'Herald',
+    name: build?.name ?? (anonymous ? 'herald-anon' : 'herald'),
+    label: build?.label ?? (anonymous ? 'Herald (no JWT)' : 'Herald'),
     http: true,
-    unavailable: () => existsSync(join(repoRoot, 'dist', 'src', 'cli', 'index.js')) ? undefined : 'dist/ is missing: run `npm run build`',
-    version: heraldVersion,
+    unavailable: () => existsSync(join(dir(), 'dist', 'src', 'cli', 'index.js')) ? undefined : `${dir()}/dist is missing: run \`npm run build\``,
+    version: () => heraldVersion(dir()),
     async start (options) {
       const tmp = mkdtempSync(join(tmpdir(), 'herald-bench-'))
       const mqtt = await freePort()
@@ -206,7 +210,7 @@ function heraldDefinition (variant: 'jwt' | 'anonymous'): BrokerDefinition {
         HERALD_LOG_LEVEL: 'warn',
       }
       const nodeArgs = options.cpuProfileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : []
-      const { child, tail } = launch('herald', process.execPath, [...nodeArgs, join(repoRoot, 'bin', 'herald.js'), 'start'], env, tmp)
+      const { child, tail } = launch('herald', process.execPath, [...nodeArgs, join(dir(), 'bin', 'herald.js'), 'start'], env, tmp)
       await waitFor('herald', child, 30_000, async () => await httpReady(http))
       const credentials = anonymous
         ? () => ({})
@@ -260,6 +264,11 @@ const mosquitto: BrokerDefinition = {
     await waitFor('mosquitto', child, 15_000, async () => await tcpAccepts(port))
     return runningBroker(this.name, child, tail, tmp, { mqtt: port }, () => ({}), 3000)
   },
+}
+
+/** Another Herald build (its bin/herald.js and dist/) as one more broker, `herald-b`, alternated with the others: an A/B run. */
+export function heraldBuild (dir: string): BrokerDefinition {
+  return heraldDefinition('jwt', { dir, name: 'herald-b', label: 'Herald B' })
 }
 
 /** Every broker the bench knows; `--brokers` picks among them (default: herald, aedes, mosquitto). */

@@ -24,7 +24,7 @@ export function processCpuSeconds (pid: number): number {
 }
 
 /** Busy seconds of the whole machine (/proc/stat first line: all but idle and iowait). */
-function machineBusySeconds (): number {
+export function machineBusySeconds (): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? ''
   const [, ...values] = line.trim().split(/\s+/)
   const n = values.map(Number)
@@ -54,6 +54,8 @@ export interface CpuShare {
   readonly saturated: boolean
   /** the single-threaded generator near one core: it may be what limits the rate */
   readonly generatorBound: boolean
+  /** other processes took a noticeable share of the machine: the figures are disturbed */
+  readonly noisy: boolean
 }
 
 /** A CPU window over the broker process, this process and the machine. */
@@ -87,6 +89,7 @@ export class CpuMeter {
       other,
       saturated: broker + generator >= 0.9 * CORES,
       generatorBound: generator >= 0.9,
+      noisy: other >= 0.3,
     }
   }
 }

@@ -4,6 +4,10 @@ import { median } from './stats.js'
 
 export interface RunRecord {
   readonly round: number
+  /** 1, or more when a noisy attempt was run again */
+  readonly attempt: number
+  /** the attempt that counts for its round (the quietest) */
+  readonly kept: boolean
   readonly phase: string
   readonly broker: string
   readonly ok: boolean
@@ -27,6 +31,7 @@ export interface CpuSummary {
   /** rounds flagged saturated / generator-bound */
   readonly saturated: number
   readonly generatorBound: number
+  readonly noisy: number
   readonly rounds: number
 }
 
@@ -66,6 +71,7 @@ export function summarize (records: readonly RecordLike[]): Summary {
       other: median(shares.map((c) => c.other)),
       saturated: shares.filter((c) => c.saturated).length,
       generatorBound: shares.filter((c) => c.generatorBound).length,
+      noisy: shares.filter((c) => c.noisy).length,
       rounds: shares.length,
     }
     ;(failures[phase] ??= {})[broker] = list.length - ok.length
@@ -207,6 +213,7 @@ export function markdown (input: MarkdownInput): string {
   const header = ['phase', 'metric', ...brokers.map((b) => b.label)]
   if (has('herald') && has('aedes')) header.push('Herald/aedes')
   if (has('herald') && has('mosquitto')) header.push('Herald/Mosquitto')
+  if (has('herald') && has('herald-b')) header.push('Herald B/Herald')
   lines.push(`| ${header.join(' | ')} |`)
   lines.push(`|${header.map((_, i) => i < 2 ? '---' : '--:').join('|')}|`)
   for (const phase of phases) {
@@ -218,6 +225,7 @@ export function markdown (input: MarkdownInput): string {
       for (const b of names) cells.push(fmt(row[b]?.[spec.key], spec.digits ?? 0))
       if (has('herald') && has('aedes')) cells.push(ratio(row['herald']?.[spec.key], row['aedes']?.[spec.key]))
       if (has('herald') && has('mosquitto')) cells.push(ratio(row['herald']?.[spec.key], row['mosquitto']?.[spec.key]))
+      if (has('herald') && has('herald-b')) cells.push(ratio(row['herald-b']?.[spec.key], row['herald']?.[spec.key]))
       lines.push(`| ${cells.join(' | ')} |`)
     }
   }
@@ -226,7 +234,7 @@ export function markdown (input: MarkdownInput): string {
   lines.push('')
 
   lines.push('CPU during each phase (median cores over the measured window: broker / load generator; `other` is the rest of the machine).')
-  lines.push('S = generator + broker ≥ 90% of all cores (machine saturated), G = generator ≥ 0.9 core (it may be the limit), in n of the rounds.')
+  lines.push('S = generator + broker ≥ 90% of all cores (machine saturated), G = generator ≥ 0.9 core (it may be the limit), N = other processes took ≥ 0.3 core even in the quietest attempt; in n of the rounds.')
   lines.push('')
   lines.push(`| phase | ${brokers.map((b) => b.label).join(' | ')} |`)
   lines.push(`|---|${brokers.map(() => '---').join('|')}|`)
@@ -237,7 +245,7 @@ export function markdown (input: MarkdownInput): string {
     for (const b of names) {
       const c = row[b]
       if (c === undefined || c.rounds === 0) { cells.push('–'); continue }
-      const flags = [c.saturated > 0 ? `S${c.saturated}/${c.rounds}` : '', c.generatorBound > 0 ? `G${c.generatorBound}/${c.rounds}` : ''].filter((f) => f !== '').join(' ')
+      const flags = [c.saturated > 0 ? `S${c.saturated}/${c.rounds}` : '', c.generatorBound > 0 ? `G${c.generatorBound}/${c.rounds}` : '', c.noisy > 0 ? `N${c.noisy}/${c.rounds}` : ''].filter((f) => f !== '').join(' ')
       cells.push(`${fmt(c.broker, 2)} / ${fmt(c.generator, 2)} (other ${fmt(c.other, 2)})${flags !== '' ? ` **${flags}**` : ''}`)
     }
     lines.push(`| ${cells.join(' | ')} |`)

@@ -10,6 +10,9 @@ import type { Phase } from './types.js'
  * the slowest subscriber (and, at QoS 1, of its own PUBACKs), so the figure is
  * the broker's delivery rate, not the depth of its queues.
  */
+/** How long the publisher waits for any delivery before it counts the messages in flight as lost. */
+const STALL_MS = 1000
+
 export function fanOut (qos: 0 | 1): Phase {
   return {
     name: `fanout-qos${qos}`,
@@ -41,11 +44,16 @@ export function fanOut (qos: 0 | 1): Phase {
       let acked = 0
       let publishing = true
       let waitingDrain = false
+      // a broker that loses the newest messages would close the window for good: after STALL_MS
+      // without any delivery the messages in flight count as lost and the window reopens
+      let floor = -1
+      let stalls = 0
 
       const pump = coalesced(() => {
         if (!publishing || waitingDrain) return
         let slowest = Infinity
         for (const s of seen) if (s.highest < slowest) slowest = s.highest
+        slowest = Math.max(slowest, floor)
         let allowed = slowest + 1 + o.fanoutWindow - sent
         if (qos === 1) allowed = Math.min(allowed, o.fanoutWindow - (sent - acked))
         allowed = Math.min(allowed, o.maxMessages - sent, 256)
@@ -77,13 +85,21 @@ export function fanOut (qos: 0 | 1): Phase {
         pump()
       }
 
+      const stallTimer = setInterval(() => {
+        if (performance.now() - lastDeliveryAt > STALL_MS && lastDeliveryAt > 0) {
+          floor = sent - 1
+          stalls++
+        }
+        pump()
+      }, 100)
       const meter = new CpuMeter(ctx.broker.pid)
       const t0 = performance.now()
       pump()
       await waitUntil(() => performance.now() - t0 > o.fanoutSeconds * 1000 || sent >= o.maxMessages, () => delivered, 5000, o.fanoutSeconds * 1000 + 1000)
       publishing = false
+      clearInterval(stallTimer)
       const expected = (): number => sent * subscribers.length
-      const complete = await waitUntil(() => seen.reduce((a, s) => a + s.unique, 0) >= expected() && (qos === 0 || acked >= sent), () => delivered + acked, 5000, 60_000)
+      const complete = await waitUntil(() => seen.reduce((a, s) => a + s.unique, 0) >= expected() && (qos === 0 || acked >= sent), () => delivered + acked, 3000, 30_000)
       const cpu = meter.stop()
       const unique = seen.reduce((a, s) => a + s.unique, 0)
       const duplicated = seen.reduce((a, s) => a + s.duplicates, 0)
@@ -97,9 +113,10 @@ export function fanOut (qos: 0 | 1): Phase {
           lost: expected() - unique,
           duplicated,
           seconds: elapsed,
+          stalls,
         },
         cpu,
-        notes: complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`],
+        notes: [...(complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],
       }
     },
   }

@@ -19,7 +19,7 @@ export const httpPublish: Phase = {
     { key: 'requestsPerSec', label: 'requests/s', unit: '/s', better: 'higher', digits: 0, headline: true },
     { key: 'requestP99Ms', label: 'request p99', unit: 'ms', better: 'lower', digits: 2, headline: true },
     { key: 'deliveryP99Ms', label: 'request → MQTT delivery p99', unit: 'ms', better: 'lower', digits: 2, headline: true },
-    { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0 },
+    { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
     { key: 'errors', label: 'non-202 responses', unit: '', better: 'lower', digits: 0 },
   ],
   applies: (broker) => broker.http,

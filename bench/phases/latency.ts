@@ -21,7 +21,7 @@ export const latency: Phase = {
     { key: 'p50Ms', label: 'p50', unit: 'ms', better: 'lower', digits: 3, headline: true },
     { key: 'p99Ms', label: 'p99', unit: 'ms', better: 'lower', digits: 3, headline: true },
     { key: 'maxMs', label: 'max', unit: 'ms', better: 'lower', digits: 2, headline: true },
-    { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0 },
+    { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
   ],
   applies: () => true,
   async run (ctx) {

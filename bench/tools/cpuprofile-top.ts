@@ -69,16 +69,20 @@ function main (): void {
   }
   const idle = byOwner.get('(idle)') ?? 0
   const busy = total - idle
+  const out: string[] = []
   const pct = (ms: number): string => `${((ms / busy) * 100).toFixed(1).padStart(5)}%`
   const print = (title: string, map: Map<string, number>, filter?: RegExp): void => {
-    process.stdout.write(`\n${title} (share of busy time, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s)\n`)
+    out.push(`\n${title} (share of busy time, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s)`)
     const rows = [...map].filter(([k]) => k !== '(idle) :1' && !k.startsWith('(idle)') && !k.startsWith('(root)') && (filter === undefined || filter.test(k)))
       .sort((a, b) => b[1] - a[1]).slice(0, top)
-    for (const [k, ms] of rows) process.stdout.write(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(7)} s  ${k}\n`)
+    for (const [k, ms] of rows) out.push(`${pct(ms)}  ${(ms / 1000).toFixed(2).padStart(7)} s  ${k}`)
   }
   print('self time by package / Herald area', byOwner)
   print('self time by function', self)
   print('inclusive time by function', inclusive, values.match !== undefined ? new RegExp(values.match) : undefined)
+  // a closed pipe (`| head`) is not an error
+  process.stdout.on('error', () => process.exit(0))
+  process.stdout.write(out.join('\n') + '\n')
 }
 
 main()
