@@ -280,7 +280,8 @@ async function main (): Promise<void> {
       log(`[${r}/${rounds}${attempt > 1 ? ` retry ${attempt - 1}` : ''}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} ${headline(phase, outcome.metrics)} · cpu broker ${c.broker.toFixed(2)} gen ${c.generator.toFixed(2)} other ${c.other.toFixed(2)}${c.saturated ? ' SATURATED' : ''}${c.generatorBound ? ' GEN-BOUND' : ''}${c.noisy ? ' NOISY' : ''}${(outcome.notes ?? []).length > 0 ? ` · ${(outcome.notes ?? []).join('; ')}` : ''}`)
       return { ...base, ok: true, kept: true, seconds: (performance.now() - phaseStart) / 1000, metrics: outcome.metrics, cpu: outcome.cpu, notes: outcome.notes ?? [] }
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err)
+      let message = err instanceof Error ? err.message : String(err)
+      if (broker?.exited === true) message = `${def.name} exited during the phase (${message}); its last output: ${broker.stderrTail().slice(-1500)}`
       log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} FAILED: ${message}`)
       return { ...base, ok: false, kept: true, error: message, seconds: (performance.now() - phaseStart) / 1000, metrics: {}, cpu: null, notes: [] }
     } finally {

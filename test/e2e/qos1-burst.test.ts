@@ -3,7 +3,7 @@ import { connect, sign, startBroker } from '../helpers/broker.js'
 
 // A burst of concurrent QoS1 publishes finishes persisting out of order; aedes'
 // per-broker counter dedupe then dropped acknowledged messages (see broker/hooks.ts).
-t.test('every acknowledged QoS1 message of a concurrent burst reaches every persistent subscriber', { timeout: 90_000 }, async (t) => {
+t.test('every acknowledged QoS1 message of a concurrent burst reaches every persistent subscriber', { timeout: 240_000 }, async (t) => {
   const broker = await startBroker(t)
   const grants = { acl: { pub: ['burst/#'], sub: ['burst/#'] } }
   const subscribers = 40
