@@ -114,9 +114,14 @@ function launch (name: string, command: string, args: string[], env: NodeJS.Proc
 function runningBroker (name: string, child: ChildProcess, tail: () => string, tmp: string, ports: { mqtt: number, http?: number },
   credentials: (n: number) => Credentials, graceMs: number): RunningBroker {
   let exited = false
+  let status = ''
   const exit = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) { exited = true; resolve(); return }
-    child.once('exit', () => { exited = true; resolve() })
+    child.once('exit', (code, signal) => {
+      exited = true
+      status = signal !== null ? `killed by ${signal}` : `exit code ${code ?? '?'}`
+      resolve()
+    })
   })
   return {
     name,
@@ -126,7 +131,7 @@ function runningBroker (name: string, child: ChildProcess, tail: () => string, t
     httpPort: ports.http,
     credentials,
     get exited () { return exited },
-    stderrTail: tail,
+    stderrTail: () => `${status !== '' ? `[${status}] ` : ''}${tail()}`,
     async stop () {
       if (!exited) {
         child.kill('SIGTERM')
