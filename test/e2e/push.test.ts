@@ -236,15 +236,20 @@ t.test('an app topic ACL applies to live subscriptions; a deleted topic refuses 
 
   const deleted = await api(broker, 'DELETE', '/v1/topics/alerts', { token: admin })
   t.equal(deleted.status, 204)
-  const refused = await api(broker, 'POST', '/v1/push', { token: service, body: { to: { topic: 'app/alerts' }, notification: { title: 'gone' } } })
-  t.equal(refused.status, 403)
-  t.equal(refused.body.error.code, 'PUBLISH_DENIED')
-  const raw = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'app/alerts', payload: 'gone', qos: 1 } })
-  t.equal(raw.status, 403)
-  t.equal(raw.body.error.code, 'PUBLISH_DENIED')
+  await assertPushAndPublishRefused(t, broker, 'app/alerts')
   await marker(t, broker, 'users/olga/x', 'after delete')
   t.equal(text(await olga.next()), 'after delete', 'nothing was delivered for the deleted topic')
 })
+
+/** Both ways of sending to `topic` answer 403 PUBLISH_DENIED. */
+async function assertPushAndPublishRefused (t: Test, broker: TestBroker, topic: string): Promise<void> {
+  const pushed = await api(broker, 'POST', '/v1/push', { token: service, body: { to: { topic }, data: { a: '1' } } })
+  t.equal(pushed.status, 403)
+  t.equal(pushed.body.error.code, 'PUBLISH_DENIED')
+  const published = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic, payload: 'x', qos: 1 } })
+  t.equal(published.status, 403)
+  t.equal(published.body.error.code, 'PUBLISH_DENIED')
+}
 
 t.test('publishing to an app topic that does not exist is refused and delivers nothing', async (t) => {
   const broker = await startBroker(t)
@@ -256,12 +261,7 @@ t.test('publishing to an app topic that does not exist is refused and delivers n
   const id = await push(t, broker, service, { to: { topic: 'app/real' }, data: { a: '1' } })
   t.equal(envelopeOf(await watcher.next()).id, id, 'the watcher does see pushes to existing app topics')
 
-  const pushed = await api(broker, 'POST', '/v1/push', { token: service, body: { to: { topic: 'app/ghost' }, data: { a: '1' } } })
-  t.equal(pushed.status, 403)
-  t.equal(pushed.body.error.code, 'PUBLISH_DENIED')
-  const published = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'app/ghost', payload: 'boo', qos: 1 } })
-  t.equal(published.status, 403)
-  t.equal(published.body.error.code, 'PUBLISH_DENIED')
+  await assertPushAndPublishRefused(t, broker, 'app/ghost')
   await marker(t, broker, 'users/watcher/x', 'marker')
   t.equal(text(await watcher.next()), 'marker', 'nothing reached app/ghost')
 })
