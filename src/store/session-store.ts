@@ -1,4 +1,8 @@
+import Packet from 'aedes-packet'
 import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } from 'aedes-persistence-level/asyncPersistence.js'
+import msgpack from 'msgpack-lite'
+import { GroupCommit, type BatchTarget } from './group-commit.js'
+import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix } from './session-keys.js'
 
 /** Decides whether a subscription may be written into a client's persistent session. */
 export type SubscriptionGuard = (clientId: string, topic: string) => boolean
@@ -6,7 +10,17 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
 export type { PersistedPacket, StoredSubscription }
 
 /** The (sub)level the session store lives in. */
-export interface SessionDatabase { clear (range: { gte: string, lt: string }): Promise<void> }
+export interface SessionDatabase extends BatchTarget { clear (range: { gte: string, lt: string }): Promise<void> }
+
+/** Where a message in flight to a client sits in its queue. */
+interface InFlight { readonly brokerId: string, readonly brokerCounter: number, readonly messageId: number, readonly topic: string }
+
+/**
+ * In-flight messages remembered so a PUBACK clears its queue entry without a
+ * read. Entries of clients that left before acknowledging stay until the id is
+ * reused; past this many, PUBACKs fall back to reading the index.
+ */
+const MAX_REMEMBERED_IN_FLIGHT = 100_000
 
 /**
  * Sees every QoS>0 message on its way into offline queues, with the
@@ -25,6 +39,12 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  *   `persistPublish` lets the broker store it first (see broker/hooks.ts).
  * - A routing hook sees each QoS>0 message with the offline subscriptions it
  *   matched and decides which of them queue it.
+ * - The queue writes of QoS 1 delivery (enqueue, in flight, acknowledged) are
+ *   written here, in the library's key layout, through one group commit:
+ *   the message is encoded once for all its subscribers, and neither an
+ *   in-flight update nor a PUBACK reads before writing. The library does
+ *   one put per subscriber and a read before each update and clear, which
+ *   made a QoS 1 fan-out 13 times slower than aedes in memory.
  */
 export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
@@ -33,10 +53,14 @@ export class SessionStore extends AsyncLevelPersistence {
   readonly #prePersisted = new Map<string, number>()
 
   readonly #db: SessionDatabase
+  readonly #commit: GroupCommit
+  /** `clientId \0 messageId` → the queue entry of that in-flight message */
+  readonly #inFlight = new Map<string, InFlight>()
 
   constructor (db: SessionDatabase) {
     super(db)
     this.#db = db
+    this.#commit = new GroupCommit(db)
   }
 
   /**
@@ -50,8 +74,7 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.cleanSubscriptions(client)
     await this.cleanIncoming(client)
     await this.delWill(client)
-    const id = encodeURIComponent(clientId)
-    for (const prefix of [`outgoing:${id}:`, `outgoing-id:${id}:`]) {
+    for (const prefix of [outgoingPrefix(clientId), outgoingIdPrefix(clientId)]) {
       await this.#db.clear({ gte: prefix, lt: `${prefix.slice(0, -1)};` })
     }
   }
@@ -92,7 +115,58 @@ export class SessionStore extends AsyncLevelPersistence {
     // aedes' own write of a packet persistPublish already stored
     if (this.#prePersisted.delete(packetKey(packet))) return
     const queued = this.#routing === undefined || subs.length === 0 ? subs : await this.#routing(subs, packet)
-    await super.outgoingEnqueueCombi(queued, packet)
+    await this.#enqueue(queued, packet)
+  }
+
+  override async outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void> {
+    await this.#enqueue([sub], packet)
+  }
+
+  /** One encoding of the message, one queue entry per subscriber, one batch. */
+  async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
+    if (subs.length === 0) return
+    const value = msgpack.encode(new Packet(packet))
+    await this.#commit.write(subs.map((sub) => ({ type: 'put', key: outgoingKey(sub.clientId, packet.brokerId, packet.brokerCounter), value })))
+  }
+
+  /**
+   * A message goes in flight under a message id. The library reads the queue
+   * entry first to delete an older id entry of the same message; aedes 1.2
+   * resends a queued message under the id it already had (QoSPacket), so
+   * there is none, and the queue entry exists: it was written before the
+   * message was emitted, or the message was read from the queue.
+   */
+  override async outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void> {
+    // a PUBREL (QoS 2) carries no broker data; the library looks it up
+    if (packet.brokerId === undefined || packet.messageId === undefined) {
+      await super.outgoingUpdate(client, packet)
+      return
+    }
+    const value = msgpack.encode(packet)
+    await this.#commit.write([
+      { type: 'put', key: outgoingIdKey(client.id, packet.messageId), value },
+      { type: 'put', key: outgoingKey(client.id, packet.brokerId, packet.brokerCounter), value },
+    ])
+    this.#remember(client.id, { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId: packet.messageId, topic: packet.topic })
+  }
+
+  /** PUBACK: the message leaves the queue. Returns where it was (aedes passes it to its 'ack' event). */
+  override async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
+    if (packet.messageId === undefined) return await super.outgoingClearMessageId(client, packet)
+    const key = inFlightKey(client.id, packet.messageId)
+    const known = this.#inFlight.get(key)
+    if (known === undefined) return await super.outgoingClearMessageId(client, packet)
+    this.#inFlight.delete(key)
+    await this.#commit.write([
+      { type: 'del', key: outgoingIdKey(client.id, known.messageId) },
+      { type: 'del', key: outgoingKey(client.id, known.brokerId, known.brokerCounter) },
+    ])
+    return known
+  }
+
+  #remember (clientId: string, entry: InFlight): void {
+    const key = inFlightKey(clientId, entry.messageId)
+    if (this.#inFlight.size < MAX_REMEMBERED_IN_FLIGHT || this.#inFlight.has(key)) this.#inFlight.set(key, entry)
   }
 
   /** A packet whose PUBACK could not be written never reaches aedes' publish: drop its mark after a while. */
@@ -104,6 +178,10 @@ export class SessionStore extends AsyncLevelPersistence {
       this.#prePersisted.delete(key)
     }
   }
+}
+
+function inFlightKey (clientId: string, messageId: number): string {
+  return `${clientId}\0${messageId}`
 }
 
 function packetKey (packet: PersistedPacket): string {

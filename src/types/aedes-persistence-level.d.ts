@@ -20,6 +20,8 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void>
     outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
     outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void>
+    outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void>
+    outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown>
     destroy (): Promise<void>
   }
 }
@@ -34,4 +36,11 @@ declare module 'aedes-packet' {
     qos: number
     retain: boolean
   }
+}
+
+// msgpack-lite ships no types; the session store encodes queue entries with it
+// because aedes-persistence-level decodes them with it.
+declare module 'msgpack-lite' {
+  const msgpack: { encode (value: unknown): Buffer, decode (buffer: Buffer): unknown }
+  export default msgpack
 }

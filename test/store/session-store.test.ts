@@ -63,3 +63,35 @@ t.test('deleteSession removes subscriptions and queued messages of that client o
   t.same(await queued(store, 'phone:x'), ['one'])
   t.same((await store.subscriptionsByTopic('news/today')).map((s) => s.clientId).sort(), ['phone-2', 'phone:x'])
 })
+
+t.test('queue writes keep the library key layout: after a restart the library alone reads and clears them', async (t) => {
+  const dir = await makeTempDir(t)
+  const open = async (): Promise<{ db: Awaited<ReturnType<typeof openDatabase>>, store: SessionStore }> => {
+    const db = await openDatabase(dir)
+    const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
+    await store.setup({ id: 'broker-1' })
+    return { db, store }
+  }
+  const before = await open()
+  await before.store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  const first = packet('news/today', 'one')
+  const second = packet('news/today', 'two')
+  await before.store.persistPublish(first)
+  await before.store.persistPublish(second)
+  // what aedes does when it sends them: in flight under message ids 1 and 2
+  await before.store.outgoingUpdate({ id: 'phone' }, { ...first, messageId: 1 })
+  await before.store.outgoingUpdate({ id: 'phone' }, { ...second, messageId: 2 })
+  t.match(await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 }), { brokerCounter: first.brokerCounter, messageId: 1 }, 'PUBACK of 1 in the same process')
+  await before.db.close()
+
+  const after = await open()
+  t.teardown(async () => await after.db.close())
+  const resent: PersistedPacket[] = []
+  for await (const stored of after.store.outgoingStream({ id: 'phone' })) resent.push(stored)
+  t.same(resent.map((p) => [p.payload.toString(), p.messageId]), [['two', 2]], 'the unacknowledged message is queued under its id')
+  // nothing is remembered after a restart: the library's own lookup by message id must find the entry
+  t.match(await after.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 2 }), { brokerCounter: second.brokerCounter })
+  t.same(await queued(after.store, 'phone'), [])
+  const leftovers = await after.db.sublevel('sessions', { valueEncoding: 'buffer' }).keys({ gte: 'outgoing', lt: 'outgoinh' }).all()
+  t.same(leftovers, [], 'no queue or in-flight key is left behind')
+})
