@@ -31,7 +31,9 @@ export interface BrokerDeps {
 }
 
 export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
-  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
+  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), (err) => {
+    logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed')
+  })
   const aedes = new Aedes({
     persistence: sessions,
     connectTimeout: config.limits.connectTimeoutMs,
@@ -56,6 +58,9 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
     connections,
     sessions,
     port: createBrokerPort(aedes, sessions, connections),
-    close: async () => { await new Promise<void>((resolve) => aedes.close(() => resolve())) },
+    close: async () => {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      await sessions.flush()
+    },
   }
 }

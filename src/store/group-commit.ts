@@ -7,27 +7,30 @@ export interface BatchTarget {
   batch (operations: BatchOperation[], options: { valueEncoding: 'buffer' }): Promise<void>
 }
 
-interface Waiter {
+/** The batch being gathered: its operations by key (the last one asked for wins) and the promise its writers wait on. */
+interface OpenBatch {
+  readonly operations: Map<string, BatchOperation>
+  readonly written: Promise<void>
   resolve (): void
   reject (err: unknown): void
 }
 
 /**
  * Group commit: writes asked for while a batch is being written, or during
- * the same event-loop turn, go to LevelDB together as the next batch. Each
- * caller's promise settles when its operations are written.
+ * the same event-loop turn, go to LevelDB together as the next batch; each
+ * caller's promise settles when that batch is written.
  *
  * A QoS 1 message to 100 persistent subscribers costs a few hundred small
- * writes (queue, in-flight, acknowledged); one LevelDB call each meant one
- * thread-pool round trip each. Batches are written one at a time, so writes
- * land in the order they were asked for.
+ * writes (queue, in flight, acknowledged); one LevelDB call each meant one
+ * thread-pool round trip and one pass through abstract-level each. Batches
+ * are written one at a time, in the order asked for, and within a batch only
+ * the last operation on a key is kept: a message put in flight and
+ * acknowledged before the batch goes out costs its deletes only.
  */
 export class GroupCommit {
   readonly #target: BatchTarget
-  #operations: BatchOperation[] = []
-  #waiters: Waiter[] = []
-  #writing = false
-  #scheduled = false
+  #open: OpenBatch | undefined
+  #writing: Promise<void> | undefined
 
   constructor (target: BatchTarget) {
     this.#target = target
@@ -35,31 +38,40 @@ export class GroupCommit {
 
   async write (operations: readonly BatchOperation[]): Promise<void> {
     if (operations.length === 0) return
-    for (const operation of operations) this.#operations.push(operation)
-    const written = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }))
-    if (!this.#writing && !this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(() => {
-        this.#scheduled = false
-        this.#next()
-      })
-    }
-    await written
+    const batch = this.#gathering()
+    for (const operation of operations) batch.operations.set(operation.key, operation)
+    await batch.written
   }
 
-  #next (): void {
-    if (this.#writing || this.#operations.length === 0) return
-    const operations = this.#operations
-    const waiters = this.#waiters
-    this.#operations = []
-    this.#waiters = []
-    this.#writing = true
-    void this.#target.batch(operations, { valueEncoding: 'buffer' }).then(
-      () => { for (const waiter of waiters) waiter.resolve() },
-      (err: unknown) => { for (const waiter of waiters) waiter.reject(err) },
-    ).finally(() => {
-      this.#writing = false
-      this.#next()
+  /** Resolves once everything asked for so far is written (or failed); for reads that must see it. */
+  async settled (): Promise<void> {
+    const last = this.#open?.written ?? this.#writing
+    if (last !== undefined) await last.catch(() => undefined)
+  }
+
+  #gathering (): OpenBatch {
+    if (this.#open !== undefined) return this.#open
+    let resolve!: () => void
+    let reject!: (err: unknown) => void
+    const written = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    // a write-behind caller may not wait on it; the failure is theirs to report
+    written.catch(() => undefined)
+    const batch: OpenBatch = { operations: new Map(), written, resolve, reject }
+    this.#open = batch
+    if (this.#writing === undefined) setImmediate(() => this.#flush())
+    return batch
+  }
+
+  #flush (): void {
+    const batch = this.#open
+    if (batch === undefined || this.#writing !== undefined) return
+    this.#open = undefined
+    const writing = this.#target.batch([...batch.operations.values()], { valueEncoding: 'buffer' })
+      .then(() => batch.resolve(), (err: unknown) => batch.reject(err))
+    this.#writing = writing
+    void writing.finally(() => {
+      this.#writing = undefined
+      this.#flush()
     })
   }
 }

@@ -1,7 +1,8 @@
 import Packet from 'aedes-packet'
 import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } from 'aedes-persistence-level/asyncPersistence.js'
 import msgpack from 'msgpack-lite'
-import { GroupCommit, type BatchTarget } from './group-commit.js'
+import { Readable } from 'node:stream'
+import { GroupCommit, type BatchOperation, type BatchTarget } from './group-commit.js'
 import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix } from './session-keys.js'
 
 /** Decides whether a subscription may be written into a client's persistent session. */
@@ -10,7 +11,13 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
 export type { PersistedPacket, StoredSubscription }
 
 /** The (sub)level the session store lives in. */
-export interface SessionDatabase extends BatchTarget { clear (range: { gte: string, lt: string }): Promise<void> }
+export interface SessionDatabase {
+  clear (range: { gte: string, lt: string }): Promise<void>
+  /** abstract-level sublevel API: this key as the root database stores it */
+  prefixKey (key: string, keyFormat: 'utf8'): string
+  /** the root database */
+  readonly db: BatchTarget
+}
 
 /** Where a message in flight to a client sits in its queue. */
 interface InFlight { readonly brokerId: string, readonly brokerCounter: number, readonly messageId: number, readonly topic: string }
@@ -40,11 +47,17 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  * - A routing hook sees each QoS>0 message with the offline subscriptions it
  *   matched and decides which of them queue it.
  * - The queue writes of QoS 1 delivery (enqueue, in flight, acknowledged) are
- *   written here, in the library's key layout, through one group commit:
- *   the message is encoded once for all its subscribers, and neither an
- *   in-flight update nor a PUBACK reads before writing. The library does
- *   one put per subscriber and a read before each update and clear, which
- *   made a QoS 1 fan-out 13 times slower than aedes in memory.
+ *   written here, in the library's key layout, through one group commit on
+ *   the root database: the message is encoded once for all its subscribers,
+ *   and neither an in-flight update nor a PUBACK reads before writing. The
+ *   library does one put per subscriber and a read before each update and
+ *   clear, which made a QoS 1 fan-out 13 times slower than aedes in memory.
+ * - Only the enqueue is waited for (it is what makes a PUBACK to the
+ *   publisher safe). In-flight updates and PUBACK clears are written behind:
+ *   lost in a crash, they cost a resend under a new message id or a
+ *   duplicate, both allowed at QoS 1; aedes no longer waits for LevelDB
+ *   before writing a message to a subscriber. Reads of the queue wait until
+ *   those writes have landed.
  */
 export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
@@ -57,10 +70,14 @@ export class SessionStore extends AsyncLevelPersistence {
   /** `clientId \0 messageId` → the queue entry of that in-flight message */
   readonly #inFlight = new Map<string, InFlight>()
 
-  constructor (db: SessionDatabase) {
+  readonly #onWriteBehindError: (err: unknown) => void
+
+  /** `onWriteBehindError` hears about failed in-flight and acknowledgement writes, which no caller waits for. */
+  constructor (db: SessionDatabase, onWriteBehindError: (err: unknown) => void = () => {}) {
     super(db)
     this.#db = db
-    this.#commit = new GroupCommit(db)
+    this.#commit = new GroupCommit(db.db)
+    this.#onWriteBehindError = onWriteBehindError
   }
 
   /**
@@ -74,9 +91,16 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.cleanSubscriptions(client)
     await this.cleanIncoming(client)
     await this.delWill(client)
+    // a write behind landing after the clear would bring an entry back
+    await this.#commit.settled()
     for (const prefix of [outgoingPrefix(clientId), outgoingIdPrefix(clientId)]) {
       await this.#db.clear({ gte: prefix, lt: `${prefix.slice(0, -1)};` })
     }
+  }
+
+  /** Resolves once every write asked for so far, written-behind ones included, is in LevelDB; before the database closes. */
+  async flush (): Promise<void> {
+    await this.#commit.settled()
   }
 
   setSubscriptionGuard (guard: SubscriptionGuard): void {
@@ -126,7 +150,16 @@ export class SessionStore extends AsyncLevelPersistence {
   async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     if (subs.length === 0) return
     const value = msgpack.encode(new Packet(packet))
-    await this.#commit.write(subs.map((sub) => ({ type: 'put', key: outgoingKey(sub.clientId, packet.brokerId, packet.brokerCounter), value })))
+    await this.#commit.write(subs.map((sub) => this.#put(outgoingKey(sub.clientId, packet.brokerId, packet.brokerCounter), value)))
+  }
+
+  override outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket> {
+    const settled = this.#commit.settled()
+    const stored = super.outgoingStream.bind(this)
+    return Readable.from((async function * () {
+      await settled
+      yield * stored(client)
+    })())
   }
 
   /**
@@ -139,29 +172,44 @@ export class SessionStore extends AsyncLevelPersistence {
   override async outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void> {
     // a PUBREL (QoS 2) carries no broker data; the library looks it up
     if (packet.brokerId === undefined || packet.messageId === undefined) {
+      await this.#commit.settled()
       await super.outgoingUpdate(client, packet)
       return
     }
     const value = msgpack.encode(packet)
-    await this.#commit.write([
-      { type: 'put', key: outgoingIdKey(client.id, packet.messageId), value },
-      { type: 'put', key: outgoingKey(client.id, packet.brokerId, packet.brokerCounter), value },
+    this.#writeBehind([
+      this.#put(outgoingIdKey(client.id, packet.messageId), value),
+      this.#put(outgoingKey(client.id, packet.brokerId, packet.brokerCounter), value),
     ])
     this.#remember(client.id, { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId: packet.messageId, topic: packet.topic })
   }
 
   /** PUBACK: the message leaves the queue. Returns where it was (aedes passes it to its 'ack' event). */
   override async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
-    if (packet.messageId === undefined) return await super.outgoingClearMessageId(client, packet)
-    const key = inFlightKey(client.id, packet.messageId)
-    const known = this.#inFlight.get(key)
-    if (known === undefined) return await super.outgoingClearMessageId(client, packet)
-    this.#inFlight.delete(key)
-    await this.#commit.write([
-      { type: 'del', key: outgoingIdKey(client.id, known.messageId) },
-      { type: 'del', key: outgoingKey(client.id, known.brokerId, known.brokerCounter) },
+    const known = packet.messageId === undefined ? undefined : this.#inFlight.get(inFlightKey(client.id, packet.messageId))
+    if (known === undefined) {
+      // not put in flight by this process (a restart since): the library looks the id up
+      await this.#commit.settled()
+      return await super.outgoingClearMessageId(client, packet)
+    }
+    this.#inFlight.delete(inFlightKey(client.id, known.messageId))
+    this.#writeBehind([
+      this.#del(outgoingIdKey(client.id, known.messageId)),
+      this.#del(outgoingKey(client.id, known.brokerId, known.brokerCounter)),
     ])
     return known
+  }
+
+  #writeBehind (operations: BatchOperation[]): void {
+    this.#commit.write(operations).catch(this.#onWriteBehindError)
+  }
+
+  #put (key: string, value: Buffer): BatchOperation {
+    return { type: 'put', key: this.#db.prefixKey(key, 'utf8'), value }
+  }
+
+  #del (key: string): BatchOperation {
+    return { type: 'del', key: this.#db.prefixKey(key, 'utf8') }
   }
 
   #remember (clientId: string, entry: InFlight): void {

@@ -25,11 +25,26 @@ class RecordingTarget implements BatchTarget {
 
 const put = (key: string): BatchOperation => ({ type: 'put', key, value: Buffer.from(key) })
 
-t.test('writes asked for in one turn are one batch, in the order asked', async (t) => {
+t.test('writes asked for in one turn are one batch; the last operation on a key wins', async (t) => {
   const target = new RecordingTarget()
   const commit = new GroupCommit(target)
   await Promise.all([commit.write([put('a'), put('b')]), commit.write([put('c')]), commit.write([{ type: 'del', key: 'a' }])])
-  t.same(target.batches.map((batch) => batch.map((op) => `${op.type}:${op.key}`)), [['put:a', 'put:b', 'put:c', 'del:a']])
+  t.same(target.batches.map((batch) => batch.map((op) => `${op.type}:${op.key}`)), [['del:a', 'put:b', 'put:c']])
+})
+
+t.test('settled() waits for what was asked before it, not for later writes', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target)
+  t.equal(await commit.settled(), undefined, 'nothing pending: at once')
+  target.hold = true
+  void commit.write([put('1')])
+  let settled = false
+  const waiting = commit.settled().then(() => { settled = true })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.notOk(settled, 'the batch is still being written')
+  target.release()
+  await waiting
+  t.ok(settled)
 })
 
 t.test('writes asked for while a batch is being written wait for it and go together next', async (t) => {

@@ -82,6 +82,8 @@ t.test('queue writes keep the library key layout: after a restart the library al
   await before.store.outgoingUpdate({ id: 'phone' }, { ...first, messageId: 1 })
   await before.store.outgoingUpdate({ id: 'phone' }, { ...second, messageId: 2 })
   t.match(await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 }), { brokerCounter: first.brokerCounter, messageId: 1 }, 'PUBACK of 1 in the same process')
+  // in-flight updates and PUBACK clears are written behind; the broker flushes them when it closes
+  await before.store.flush()
   await before.db.close()
 
   const after = await open()
