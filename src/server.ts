@@ -16,7 +16,7 @@ import { createSenders } from './relay/senders.js'
 import { createRelayOutbox } from './store/relay-outbox.js'
 import { openAppTopicStore } from './store/app-topics.js'
 import { openBucketStore } from './store/buckets.js'
-import { createClientOwnerStore } from './store/client-owners.js'
+import { openClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
 import { GuardedStream } from './transport/guarded-stream.js'
@@ -87,7 +87,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       db = await openDatabase(config.dataDir)
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)
-      const clientIds = createClientOwnerStore(db)
+      const clientIds = await openClientOwnerStore(db)
       const buckets = await openBucketStore(db, config.buckets)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics, appBuckets: buckets })
       const metrics = createMetrics({

@@ -92,7 +92,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     }
 
     const liveOwner = registry.byClientId(client.id)?.owner
-    const claim = await owners.get(client.id)
+    const claim = owners.get(client.id)
     if ((liveOwner !== undefined && liveOwner !== owner) || (claim !== undefined && claim.owner !== owner)) {
       throw new HeraldError('CLIENT_ID_TAKEN')
     }

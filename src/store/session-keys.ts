@@ -10,9 +10,12 @@ function padId (id: number): string {
   return id.toString().padStart(16, '0')
 }
 
+/** Every queued message: `outgoing:<client id>:<broker id>:<counter>`. */
+export const OUTGOING_PREFIX = 'outgoing:'
+
 /** Prefix of every queued message of a client (`outgoing:<id>:`). */
 export function outgoingPrefix (clientId: string): string {
-  return `outgoing:${encodeURIComponent(clientId)}:`
+  return `${OUTGOING_PREFIX}${encodeURIComponent(clientId)}:`
 }
 
 /** Prefix of the message-id index of a client's in-flight messages. */
@@ -28,4 +31,22 @@ export function outgoingKey (clientId: string, brokerId: string, brokerCounter: 
 /** A message in flight to a client under a message id. */
 export function outgoingIdKey (clientId: string, messageId: number): string {
   return `${outgoingIdPrefix(clientId)}${padId(messageId)}`
+}
+
+/** Every stored subscription: `subscriptions:<client id>:<topic filter>`. */
+export const SUBSCRIPTIONS_PREFIX = 'subscriptions:'
+
+/** Every stored will: `will:<client id>`. */
+export const WILL_PREFIX = 'will:'
+
+/** The client id of a `subscriptions:` or `will:` key (ids are URI-encoded, so the first ':' after the prefix ends it). */
+export function clientIdOfKey (key: string, prefix: string): string {
+  const rest = key.slice(prefix.length)
+  const end = rest.indexOf(':')
+  return decodeURIComponent(end === -1 ? rest : rest.slice(0, end))
+}
+
+/** The range of keys under a prefix ending in ':' (the library's `prefixRange`: ':' + 1 is ';'). */
+export function prefixRange (prefix: string): { gte: string, lt: string } {
+  return { gte: prefix, lt: `${prefix.slice(0, -1)};` }
 }

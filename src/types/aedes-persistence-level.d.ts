@@ -16,7 +16,9 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     subscriptionsByTopic (topic: string): Promise<StoredSubscription[]>
     cleanSubscriptions (client: { id: string }): Promise<void>
     cleanIncoming (client: { id: string }): Promise<void>
-    delWill (client: { id: string }): Promise<void>
+    putWill (client: { id: string }, packet: object): Promise<void>
+    getWill (client: { id: string }): Promise<unknown>
+    delWill (client: { id: string }): Promise<unknown>
     outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void>
     outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
     outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void>

@@ -97,3 +97,48 @@ t.test('queue writes keep the library key layout: after a restart the library al
   const leftovers = await after.db.sublevel('sessions', { valueEncoding: 'buffer' }).keys({ gte: 'outgoing', lt: 'outgoinh' }).all()
   t.same(leftovers, [], 'no queue or in-flight key is left behind')
 })
+
+t.test('subscriptions and wills known in memory match the store, across a restart', async (t) => {
+  const dir = await makeTempDir(t)
+  const open = async (): Promise<{ db: Awaited<ReturnType<typeof openDatabase>>, store: SessionStore }> => {
+    const db = await openDatabase(dir)
+    const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
+    await store.setup({ id: 'broker-1' })
+    return { db, store }
+  }
+  const before = await open()
+  // ids and filters with the characters the key layout has to survive
+  await before.store.addSubscriptions({ id: 'phone:x' }, [{ topic: 'a:b/#', qos: 1 }, { topic: 'news', qos: 0 }])
+  await before.store.addSubscriptions({ id: 'gone' }, [{ topic: 'news', qos: 1 }])
+  await before.store.removeSubscriptions({ id: 'gone' }, ['news'])
+  await before.store.putWill({ id: 'tablette é' }, { topic: 'users/bob/status', payload: Buffer.from('offline'), qos: 1, retain: false })
+  await before.store.putWill({ id: 'phone:x' }, { topic: 'w', payload: Buffer.from('x'), qos: 0, retain: false })
+  await before.store.delWill({ id: 'phone:x' })
+  t.same((await before.store.subscriptionsByClient({ id: 'phone:x' })).map((s) => s.topic).sort(), ['a:b/#', 'news'])
+  await before.db.close()
+
+  const after = await open()
+  t.teardown(async () => await after.db.close())
+  t.same((await after.store.subscriptionsByClient({ id: 'phone:x' })).map((s) => s.topic).sort(), ['a:b/#', 'news'])
+  t.same(await after.store.subscriptionsByClient({ id: 'gone' }), [], 'removed filters stay removed')
+  t.same(await after.store.subscriptionsByClient({ id: 'never-seen' }), [])
+  t.match(await after.store.getWill({ id: 'tablette é' }), { topic: 'users/bob/status' })
+  t.equal(await after.store.getWill({ id: 'phone:x' }), undefined, 'a deleted will stays deleted')
+  t.match(await after.store.delWill({ id: 'tablette é' }), { topic: 'users/bob/status' })
+  t.equal(await after.store.getWill({ id: 'tablette é' }), undefined)
+  await after.store.cleanSubscriptions({ id: 'phone:x' })
+  t.same(await after.store.subscriptionsByClient({ id: 'phone:x' }), [])
+})
+
+t.test('a queue read empty is skipped until a message is queued again', async (t) => {
+  const store = await openStore(t)
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  t.same(await queued(store, 'phone'), [], 'never queued')
+  await store.persistPublish(packet('news/today', 'one'))
+  t.same(await queued(store, 'phone'), ['one'])
+  await store.deleteSession('phone')
+  t.same(await queued(store, 'phone'), [], 'read after the session was deleted')
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  await store.persistPublish(packet('news/today', 'two'))
+  t.same(await queued(store, 'phone'), ['two'], 'queued again after an empty read')
+})
