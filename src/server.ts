@@ -84,7 +84,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
     async start () {
       const verifier = createTokenVerifier(config.auth.jwt)
-      db = await openDatabase(config.dataDir)
+      db = await openDatabase(config.dataDir, config.storage.engine)
+      if (config.storage.engine === 'memory') logger.warn('storage.engine is memory: sessions, installations and queued messages are lost when the broker stops')
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)
       const clientIds = await openClientOwnerStore(db)

@@ -176,18 +176,24 @@ function deepMerge (base: Record<string, unknown>, extra: Record<string, unknown
   return out
 }
 
+const heraldVariants = {
+  jwt: { name: 'herald', label: 'Herald' },
+  anonymous: { name: 'herald-anon', label: 'Herald (no JWT)' },
+  bare: { name: 'herald-bare', label: 'Herald (no JWT, ACL, LevelDB)' },
+} as const
+
 /**
  * Herald as it runs in production: JWT on every CONNECT, the ACL, LevelDB in
  * a fresh data directory. Only the limits that would throttle a load
  * generator on one address are raised (CONNECT rate per IP, connections per
  * user, HTTP requests per IP).
  */
-function heraldDefinition (variant: 'jwt' | 'anonymous', build?: { dir: string, name: string, label: string }): BrokerDefinition {
-  const anonymous = variant === 'anonymous'
+function heraldDefinition (variant: 'jwt' | 'anonymous' | 'bare', build?: { dir: string, name: string, label: string }): BrokerDefinition {
+  const anonymous = variant !== 'jwt'
   const dir = (): string => build?.dir ?? heraldDir()
   return {
-    name: build?.name ?? (anonymous ? 'herald-anon' : 'herald'),
-    label: build?.label ?? (anonymous ? 'Herald (no JWT)' : 'Herald'),
+    name: build?.name ?? heraldVariants[variant].name,
+    label: build?.label ?? heraldVariants[variant].label,
     http: true,
     unavailable: () => existsSync(join(dir(), 'dist', 'src', 'cli', 'index.js')) ? undefined : `${dir()}/dist is missing: run \`npm run build\``,
     version: () => heraldVersion(dir()),
@@ -201,7 +207,10 @@ function heraldDefinition (variant: 'jwt' | 'anonymous', build?: { dir: string, 
       }
       // herald-anon: the same broker with JWT verification off (anonymous principal with the bench grants),
       // to see what authentication costs; the ACL and LevelDB stay on
-      if (anonymous) config = deepMerge(config, { auth: { anonymous: { enabled: true, acl: BENCH_GRANTS } } })
+      if (variant === 'anonymous') config = deepMerge(config, { auth: { anonymous: { enabled: true, acl: BENCH_GRANTS } } })
+      // herald-bare: Herald with its features off, the baseline of "auth + ACL + persistence cost < 10%":
+      // no JWT, a grant of every topic (the ACL answers at its first rule), and the in-memory store
+      if (variant === 'bare') config = deepMerge(config, { auth: { anonymous: { enabled: true, acl: { pub: ['#'], sub: ['#'] } } }, storage: { engine: 'memory' } })
       if (options.heraldConfig !== undefined) config = deepMerge(config, options.heraldConfig)
       writeFileSync(join(tmp, 'config.json'), JSON.stringify(config, null, 2))
       const env: NodeJS.ProcessEnv = {
@@ -277,5 +286,5 @@ export function heraldBuild (dir: string): BrokerDefinition {
 }
 
 /** Every broker the bench knows; `--brokers` picks among them (default: herald, aedes, mosquitto). */
-export const brokerRegistry: readonly BrokerDefinition[] = [heraldDefinition('jwt'), heraldDefinition('anonymous'), aedesBare, mosquitto]
-export const defaultBrokers = ['herald', 'aedes', 'mosquitto']
+export const brokerRegistry: readonly BrokerDefinition[] = [heraldDefinition('jwt'), heraldDefinition('anonymous'), heraldDefinition('bare'), aedesBare, mosquitto]
+export const defaultBrokers = ['herald', 'herald-bare', 'aedes', 'mosquitto']

@@ -19,6 +19,7 @@ type Json = Record<string, unknown>
 /** Environment variables and the config key each one sets. */
 const envKeys: Record<string, { path: string[], type: 'string' | 'integer' }> = {
   HERALD_DATA_DIR: { path: ['dataDir'], type: 'string' },
+  HERALD_STORAGE_ENGINE: { path: ['storage', 'engine'], type: 'string' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },

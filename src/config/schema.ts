@@ -33,6 +33,12 @@ const AclRule = Type.Object({
 
 export const ConfigSchema = Type.Object({
   dataDir: Type.String({ minLength: 1, default: './data', description: 'LevelDB and generated secrets live here' }),
+  storage: Type.Object({
+    engine: Type.Union([Type.Literal('leveldb'), Type.Literal('memory')], {
+      default: 'leveldb',
+      description: '`memory` keeps sessions, installations and the relay outbox in memory only: everything is lost at exit (tests, benchmarks, throwaway brokers)',
+    }),
+  }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([
       Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
