@@ -36,6 +36,10 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
   })
   const aedes = new Aedes({
     persistence: sessions,
+    // mqemitter's default (100 messages in delivery at once) queues the rest in an array drained with
+    // Array.shift(); 0 delivers each message as it comes. Publishers are held back by their sockets
+    // and, at QoS 1, by the PUBACK that waits for the session store.
+    concurrency: 0,
     connectTimeout: config.limits.connectTimeoutMs,
     maxTopicLevels: config.limits.maxTopicLevels,
     // Herald checks client ids itself (limits.maxClientIdLength); aedes' limit only concerns MQTT 3.1

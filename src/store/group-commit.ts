@@ -43,6 +43,15 @@ export class GroupCommit {
     await batch.written
   }
 
+  /**
+   * Takes back an operation on `key` that is still waiting for its batch;
+   * true when there was one. For entries nothing needs once they are
+   * deleted: whatever an earlier batch wrote under the key stays.
+   */
+  withdraw (key: string): boolean {
+    return this.#open?.operations.delete(key) ?? false
+  }
+
   /** Resolves once everything asked for so far is written (or failed); for reads that must see it. */
   async settled (): Promise<void> {
     const last = this.#open?.written ?? this.#writing

@@ -241,10 +241,13 @@ export class SessionStore extends AsyncLevelPersistence {
       return await super.outgoingClearMessageId(client, packet)
     }
     this.#inFlight.delete(inFlightKey(client.id, known.messageId))
-    this.#writeBehind([
-      this.#del(outgoingIdKey(client.id, known.messageId)),
-      this.#del(outgoingKey(client.id, known.brokerId, known.brokerCounter)),
-    ])
+    const idKey = this.#db.prefixKey(outgoingIdKey(client.id, known.messageId), 'utf8')
+    // acknowledged before its in-flight entry was written: the entry is never written at all.
+    // (Should an earlier batch have written it, for a resend, it stays as a stale index entry
+    // until the id is used again; nothing reads the index but a PUBACK for that id.)
+    const operations: BatchOperation[] = this.#commit.withdraw(idKey) ? [] : [{ type: 'del', key: idKey }]
+    operations.push(this.#del(outgoingKey(client.id, known.brokerId, known.brokerCounter)))
+    this.#writeBehind(operations)
     return known
   }
 

@@ -80,3 +80,18 @@ t.test('an empty write writes nothing', async (t) => {
   await new GroupCommit(target).write([])
   t.same(target.batches, [])
 })
+
+t.test('withdraw takes back an operation still waiting for its batch, not one already being written', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target)
+  target.hold = true
+  const first = commit.write([put('written')])
+  await new Promise((resolve) => setImmediate(resolve))
+  const second = commit.write([put('waiting'), put('kept')])
+  t.ok(commit.withdraw('waiting'))
+  t.notOk(commit.withdraw('written'), 'already in the batch being written')
+  t.notOk(commit.withdraw('unknown'))
+  target.release()
+  await Promise.all([first, second])
+  t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['written'], ['kept']])
+})
