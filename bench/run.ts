@@ -38,6 +38,10 @@ const defaults: BenchOptions = {
   latencySeconds: 3,
   httpSeconds: 3,
   httpConcurrency: 32,
+  relayInstallations: 1000,
+  relayFcmInstallations: 1000,
+  relaySeconds: 5,
+  relayBacklog: 4000,
   scaleConnections: 10_000,
   scaleConcurrency: 200,
   scaleHoldSeconds: 2,
@@ -61,6 +65,10 @@ const numericFlags: Record<string, keyof BenchOptions> = {
   'latency-seconds': 'latencySeconds',
   'http-seconds': 'httpSeconds',
   'http-concurrency': 'httpConcurrency',
+  'relay-installations': 'relayInstallations',
+  'relay-fcm-installations': 'relayFcmInstallations',
+  'relay-seconds': 'relaySeconds',
+  'relay-backlog': 'relayBacklog',
   'scale-connections': 'scaleConnections',
   'scale-concurrency': 'scaleConcurrency',
   'scale-hold-seconds': 'scaleHoldSeconds',
@@ -83,7 +91,7 @@ const usage = `npm run bench -- [options]
                           the quietest attempt counts (default 1)
   --wait-quiet SEC        before starting, wait up to SEC for the machine to be idle (< 0.3 core busy over 3 s)
   --no-write              print only; keep bench/RESULTS.md and bench/results/ as they are
-${Object.entries(numericFlags).map(([flag, key]) => `  --${flag.padEnd(22)}(default ${defaults[key] as number})`).join('\n')}
+${Object.entries(numericFlags).map(([flag, key]) => `  --${`${flag} `.padEnd(22)}(default ${defaults[key] as number})`).join('\n')}
 `
 
 function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number, retryNoisy: number, waitQuietSec: number } {
@@ -112,7 +120,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
   }
   const options: Record<string, number | boolean> = { ...defaults }
   if (values.quick === true) {
-    Object.assign(options, { connectClients: 500, fanoutSeconds: 1, faninSeconds: 1, latencySeconds: 1, httpSeconds: 1, scaleConnections: 1000, scaleHoldSeconds: 1 })
+    Object.assign(options, { connectClients: 500, fanoutSeconds: 1, faninSeconds: 1, latencySeconds: 1, httpSeconds: 1, relayInstallations: 200, relayFcmInstallations: 200, relaySeconds: 2, scaleConnections: 1000, scaleHoldSeconds: 1 })
   }
   const raw = values as Record<string, string | boolean | undefined>
   for (const [flag, key] of Object.entries(numericFlags)) {

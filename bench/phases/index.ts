@@ -3,6 +3,7 @@ import { fanIn } from './fan-in.js'
 import { fanOut } from './fan-out.js'
 import { httpPublish } from './http-publish.js'
 import { latency } from './latency.js'
+import { relay } from './relay.js'
 import { scale } from './scale.js'
 import type { Phase } from './types.js'
 
@@ -23,6 +24,6 @@ export const phaseRegistry: readonly Phase[] = [
   fanIn(1),
   latency,
   httpPublish,
-  // relay: POST /v1/push to offline installations → local fake APNs/FCM (notifications/s, p99) — to come
+  relay,
   scale,
 ]

@@ -21,6 +21,14 @@ export interface BenchOptions {
   readonly latencySeconds: number
   readonly httpSeconds: number
   readonly httpConcurrency: number
+  /** push-only APNs installations every relay push fans out to */
+  readonly relayInstallations: number
+  /** push-only FCM installations for the relay's FCM part (0: APNs only) */
+  readonly relayFcmInstallations: number
+  /** measured seconds per provider, after a warm-up */
+  readonly relaySeconds: number
+  /** notifications the relay pusher may be ahead of what the fake provider received */
+  readonly relayBacklog: number
   readonly scaleConnections: number
   readonly scaleConcurrency: number
   readonly scaleHoldSeconds: number

@@ -18,7 +18,8 @@ export interface RelayJob {
 export interface RelayStore {
   putMany (jobs: readonly RelayJob[]): Promise<void>
   put (job: RelayJob): Promise<void>
-  delete (id: string): Promise<void>
+  /** Removes settled jobs, in one write. */
+  deleteMany (ids: readonly string[]): Promise<void>
   /** Moves a job that ran out of attempts aside, with the last reason. */
   deadLetter (job: RelayJob, reason: string): Promise<void>
   loadAll (): AsyncIterable<RelayJob>

@@ -4,7 +4,8 @@ import type { Delivery, DeliveryResult, DeviceToken, PushProvider, PushSender } 
 
 /** What the worker needs to know about installations, at send time (tokens change and get pruned). */
 export interface TokenDirectory {
-  tokenOf (installationId: string): Promise<DeviceToken | null>
+  /** The push token of each installation now (null: none), in order: one read for a whole batch. */
+  tokensOf (installationIds: readonly string[]): Promise<ReadonlyArray<DeviceToken | null>>
   /** Removes `token` from the installation, unless it has been replaced meanwhile. */
   prune (installationId: string, token: DeviceToken): Promise<void>
 }
@@ -54,6 +55,10 @@ export class RelayWorker {
   readonly #ready: RelayJob[] = []
   readonly #timers = new Map<string, NodeJS.Timeout>()
   #inFlight = 0
+  #pumpScheduled = false
+  /** ids of settled jobs waiting for the next outbox write, and that write */
+  #settled: string[] = []
+  #deleting: Promise<void> | undefined
   #closed = false
   #idleWaiters: Array<() => void> = []
   #drainWaiters: Array<() => void> = []
@@ -130,50 +135,78 @@ export class RelayWorker {
     while (!this.#closed && this.#ready.length > 0 && this.#inFlight < this.#options.concurrency) {
       const batch = this.#ready.splice(0, this.#options.concurrency - this.#inFlight)
       this.#inFlight += batch.length
-      this.#process(batch)
-        .catch((err: unknown) => this.#options.logger.warn({ err }, 'relay batch failed unexpectedly'))
-        .finally(() => {
-          this.#inFlight -= batch.length
-          this.#pump()
-          this.#notifyIdle()
-        })
+      void this.#process(batch)
     }
     this.#notifyIdle()
   }
 
+  /**
+   * Frees the slots of `n` settled jobs. Each job frees its own slot (a slow
+   * delivery holds up no other), and the refill waits for the end of the
+   * event-loop turn, so the slots freed by one read of provider answers are
+   * refilled as one batch (one token read).
+   */
+  #release (n: number): void {
+    this.#inFlight -= n
+    if (!this.#pumpScheduled && this.#ready.length > 0) {
+      this.#pumpScheduled = true
+      setImmediate(() => {
+        this.#pumpScheduled = false
+        this.#pump()
+      })
+    }
+    this.#notifyIdle()
+  }
+
+  /** Sends a batch of ready jobs; never rejects, and frees every job's slot exactly once. */
   async #process (batch: RelayJob[]): Promise<void> {
+    let tokens: ReadonlyArray<DeviceToken | null>
+    try {
+      tokens = await this.#options.tokens.tokensOf(batch.map((job) => job.installationId))
+    } catch (err) {
+      this.#options.logger.warn({ err }, 'relay batch failed unexpectedly')
+      this.#release(batch.length)
+      return
+    }
+    const units: Array<Promise<void>> = []
+    /** one part of the batch: its slots are freed when it is done, whatever happened */
+    const unit = (slots: number, work: () => Promise<void>): void => {
+      units.push(work()
+        .catch((err: unknown) => this.#options.logger.warn({ err }, 'relay batch failed unexpectedly'))
+        .finally(() => this.#release(slots)))
+    }
     const byProvider = new Map<PushProvider, Array<{ job: RelayJob, delivery: Delivery }>>()
-    for (const job of batch) {
+    batch.forEach((job, i) => {
+      const token = tokens[i] ?? null
       if (this.#now() >= job.expiresAt) {
-        await this.#settle(job, 'none', 'expired', 'the message ttl ran out')
-        continue
+        unit(1, async () => await this.#settle(job, 'none', 'expired', 'the message ttl ran out'))
+        return
       }
-      const token = await this.#options.tokens.tokenOf(job.installationId)
       if (token === null) {
-        await this.#settle(job, 'none', 'no-token', 'the installation has no push token')
-        continue
+        unit(1, async () => await this.#settle(job, 'none', 'no-token', 'the installation has no push token'))
+        return
       }
       const disabled = token.provider === 'fcm' ? job.content.kind === 'push' && job.content.fcm?.enabled === false : job.content.kind === 'push' && job.content.apns?.enabled === false
       if (disabled) {
-        await this.#settle(job, token.provider, 'disabled', `${token.provider} disabled for this message`)
-        continue
+        unit(1, async () => await this.#settle(job, token.provider, 'disabled', `${token.provider} disabled for this message`))
+        return
       }
       if (!this.#senders.has(token.provider)) {
-        await this.#settle(job, token.provider, 'not-configured', `push.${token.provider} is not configured`)
-        continue
+        unit(1, async () => await this.#settle(job, token.provider, 'not-configured', `push.${token.provider} is not configured`))
+        return
       }
       let list = byProvider.get(token.provider)
       if (list === undefined) byProvider.set(token.provider, list = [])
       list.push({ job, delivery: { jobId: job.id, token, content: job.content, expiresAt: job.expiresAt } })
-    }
-    const sends: Array<Promise<void>> = []
+    })
     for (const [provider, items] of byProvider) {
       const sender = this.#senders.get(provider) as PushSender
       for (let i = 0; i < items.length; i += sender.maxBatch) {
-        sends.push(this.#send(sender, items.slice(i, i + sender.maxBatch)))
+        const chunk = items.slice(i, i + sender.maxBatch)
+        unit(chunk.length, async () => await this.#send(sender, chunk))
       }
     }
-    await Promise.all(sends)
+    await Promise.all(units)
   }
 
   async #send (sender: PushSender, items: Array<{ job: RelayJob, delivery: Delivery }>): Promise<void> {
@@ -240,8 +273,20 @@ export class RelayWorker {
   }
 
   async #forget (job: RelayJob): Promise<void> {
-    await this.#options.store.delete(job.id)
+    await this.#deleteFromOutbox(job.id)
     this.#removed(job)
+  }
+
+  /** One outbox write for all the jobs settled in the same event-loop turn, not one per job. */
+  async #deleteFromOutbox (id: string): Promise<void> {
+    this.#settled.push(id)
+    this.#deleting ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+      const ids = this.#settled
+      this.#settled = []
+      this.#deleting = undefined
+      await this.#options.store.deleteMany(ids)
+    })
+    await this.#deleting
   }
 
   #removed (job: RelayJob): void {

@@ -18,11 +18,12 @@ export interface RelayContext {
     /** True while an MQTT connection with this client id is open. */
     isConnected (clientId: string): boolean
     /**
-     * May the installation's owner read `topic` now? The relay's counterpart of
-     * the broker's per-delivery ACL check: a subscription stored earlier (or
-     * made by an admin) never carries a message its owner may not read.
+     * May each installation's owner read `topic` now (one answer per id, in
+     * order; one read for all of them)? The relay's counterpart of the broker's
+     * per-delivery ACL check: a subscription stored earlier (or made by an
+     * admin) never carries a message its owner may not read.
      */
-    mayReceive (clientId: string, topic: string): Promise<boolean>
+    mayReceive (clientIds: readonly string[], topic: string): Promise<readonly boolean[]>
   }
   readonly settings: {
     readonly defaultTtlSec: number
@@ -71,13 +72,17 @@ export function createPushRelay (ctx: RelayContext): PushRelay {
       const { recipients } = ctx
       const createdAt = now()
       const expiresAt = createdAt + (ttlSec ?? ctx.settings.defaultTtlSec) * 1000
-      const jobs: RelayJob[] = []
+      const offline: string[] = []
       for (const clientId of new Set(clientIds)) {
         if (!recipients.hasPushToken(clientId)) continue
         if (!recipients.isPushOnly(clientId) && recipients.isConnected(clientId)) continue
-        if (!await recipients.mayReceive(clientId, content.topic)) continue
-        jobs.push({ id: randomUUID(), installationId: clientId, content, createdAt, expiresAt, attempts: 0, notBefore: createdAt })
+        offline.push(clientId)
       }
+      const allowed = offline.length === 0 ? [] : await recipients.mayReceive(offline, content.topic)
+      const jobs: RelayJob[] = []
+      offline.forEach((clientId, i) => {
+        if (allowed[i] === true) jobs.push({ id: randomUUID(), installationId: clientId, content, createdAt, expiresAt, attempts: 0, notBefore: createdAt })
+      })
       await worker.enqueue(jobs)
       return jobs.length
     },

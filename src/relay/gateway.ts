@@ -50,19 +50,20 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     store: deps.store,
     senders: deps.senders,
     tokens: {
-      tokenOf: async (id) => (await installations.get(id))?.pushToken ?? null,
+      tokensOf: async (ids) => (await installations.getMany(ids)).map((installation) => installation?.pushToken ?? null),
       prune: async (id, token) => await installations.prunePushToken(id, token.token),
     },
     recipients: {
       hasPushToken: (id) => installations.hasPushToken(id),
       isPushOnly: (id) => installations.isPushOnly(id),
       isConnected: (id) => broker.isConnected(id),
-      async mayReceive (id, topic) {
-        const installation = await installations.get(id)
-        if (installation === undefined) return false
-        // the owner as the installation knows it: its user id and the groups last seen in its token
-        const owner: Principal = { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
-        return deps.acl.forPrincipal(owner).canReceive(topic)
+      async mayReceive (ids, topic) {
+        return (await installations.getMany(ids)).map((installation) => {
+          if (installation === undefined) return false
+          // the owner as the installation knows it: its user id and the groups last seen in its token
+          const owner: Principal = { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
+          return deps.acl.forPrincipal(owner).canReceive(topic)
+        })
       },
     },
     settings: deps.config.push,

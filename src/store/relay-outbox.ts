@@ -8,7 +8,7 @@ export function createRelayOutbox (db: Database): RelayStore {
   return {
     putMany: async (list) => { await jobs.batch(list.map((job) => ({ type: 'put' as const, key: job.id, value: job }))) },
     put: async (job) => { await jobs.put(job.id, job) },
-    delete: async (id) => { await jobs.del(id) },
+    deleteMany: async (ids) => { await jobs.batch(ids.map((id) => ({ type: 'del' as const, key: id }))) },
     async deadLetter (job, reason) {
       await db.batch()
         .put(job.id, { ...job, reason, deadAt: Date.now() }, { sublevel: dead })

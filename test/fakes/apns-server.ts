@@ -36,6 +36,23 @@ export interface FakeApnsOptions {
    * raises the limit after the first request whose JWT verifies.
    */
   readonly oneStreamUntilAuthenticated?: boolean
+  /**
+   * Remember provider tokens that verified, by their exact text, until they expire
+   * (iat + 1 h). APNs accepts one token for up to an hour and providers send the same
+   * one on every request, so a load run need not spend an ES256 verification per
+   * request in the fake. Default false: every request is verified in full. A token that
+   * fails verification is never remembered, so it is refused every time.
+   */
+  readonly cacheProviderTokens?: boolean
+  /** Keep every request in `requests` (default true). False for long load runs: count with `onRequest`. */
+  readonly recordRequests?: boolean
+  /** Called with every answered request, in answer order. */
+  readonly onRequest?: (request: FakeApnsRequest) => void
+  /** TLS certificate and key files (default: test/fixtures/tls, found from the sources). */
+  readonly certFile?: string
+  readonly keyFile?: string
+  /** The clock, ms since the epoch (default Date.now): provider token ages are measured with it. */
+  readonly now?: () => number
 }
 
 /**
@@ -67,12 +84,14 @@ export interface FakeApnsRequest {
 export interface FakeApns {
   readonly host: '127.0.0.1'
   readonly port: number
-  /** Every request, in the order they were answered. */
+  /** Every request, in the order they were answered (empty with `recordRequests: false`). */
   readonly requests: readonly FakeApnsRequest[]
+  /** Requests answered so far, recorded or not. */
+  readonly answered: number
   /** HTTP/2 connections accepted so far. */
   readonly sessions: number
   respond (token: string, reply: FakeApnsReply): void
-  /** Resolves with the requests once at least `n` have been answered. */
+  /** Resolves with the (recorded) requests once at least `n` have been answered. */
   waitForRequests (n: number): Promise<readonly FakeApnsRequest[]>
   close (): Promise<void>
 }
@@ -86,9 +105,13 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
   const maxStreams = options.maxConcurrentStreams ?? 1000
   const oneStreamFirst = options.oneStreamUntilAuthenticated ?? true
   const authenticated = new WeakSet<ServerHttp2Session>()
+  const now = options.now ?? Date.now
+  const record = options.recordRequests ?? true
+  /** authorization header → iat of a provider token that verified (cacheProviderTokens) */
+  const verified = new Map<string, number>()
   const server = createSecureServer({
-    key: readFileSync(fixture('key.pem')),
-    cert: readFileSync(fixture('cert.pem')),
+    key: readFileSync(options.keyFile ?? fixture('key.pem')),
+    cert: readFileSync(options.certFile ?? fixture('cert.pem')),
     settings: { maxConcurrentStreams: oneStreamFirst ? 1 : maxStreams },
   })
   const requests: FakeApnsRequest[] = []
@@ -97,6 +120,7 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
   const sessionIds = new WeakMap<ServerHttp2Session, number>()
   const open = new Set<ServerHttp2Session>()
   let sessionCount = 0
+  let answered = 0
 
   let closing = false
   server.on('session', (session) => {
@@ -117,10 +141,31 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
     return head.reply
   }
 
-  const check = (session: ServerHttp2Session | undefined, headers: IncomingHttpHeaders, token: string | null, body: Buffer): Answer | null => {
+  /** null when the provider token is valid and fresh, else APNs' 403 reason. */
+  const authenticate = (authorization: string | undefined): string | null => {
+    let iat = authorization === undefined ? undefined : verified.get(authorization)
+    if (iat === undefined) {
+      const result = verifyProviderToken(authorization, publicKey, options)
+      if (typeof result === 'string') return result
+      iat = result.iat
+      if (options.cacheProviderTokens === true && authorization !== undefined) {
+        // providers renew their token about hourly; a client minting one per request must not grow this forever
+        if (verified.size >= 1000) verified.clear()
+        verified.set(authorization, iat)
+      }
+    }
+    if (now() / 1000 - iat > PROVIDER_TOKEN_MAX_AGE_SEC) {
+      if (authorization !== undefined) verified.delete(authorization)
+      return 'ExpiredProviderToken'
+    }
+    return null
+  }
+
+  /** The request's answer when a check fails, null when it passes; `json` is the parsed body. */
+  const check = (session: ServerHttp2Session | undefined, headers: IncomingHttpHeaders, token: string | null, body: Buffer, json: unknown): Answer | null => {
     if (headers[':method'] !== 'POST') return { status: 405, reason: 'MethodNotAllowed' }
     if (token === null) return { status: 404, reason: 'BadPath' }
-    const auth = verifyProviderToken(headers.authorization, publicKey, options)
+    const auth = authenticate(headers.authorization)
     if (auth !== null) return { status: 403, reason: auth }
     if (session !== undefined && !authenticated.has(session)) {
       authenticated.add(session)
@@ -144,7 +189,7 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
     if (body.length === 0) return { status: 400, reason: 'PayloadEmpty' }
     if (body.length > APNS_PAYLOAD_LIMIT) return { status: 413, reason: 'PayloadTooLarge' }
     // APNs has no reason code of its own for a body that is not a JSON object
-    if (parseJson(body.toString('utf8')) === undefined) return { status: 400, reason: 'BadPayload' }
+    if (json === undefined) return { status: 400, reason: 'BadPayload' }
     return null
   }
 
@@ -157,28 +202,31 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
       const path = String(headers[':path'] ?? '')
       const match = /^\/3\/device\/([^/?]*)$/.exec(path)
       const token = match === null ? null : decodeURIComponent(match[1] ?? '')
-      let answer = check(stream.session as ServerHttp2Session | undefined, headers, token, body)
+      const text = body.toString('utf8')
+      const json = parseJson(text)
+      let answer = check(stream.session as ServerHttp2Session | undefined, headers, token, body, json)
       if (answer === null) {
         const reply = token === null ? undefined : scripted(token)
         if (reply === undefined) answer = { status: 200, reason: null }
         else if ('reset' in reply) answer = { status: 0, reason: null, reset: reply.reset }
         else answer = { status: reply.status, reason: reply.reason ?? null, ...(reply.retryAfter !== undefined && { retryAfter: reply.retryAfter }) }
       }
-      const text = body.toString('utf8')
-      const record: FakeApnsRequest = {
+      const request: FakeApnsRequest = {
         token: token ?? '',
         method: String(headers[':method']),
         path,
         headers: flatten(headers),
         body: text,
-        json: parseJson(text),
+        json,
         session: sessionIds.get(stream.session as ServerHttp2Session) ?? 0,
         status: answer.status,
         reason: answer.reason,
       }
-      requests.push(record)
+      answered++
+      if (record) requests.push(request)
+      options.onRequest?.(request)
       for (const waiter of [...waiters]) {
-        if (requests.length >= waiter.n) {
+        if (answered >= waiter.n) {
           waiters.splice(waiters.indexOf(waiter), 1)
           waiter.resolve(requests.slice())
         }
@@ -195,6 +243,7 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
     host: '127.0.0.1',
     port,
     requests,
+    get answered () { return answered },
     get sessions () { return sessionCount },
     respond (token, reply) {
       let queue = scripts.get(token)
@@ -202,7 +251,7 @@ export async function startFakeApns (options: FakeApnsOptions): Promise<FakeApns
       queue.push({ reply, left: reply.times ?? Infinity })
     },
     async waitForRequests (n) {
-      if (requests.length >= n) return requests.slice()
+      if (answered >= n) return requests.slice()
       return await new Promise((resolve) => waiters.push({ n, resolve }))
     },
     async close () {
@@ -232,8 +281,8 @@ function reply (stream: ServerHttp2Stream, requestHeaders: IncomingHttpHeaders, 
   stream.end(JSON.stringify(answer.status === 410 ? { reason: answer.reason, timestamp: Date.now() } : { reason: answer.reason }))
 }
 
-/** null when valid, else APNs' 403 reason. */
-function verifyProviderToken (authorization: string | undefined, publicKey: KeyObject, options: FakeApnsOptions): string | null {
+/** The token's iat when its signature and claims are valid (its age is the caller's check), else APNs' 403 reason. */
+function verifyProviderToken (authorization: string | undefined, publicKey: KeyObject, options: FakeApnsOptions): string | { readonly iat: number } {
   if (authorization === undefined) return 'MissingProviderToken'
   const match = /^bearer ([\w-]+)\.([\w-]+)\.([\w-]+)$/i.exec(authorization)
   if (match === null) return 'InvalidProviderToken'
@@ -246,8 +295,7 @@ function verifyProviderToken (authorization: string | undefined, publicKey: KeyO
   if (!valid) return 'InvalidProviderToken'
   if (header.kid !== options.keyId || payload.iss !== options.teamId) return 'InvalidProviderToken'
   if (typeof payload.iat !== 'number') return 'InvalidProviderToken'
-  if (Date.now() / 1000 - payload.iat > PROVIDER_TOKEN_MAX_AGE_SEC) return 'ExpiredProviderToken'
-  return null
+  return { iat: payload.iat }
 }
 
 function flatten (headers: IncomingHttpHeaders): Record<string, string> {

@@ -64,6 +64,10 @@ export interface FakeFcmOptions {
   readonly tokenUri?: string
   readonly certFile?: string
   readonly keyFile?: string
+  /** Keep every `messages:send` request in `messages` (default true). False for long load runs: count with `onMessage`. */
+  readonly recordMessages?: boolean
+  /** Called with every answered `messages:send` request, in answer order. */
+  readonly onMessage?: (message: RecordedMessage) => void
 }
 
 export interface RecordedMessage {
@@ -94,8 +98,10 @@ export interface FakeFcm {
   readonly url: string
   readonly port: number
   readonly caFile: string
-  /** Every `messages:send` request, in arrival order. */
+  /** Every `messages:send` request, in arrival order (empty with `recordMessages: false`). */
   readonly messages: RecordedMessage[]
+  /** `messages:send` requests answered so far, recorded or not. */
+  readonly answered: number
   /** Every token endpoint request, in arrival order. */
   readonly tokenRequests: RecordedTokenRequest[]
   /** Access tokens the fake issued; `messages:send` accepts only these. */
@@ -105,7 +111,7 @@ export interface FakeFcm {
   /** Make the token endpoint fail. */
   scriptTokenEndpoint (fault: TokenFault, times?: Times): void
   clearScripts (): void
-  /** Resolves once at least `n` `messages:send` requests have been recorded. */
+  /** Resolves once at least `n` `messages:send` requests have been answered. */
   waitForMessages (n: number): Promise<RecordedMessage[]>
   /** Resolves once at least `n` token requests have been recorded. */
   waitForTokenRequests (n: number): Promise<RecordedTokenRequest[]>
@@ -130,6 +136,8 @@ export async function startFakeFcm (options: FakeFcmOptions): Promise<FakeFcm> {
   const scripts = new Map<string, Scripted<FcmFault>>()
   let tokenScript: Scripted<TokenFault> | undefined
   let sent = 0
+  let answered = 0
+  const record = options.recordMessages ?? true
 
   const take = <T>(s: Scripted<T> | undefined): Scripted<T> | undefined => {
     if (s === undefined || s.remaining <= 0) return undefined
@@ -191,7 +199,10 @@ export async function startFakeFcm (options: FakeFcmOptions): Promise<FakeFcm> {
     const auth = req.headers.authorization ?? ''
     const bearer = auth.startsWith('Bearer ') ? auth.slice(7) : ''
     const answer = (status: number): void => {
-      messages.push({ token, message, validateOnly: parsed?.validate_only === true, headers: req.headers, path: req.url ?? '', status })
+      const recorded: RecordedMessage = { token, message, validateOnly: parsed?.validate_only === true, headers: req.headers, path: req.url ?? '', status }
+      answered++
+      if (record) messages.push(recorded)
+      options.onMessage?.(recorded)
       events.emit('message')
     }
 
@@ -237,11 +248,11 @@ export async function startFakeFcm (options: FakeFcmOptions): Promise<FakeFcm> {
   await once(server, 'listening')
   const port = (server.address() as AddressInfo).port
 
-  const waitFor = async <T>(list: T[], event: string, n: number): Promise<T[]> => {
-    if (list.length >= n) return list
+  const waitFor = async <T>(list: T[], count: () => number, event: string, n: number): Promise<T[]> => {
+    if (count() >= n) return list
     return await new Promise((resolve) => {
       const check = (): void => {
-        if (list.length < n) return
+        if (count() < n) return
         events.off(event, check)
         resolve(list)
       }
@@ -254,6 +265,7 @@ export async function startFakeFcm (options: FakeFcmOptions): Promise<FakeFcm> {
     port,
     caFile: certFile,
     messages,
+    get answered () { return answered },
     tokenRequests,
     accessTokens,
     script (token, fault, times = 'always', faultOptions = {}) {
@@ -266,8 +278,8 @@ export async function startFakeFcm (options: FakeFcmOptions): Promise<FakeFcm> {
       scripts.clear()
       tokenScript = undefined
     },
-    waitForMessages: async (n) => await waitFor(messages, 'message', n),
-    waitForTokenRequests: async (n) => await waitFor(tokenRequests, 'token', n),
+    waitForMessages: async (n) => await waitFor(messages, () => answered, 'message', n),
+    waitForTokenRequests: async (n) => await waitFor(tokenRequests, () => tokenRequests.length, 'token', n),
     async close () {
       const closed = once(server, 'close')
       server.close()

@@ -8,7 +8,7 @@ import { connect, type ClientHttp2Session, type IncomingHttpHeaders, type Outgoi
 import { fileURLToPath } from 'node:url'
 import jwt from 'jsonwebtoken'
 import t, { type Test } from 'tap'
-import { startFakeApns, type FakeApns } from '../../fakes/apns-server.js'
+import { startFakeApns, type FakeApns, type FakeApnsOptions, type FakeApnsRequest } from '../../fakes/apns-server.js'
 
 const CA = readFileSync(fileURLToPath(new URL('../../fixtures/tls/cert.pem', import.meta.url)))
 const KEY_ID = 'KEY1234567'
@@ -26,7 +26,7 @@ interface Rig {
   post (path: string, headers?: OutgoingHttpHeaders, body?: string): Promise<Answer>
 }
 
-async function rig (t: Test, fakeOptions: { maxConcurrentStreams?: number, oneStreamUntilAuthenticated?: boolean } = {}): Promise<Rig> {
+async function rig (t: Test, fakeOptions: Omit<FakeApnsOptions, 'publicKey' | 'keyId' | 'teamId' | 'topics'> = {}): Promise<Rig> {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
   const fake = await startFakeApns({ publicKey, keyId: KEY_ID, teamId: TEAM_ID, topics: [TOPIC], ...fakeOptions })
   const client = connect(`https://localhost:${fake.port}`, { ca: CA })
@@ -93,6 +93,36 @@ t.test('provider token checks', async (t) => {
   t.match(await post(device(), { authorization: hs256 }), { status: 403, json: { reason: 'InvalidProviderToken' } }, 'not ES256')
   t.match(await post(device(), { authorization: bearer({ iat: Math.floor(Date.now() / 1000) - 3700 }) }), { status: 403, json: { reason: 'ExpiredProviderToken' } })
   t.equal((await post(device())).status, 200)
+})
+
+t.test('cacheProviderTokens: a verified token is remembered until it expires, a bad one is refused every time', async (t) => {
+  let clock = Date.now()
+  const { post, bearer } = await rig(t, { cacheProviderTokens: true, now: () => clock })
+  const other = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey
+  const forged = bearer({ key: other })
+  t.match(await post(device(), { authorization: forged }), { status: 403, json: { reason: 'InvalidProviderToken' } })
+  t.match(await post(device(), { authorization: forged }), { status: 403, json: { reason: 'InvalidProviderToken' } }, 'still refused: never cached')
+  t.match(await post(device(), { authorization: bearer({ iss: 'OTHERTEAM0' }) }), { status: 403, json: { reason: 'InvalidProviderToken' } })
+  const good = bearer({ iat: Math.floor(clock / 1000) })
+  t.equal((await post(device(), { authorization: good })).status, 200)
+  t.equal((await post(device(), { authorization: good })).status, 200, 'again, from the cache')
+  // a signature change of one character is another string: verified in full, and refused
+  const tampered = `${good.slice(0, -2)}${good.endsWith('A') ? 'B' : 'A'}${good.slice(-1)}`
+  t.match(await post(device(), { authorization: tampered }), { status: 403, json: { reason: 'InvalidProviderToken' } })
+  clock += 3601 * 1000
+  t.match(await post(device(), { authorization: good }), { status: 403, json: { reason: 'ExpiredProviderToken' } }, 'a cached token still expires after an hour')
+})
+
+t.test('recordRequests: false keeps nothing; onRequest and answered still see every request', async (t) => {
+  const seen: FakeApnsRequest[] = []
+  const { fake, post } = await rig(t, { recordRequests: false, onRequest: (r) => seen.push(r) })
+  const path = device()
+  await post(path, {}, '{"aps":{},"seq":"7"}')
+  await post(device(), { authorization: undefined })
+  await fake.waitForRequests(2)
+  t.equal(fake.requests.length, 0)
+  t.equal(fake.answered, 2)
+  t.match(seen, [{ token: path.slice('/3/device/'.length), status: 200, json: { seq: '7' } }, { status: 403, reason: 'MissingProviderToken' }])
 })
 
 t.test('request checks', async (t) => {

@@ -5,9 +5,14 @@ import { createPushRelay, retryDelayMs, type Delivery, type DeliveryResult, type
 class MemoryStore implements RelayStore {
   readonly jobs = new Map<string, RelayJob>()
   readonly dead: Array<RelayJob & { reason: string }> = []
+  /** the size of every deleteMany call: one outbox write each */
+  readonly deleteWrites: number[] = []
   async putMany (list: readonly RelayJob[]): Promise<void> { for (const job of list) this.jobs.set(job.id, job) }
   async put (job: RelayJob): Promise<void> { this.jobs.set(job.id, job) }
-  async delete (id: string): Promise<void> { this.jobs.delete(id) }
+  async deleteMany (ids: readonly string[]): Promise<void> {
+    this.deleteWrites.push(ids.length)
+    for (const id of ids) this.jobs.delete(id)
+  }
   async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason }) }
   async * loadAll (): AsyncIterable<RelayJob> { yield * [...this.jobs.values()] }
 }
@@ -33,28 +38,36 @@ class ScriptedSender implements PushSender {
 const content: RelayContent = { kind: 'push', messageId: 'm1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
 const silent = { info () {}, warn () {} }
 
-function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number } = {}) {
+function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number, concurrency?: number, apnsSender?: PushSender } = {}) {
   const store = new MemoryStore()
   const fcm = new ScriptedSender('fcm', 500)
   const apns = new ScriptedSender('apns', 1)
   const tokens = new Map(Object.entries(options.tokens ?? {}))
   const pruned: string[] = []
+  /** the ids of every tokensOf and mayReceive call: one installation read each */
+  const reads = { tokensOf: [] as string[][], mayReceive: [] as string[][] }
   const counts = { sent: 0, retried: 0, pruned: 0, dropped: [] as string[], dead: 0 }
   const relay = createPushRelay({
     logger: silent,
     store,
-    senders: [fcm, apns],
+    senders: [fcm, options.apnsSender ?? apns],
     tokens: {
-      tokenOf: async (id) => tokens.get(id) ?? null,
+      tokensOf: async (ids) => {
+        reads.tokensOf.push([...ids])
+        return ids.map((id) => tokens.get(id) ?? null)
+      },
       prune: async (id) => { pruned.push(id); tokens.delete(id) },
     },
     recipients: {
       hasPushToken: (id) => tokens.has(id),
       isPushOnly: (id) => options.pushOnly?.includes(id) ?? false,
       isConnected: (id) => options.connected?.includes(id) ?? false,
-      mayReceive: async (id) => !(options.forbidden?.includes(id) ?? false),
+      mayReceive: async (ids) => {
+        reads.mayReceive.push([...ids])
+        return ids.map((id) => !(options.forbidden?.includes(id) ?? false))
+      },
     },
-    settings: { defaultTtlSec: 3600, maxAttempts: options.maxAttempts ?? 5, concurrency: 1000, retryBaseMs: 1, retryMaxMs: 4 },
+    settings: { defaultTtlSec: 3600, maxAttempts: options.maxAttempts ?? 5, concurrency: options.concurrency ?? 1000, retryBaseMs: 1, retryMaxMs: 4 },
     observer: {
       sent: () => counts.sent++,
       retried: () => counts.retried++,
@@ -64,7 +77,7 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
     },
   })
   t.teardown(async () => await relay.close())
-  return { store, fcm, apns, relay, pruned, counts, tokens }
+  return { store, fcm, apns, relay, pruned, counts, tokens, reads }
 }
 
 const fcmToken = (token: string): DeviceToken => ({ provider: 'fcm', token, environment: 'production', apnsTopic: null })
@@ -136,6 +149,59 @@ t.test('expired jobs, disabled networks and unconfigured providers are dropped w
   await settled(relay)
   t.same(counts.dropped.sort(), ['disabled', 'expired'])
   t.equal(fcm.batches.length, 0)
+})
+
+t.test('one installation read per routed message and per batch, not per job', async (t) => {
+  const tokens: Record<string, DeviceToken> = {}
+  for (let i = 0; i < 300; i++) tokens[`i${i}`] = apnsToken(`t${i}`)
+  const { relay, apns, reads } = setup(t, { tokens, forbidden: ['i7'] })
+  t.equal(await relay.routed(Object.keys(tokens), content), 299)
+  t.same(reads.mayReceive, [Object.keys(tokens)], 'every recipient asked about in one call')
+  await settled(relay)
+  t.equal(apns.batches.length, 299, 'APNs still sends one delivery per request')
+  t.same(reads.tokensOf, [Object.keys(tokens).filter((id) => id !== 'i7')], 'the tokens of the whole batch in one read')
+})
+
+t.test('jobs settled in the same turn leave the outbox in one write', async (t) => {
+  const tokens: Record<string, DeviceToken> = {}
+  for (let i = 0; i < 100; i++) tokens[`i${i}`] = apnsToken(`t${i}`)
+  const { relay, store, counts } = setup(t, { tokens })
+  await relay.routed(Object.keys(tokens), content)
+  await settled(relay)
+  t.equal(counts.sent, 100)
+  t.equal(store.jobs.size, 0)
+  t.same(store.deleteWrites, [100], 'one deleteMany for the 100 answers the sender gave together')
+})
+
+t.test('a slow delivery holds only its own slot: the others refill at once', async (t) => {
+  // a deadlock here (the old behaviour: a batch's slots were freed only when all of it was done) fails by timeout
+  t.setTimeout(10_000)
+  const sent: string[] = []
+  let release: (() => void) | undefined
+  const slow = new Promise<void>((resolve) => { release = resolve })
+  let third: (() => void) | undefined
+  const thirdSent = new Promise<void>((resolve) => { third = resolve })
+  const sender: PushSender = {
+    provider: 'apns',
+    maxBatch: 1,
+    async send (deliveries) {
+      const [delivery] = deliveries
+      if (delivery === undefined) return []
+      sent.push(delivery.token.token)
+      if (delivery.token.token === 'slow') await slow
+      if (delivery.token.token === 'third') third?.()
+      return [{ jobId: delivery.jobId, outcome: 'sent' }]
+    },
+    async close () {},
+  }
+  const { relay, counts } = setup(t, { tokens: { s: apnsToken('slow'), f: apnsToken('fast'), x: apnsToken('third') }, concurrency: 2, apnsSender: sender })
+  await relay.routed(['s', 'f'], content)
+  await relay.routed(['x'], content)
+  await thirdSent
+  t.same(sent, ['slow', 'fast', 'third'], 'the third job went out while the slow one was still in flight')
+  release?.()
+  await settled(relay)
+  t.equal(counts.sent, 3)
 })
 
 t.test('jobs left in the outbox are sent after a restart', async (t) => {

@@ -11,7 +11,7 @@ import type { Delivery, DeliveryResult, PushSender, RelayContent } from '../../.
 import { RATE_LIMIT_RETRY_AFTER_MS } from '../../../plugins/push-fcm/firebase-sender.js'
 import { formatFcm } from '../../../plugins/push-fcm/format.js'
 import { createFcmSender, type FcmConfig, type FcmLogger } from '../../../plugins/push-fcm/sender.js'
-import { GOOGLE_TOKEN_URL, startFakeFcm, type FakeFcm, type FcmFault } from '../../fakes/fcm-server.js'
+import { GOOGLE_TOKEN_URL, startFakeFcm, type FakeFcm, type FakeFcmOptions, type FcmFault, type RecordedMessage } from '../../fakes/fcm-server.js'
 
 const PROJECT = 'herald-test'
 const CLIENT_EMAIL = `firebase-adminsdk@${PROJECT}.iam.gserviceaccount.com`
@@ -29,7 +29,7 @@ interface Env {
 }
 
 /** A fake FCM, a service account file for it, and senders closed at teardown. */
-async function setup (t: { teardown (fn: () => unknown): void }): Promise<Env> {
+async function setup (t: { teardown (fn: () => unknown): void }, fakeOptions: Pick<FakeFcmOptions, 'recordMessages' | 'onMessage'> = {}): Promise<Env> {
   const dir = await mkdtemp(join(tmpdir(), 'herald-fcm-'))
   const serviceAccountFile = join(dir, 'service-account.json')
   await writeFile(serviceAccountFile, JSON.stringify({
@@ -41,7 +41,7 @@ async function setup (t: { teardown (fn: () => unknown): void }): Promise<Env> {
     client_id: '123456789012345678901',
     token_uri: GOOGLE_TOKEN_URL,
   }))
-  const fake = await startFakeFcm({ projectId: PROJECT, clientEmail: CLIENT_EMAIL, publicKey })
+  const fake = await startFakeFcm({ projectId: PROJECT, clientEmail: CLIENT_EMAIL, publicKey, ...fakeOptions })
   const config: FcmConfig = { serviceAccountFile, projectId: null, endpoint: fake.url, caFile: fake.caFile }
   const senders: PushSender[] = []
   t.teardown(async () => {
@@ -307,6 +307,19 @@ t.test('projectId from config overrides the service account', async (t) => {
   // The fake answers another project's path like FCM does: an IAM denial, which must not prune.
   t.equal(r?.outcome, 'retry')
   t.equal(env.fake.messages.length, 0, 'the request went to projects/other-project')
+})
+
+t.test('the fake with recordMessages: false keeps nothing; onMessage and answered see every message', async (t) => {
+  const seen: RecordedMessage[] = []
+  const env = await setup(t, { recordMessages: false, onMessage: (m) => seen.push(m) })
+  const tokens = [deviceToken('a'), deviceToken('gone'), deviceToken('c')]
+  env.fake.script(tokens[1] as string, 'UNREGISTERED')
+  const results = await env.sender().send(tokens.map((token) => delivery(token)))
+  t.same(outcomes(results), ['sent', 'prune', 'sent'])
+  await env.fake.waitForMessages(3)
+  t.equal(env.fake.messages.length, 0)
+  t.equal(env.fake.answered, 3)
+  t.same(seen.map((m) => [m.token, m.status]).sort(), tokens.map((token, i) => [token, i === 1 ? 404 : 200]).sort())
 })
 
 t.test('deliveries for another provider are dropped without a request', async (t) => {
