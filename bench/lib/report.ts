@@ -177,6 +177,16 @@ export function checkTargets (summary: Summary, phases: readonly Phase[]): Targe
     })
   }
   {
+    // issue #4's relay target, measured by the relay phase against the local fake APNs
+    const apns = get('relay', 'herald', 'apnsPerSec')
+    const lost = get('relay', 'herald', 'apnsLost')
+    checks.push({
+      target: 'relay ≥ 5,000 APNs notifications/s (issue #4), none lost',
+      measured: apns === null ? 'not measured' : `${fmt(apns)} /s, ${fmt(lost ?? 0)} lost, provider p99 ${fmt(get('relay', 'herald', 'apnsProviderP99Ms'), 1)} ms`,
+      met: apns === null ? null : apns >= 5000 && lost === 0,
+    })
+  }
+  {
     const held = get('scale', 'herald', 'held')
     const target = get('scale', 'herald', 'target')
     checks.push({
