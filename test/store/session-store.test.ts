@@ -1,14 +1,20 @@
 import AedesPacket from 'aedes-packet'
 import t from 'tap'
-import { openDatabase } from '../../src/store/open-store.js'
+import { openDatabase, type Database } from '../../src/store/open-store.js'
 import { SessionStore, type PersistedPacket } from '../../src/store/session-store.js'
 import { makeTempDir } from '../helpers/broker.js'
 
-async function openStore (t: Parameters<typeof makeTempDir>[0]): Promise<SessionStore> {
-  const db = await openDatabase(await makeTempDir(t))
-  t.teardown(async () => await db.close())
+/** The session store of the database in `dir`, as the broker opens it at start; the caller closes `db`. */
+async function openStoreAt (dir: string): Promise<{ db: Database, store: SessionStore }> {
+  const db = await openDatabase(dir)
   const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
   await store.setup({ id: 'broker-1' })
+  return { db, store }
+}
+
+async function openStore (t: Parameters<typeof makeTempDir>[0]): Promise<SessionStore> {
+  const { db, store } = await openStoreAt(await makeTempDir(t))
+  t.teardown(async () => await db.close())
   return store
 }
 
@@ -66,12 +72,7 @@ t.test('deleteSession removes subscriptions and queued messages of that client o
 
 t.test('queue writes keep the library key layout: after a restart the library alone reads and clears them', async (t) => {
   const dir = await makeTempDir(t)
-  const open = async (): Promise<{ db: Awaited<ReturnType<typeof openDatabase>>, store: SessionStore }> => {
-    const db = await openDatabase(dir)
-    const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
-    await store.setup({ id: 'broker-1' })
-    return { db, store }
-  }
+  const open = async (): Promise<{ db: Database, store: SessionStore }> => await openStoreAt(dir)
   const before = await open()
   await before.store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   const first = packet('news/today', 'one')
@@ -100,12 +101,7 @@ t.test('queue writes keep the library key layout: after a restart the library al
 
 t.test('subscriptions and wills known in memory match the store, across a restart', async (t) => {
   const dir = await makeTempDir(t)
-  const open = async (): Promise<{ db: Awaited<ReturnType<typeof openDatabase>>, store: SessionStore }> => {
-    const db = await openDatabase(dir)
-    const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
-    await store.setup({ id: 'broker-1' })
-    return { db, store }
-  }
+  const open = async (): Promise<{ db: Database, store: SessionStore }> => await openStoreAt(dir)
   const before = await open()
   // ids and filters with the characters the key layout has to survive
   await before.store.addSubscriptions({ id: 'phone:x' }, [{ topic: 'a:b/#', qos: 1 }, { topic: 'news', qos: 0 }])
