@@ -1,5 +1,5 @@
 import type { AclRuleConfig } from '../config/index.js'
-import type { Grants, Principal } from '../auth/principal.js'
+import type { Grants, Identity, Principal } from '../auth/principal.js'
 import { eventsTopicBucket } from '../buckets/scope.js'
 import { noAppBuckets, type AppBucketDirectory } from './app-buckets.js'
 import type { AppTopicDirectory } from './app-topics.js'
@@ -33,6 +33,12 @@ interface FilterSet {
   readonly deny: readonly string[]
 }
 
+/** The namespace table of DESIGN.md: what a principal may read and write without any grant. */
+interface Namespace {
+  allowsRead (who: Identity, filter: string): boolean
+  allowsWrite (who: Identity, topic: string): boolean
+}
+
 /**
  * The topic namespace of DESIGN.md ("MQTT topic namespace and ACL") plus
  * grants from the token's `acl` claim and from config rules. Deny filters
@@ -41,91 +47,126 @@ interface FilterSet {
 export function createAcl (options: AclOptions): Acl {
   const { appTopics } = options
   const appBuckets = options.appBuckets ?? noAppBuckets
+  const pool = new FilterSetPool(MAX_SHARED_FILTER_SETS)
 
-  function appAllows (name: string | undefined, action: 'subscribe' | 'publish', principal: Principal): boolean {
+  function appAllows (name: string | undefined, action: 'subscribe' | 'publish', who: Identity): boolean {
     if (name === undefined || hasWildcard(name)) return false
     const acl = appTopics.get(name)
-    return acl !== undefined && acl[action].some((entry) => principalMatches(entry, principal))
+    return acl !== undefined && acl[action].some((entry) => principalMatches(entry, who))
   }
 
   /** `app/buckets/{name}/events`: readable per the app bucket's `read` ACL. */
-  function appBucketEventsReadable (filter: string, principal: Principal): boolean {
+  function appBucketEventsReadable (filter: string, who: Identity): boolean {
     const events = eventsTopicBucket(filter)
     if (events?.scope !== 'app' || hasWildcard(events.bucket)) return false
-    return appBuckets.bucketAcl(events.bucket)?.read.some((entry) => principalMatches(entry, principal)) ?? false
+    return appBuckets.bucketAcl(events.bucket)?.read.some((entry) => principalMatches(entry, who)) ?? false
   }
 
-  /** The namespace table, for a SUBSCRIBE filter or a concrete topic being delivered. */
-  function namespaceAllowsRead (principal: Principal, filter: string): boolean {
-    if (principal.role === 'admin' && principal.kind === 'user') return true
-    const levels = filter.split('/')
-    const [scope, id] = levels
-    switch (scope) {
-      case 'users': return principal.kind === 'user' && id === principal.sub
-      case 'groups': return id !== undefined && !hasWildcard(id) && principal.groups.includes(id)
-      case 'app': return (levels.length === 2 && appAllows(id, 'subscribe', principal)) || appBucketEventsReadable(filter, principal)
-      default: return false
-    }
-  }
-
-  function namespaceAllowsWrite (principal: Principal, topic: string): boolean {
-    if (principal.kind !== 'user') return false
-    if (principal.role === 'admin') return true
-    const levels = topic.split('/')
-    const [scope, id, leaf] = levels
-    switch (scope) {
-      case 'users':
-        // a topic with no user id level (`users`, `users//x`) is not under users/{uid}/
-        if (id === undefined || id === '') return false
-        if (principal.role === 'service') return true
-        // the inbox is for direct push from servers; the owner only reads it
-        return id === principal.sub && leaf !== 'inbox'
-      case 'groups': return id !== undefined && principal.groups.includes(id)
-      case 'app': return levels.length === 2 && appAllows(id, 'publish', principal)
-      default: return false
-    }
+  const namespace: Namespace = {
+    /** For a SUBSCRIBE filter or a concrete topic being delivered. */
+    allowsRead (who, filter) {
+      if (who.role === 'admin' && who.kind === 'user') return true
+      const levels = filter.split('/')
+      const [scope, id] = levels
+      switch (scope) {
+        case 'users': return who.kind === 'user' && id === who.sub
+        case 'groups': return id !== undefined && !hasWildcard(id) && who.groups.includes(id)
+        case 'app': return (levels.length === 2 && appAllows(id, 'subscribe', who)) || appBucketEventsReadable(filter, who)
+        default: return false
+      }
+    },
+    allowsWrite (who, topic) {
+      if (who.kind !== 'user') return false
+      if (who.role === 'admin') return true
+      const levels = topic.split('/')
+      const [scope, id, leaf] = levels
+      switch (scope) {
+        case 'users':
+          // a topic with no user id level (`users`, `users//x`) is not under users/{uid}/
+          if (id === undefined || id === '') return false
+          if (who.role === 'service') return true
+          // the inbox is for direct push from servers; the owner only reads it
+          return id === who.sub && leaf !== 'inbox'
+        case 'groups': return id !== undefined && who.groups.includes(id)
+        case 'app': return levels.length === 2 && appAllows(id, 'publish', who)
+        default: return false
+      }
+    },
   }
 
   return {
     forPrincipal (principal) {
-      const { pub, sub } = collectGrants(principal, options)
-      return {
-        canPublish (topic) {
-          if (topic.startsWith('$')) return false
-          // bucket change events come from Herald only (src/store/buckets.ts): nobody may forge one
-          if (eventsTopicBucket(topic) !== undefined) return false
-          if (pub.deny.some((f) => covers(f, topic))) return false
-          return namespaceAllowsWrite(principal, topic) || pub.allow.some((f) => covers(f, topic))
-        },
-        canSubscribe (filter) {
-          if (sub.deny.some((f) => covers(f, filter))) return false
-          return namespaceAllowsRead(principal, filter) || sub.allow.some((f) => covers(f, filter))
-        },
-        canReceive (topic) {
-          if (sub.deny.some((f) => covers(f, topic))) return false
-          return namespaceAllowsRead(principal, topic) || sub.allow.some((f) => covers(f, topic))
-        },
-      }
+      const sources = grantSources(principal, options)
+      const write = filterSet(sources.flatMap((g) => g.pub), principal, pool)
+      const read = filterSet(sources.flatMap((g) => g.sub), principal, pool)
+      return new PrincipalAccess(principal, write, read, namespace)
     },
   }
 }
 
-/** Token grants, config rules naming this principal, and anonymous grants, with `%u` resolved. */
-function collectGrants (principal: Principal, options: AclOptions): { pub: FilterSet, sub: FilterSet } {
+/**
+ * One principal's rights. One of these lives as long as each MQTT connection, so it is a class
+ * (methods on the prototype, not three closures per connection) and keeps only who the principal
+ * is: the token's own grants are already merged into the filter sets.
+ */
+class PrincipalAccess implements PrincipalAcl, Identity {
+  readonly kind: Identity['kind']
+  readonly sub: Identity['sub']
+  readonly groups: Identity['groups']
+  readonly role: Identity['role']
+  readonly #write: FilterSet
+  readonly #read: FilterSet
+  readonly #namespace: Namespace
+
+  constructor (principal: Identity, write: FilterSet, read: FilterSet, namespace: Namespace) {
+    this.kind = principal.kind
+    this.sub = principal.sub
+    this.groups = principal.groups
+    this.role = principal.role
+    this.#write = write
+    this.#read = read
+    this.#namespace = namespace
+  }
+
+  canPublish (topic: string): boolean {
+    if (topic.startsWith('$')) return false
+    // bucket change events come from Herald only (src/store/buckets.ts): nobody may forge one
+    if (eventsTopicBucket(topic) !== undefined) return false
+    if (this.#write.deny.some((f) => covers(f, topic))) return false
+    return this.#namespace.allowsWrite(this, topic) || this.#write.allow.some((f) => covers(f, topic))
+  }
+
+  canSubscribe (filter: string): boolean {
+    return this.canReceive(filter)
+  }
+
+  canReceive (topic: string): boolean {
+    if (this.#read.deny.some((f) => covers(f, topic))) return false
+    return this.#namespace.allowsRead(this, topic) || this.#read.allow.some((f) => covers(f, topic))
+  }
+}
+
+/** Token grants, config rules naming this principal, and anonymous grants. */
+function grantSources (principal: Principal, options: AclOptions): Grants[] {
   const sources: Grants[] = [principal.grants]
   if (principal.kind === 'anonymous') sources.push(options.anonymousGrants)
   for (const rule of options.rules) {
     if (principalMatches(rule.principal, principal)) sources.push(rule)
   }
-  return {
-    pub: split(sources.flatMap((g) => g.pub), principal),
-    sub: split(sources.flatMap((g) => g.sub), principal),
-  }
+  return sources
 }
 
-function split (entries: string[], principal: Principal): FilterSet {
+const noFilters: FilterSet = Object.freeze({ allow: Object.freeze([]), deny: Object.freeze([]) })
+
+/** Distinct filter sets kept for sharing; beyond this many, further ones are not shared (no unbounded growth). */
+const MAX_SHARED_FILTER_SETS = 1024
+
+/** `!filter` entries deny, the others allow; `%u` is resolved. */
+function filterSet (entries: readonly string[], principal: Principal, pool: FilterSetPool): FilterSet {
+  if (entries.length === 0) return noFilters
   const allow: string[] = []
   const deny: string[] = []
+  let personal = false
   for (const entry of entries) {
     const negated = entry.startsWith('!')
     let filter = negated ? entry.slice(1) : entry
@@ -133,8 +174,33 @@ function split (entries: string[], principal: Principal): FilterSet {
       // an anonymous principal has no user id: a per-user grant cannot apply to it
       if (principal.sub === null) continue
       filter = filter.replaceAll('%u', principal.sub)
+      personal = true
     }
     if (filter.length > 0) (negated ? deny : allow).push(filter)
   }
-  return { allow, deny }
+  if (allow.length === 0 && deny.length === 0) return noFilters
+  const set = { allow, deny }
+  // a set with the user id in it is this user's alone
+  return personal ? set : pool.intern(set)
+}
+
+/**
+ * Filter sets without a user id in them, one copy each: the connections of
+ * devices whose tokens carry the same `acl` claim share it.
+ */
+class FilterSetPool {
+  readonly #sets = new Map<string, FilterSet>()
+  readonly #limit: number
+
+  constructor (limit: number) {
+    this.#limit = limit
+  }
+
+  intern (set: FilterSet): FilterSet {
+    const key = JSON.stringify([set.allow, set.deny])
+    const known = this.#sets.get(key)
+    if (known !== undefined) return known
+    if (this.#sets.size < this.#limit) this.#sets.set(key, set)
+    return set
+  }
 }

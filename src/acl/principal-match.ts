@@ -1,10 +1,10 @@
-import type { Principal } from '../auth/principal.js'
+import type { Identity } from '../auth/principal.js'
 
 /**
  * Does an ACL entry or rule selector name this principal?
  * `authenticated` (any token holder), `anonymous`, `user:<id>`, `group:<id>`, `role:<role>`.
  */
-export function principalMatches (selector: string, principal: Principal): boolean {
+export function principalMatches (selector: string, principal: Identity): boolean {
   if (selector === 'authenticated') return principal.kind === 'user'
   if (selector === 'anonymous') return principal.kind === 'anonymous'
   const colon = selector.indexOf(':')

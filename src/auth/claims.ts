@@ -5,9 +5,12 @@ import { roles, type Grants, type Principal, type Role } from './principal.js'
 // contain level separators, wildcards or NUL, and must not start with `$` ([MQTT-4.7.2-1]).
 const topicLevelId = /^[^/+#\u0000$][^/+#\u0000]{0,127}$/
 
+/** Most tokens name no group: they all share this one empty list (a principal lives as long as its connection). */
+const noGroups: readonly string[] = Object.freeze([])
+
 /** Turns the verified claims of a token into a principal, refusing claims Herald cannot use safely. */
 export function principalFromClaims (claims: Record<string, unknown>): Principal {
-  const { sub, groups = [], role = 'device', acl, exp } = claims
+  const { sub, groups = noGroups, role = 'device', acl, exp } = claims
   if (typeof sub !== 'string' || !topicLevelId.test(sub)) {
     throw new HeraldError('TOKEN_INVALID', 'the sub claim is missing or is not a usable user id')
   }
@@ -20,7 +23,7 @@ export function principalFromClaims (claims: Record<string, unknown>): Principal
   return {
     kind: 'user',
     sub,
-    groups,
+    groups: groups.length === 0 ? noGroups : groups,
     role: role as Role,
     grants: parseGrants(acl),
     expiresAt: typeof exp === 'number' ? exp * 1000 : null,

@@ -21,6 +21,9 @@ export interface Principal {
   readonly expiresAt: number | null
 }
 
+/** Who a principal is, without what its token grants: what the namespace table and ACL entries look at. */
+export type Identity = Pick<Principal, 'kind' | 'sub' | 'groups' | 'role'>
+
 /** A key that is equal for every connection of the same user: client ids and limits hang off it. */
 export function ownerKey (principal: Principal): string {
   return principal.kind === 'anonymous' || principal.sub === null ? 'anonymous' : userOwnerKey(principal.sub)

@@ -1,12 +1,14 @@
-import type { Principal } from '../auth/index.js'
 import type { PrincipalAcl } from '../acl/index.js'
+import { Multimap } from './multimap.js'
 
 /** What Herald knows about one authenticated MQTT connection. */
 export interface Session {
   readonly clientId: string
-  readonly principal: Principal
+  /** The owner key of its principal (auth/principal.ts `ownerKey`). */
   readonly owner: string
   readonly acl: PrincipalAcl
+  /** When its token stops being accepted, ms since the epoch; null if never. */
+  readonly expiresAt: number | null
 }
 
 /**
@@ -17,7 +19,8 @@ export interface Session {
 export class ConnectionRegistry<C extends object> {
   readonly #sessions = new WeakMap<C, Session>()
   readonly #latestById = new Map<string, C>()
-  readonly #byOwner = new Map<string, Set<C>>()
+  readonly #byOwner = new Multimap<string, C>()
+  #size = 0
 
   get (connection: C): Session | undefined {
     return this.#sessions.get(connection)
@@ -37,24 +40,22 @@ export class ConnectionRegistry<C extends object> {
   /** Open connections of `owner`, not counting one that uses `clientId` (it is about to be taken over). */
   countForOwner (owner: string, clientId: string): number {
     let count = 0
-    for (const connection of this.#byOwner.get(owner) ?? []) {
+    for (const connection of this.#byOwner.get(owner)) {
       if (this.#sessions.get(connection)?.clientId !== clientId) count++
     }
     return count
   }
 
   get size (): number {
-    let count = 0
-    for (const set of this.#byOwner.values()) count += set.size
-    return count
+    return this.#size
   }
 
   add (connection: C, session: Session): void {
+    this.remove(connection)
     this.#sessions.set(connection, session)
     this.#latestById.set(session.clientId, connection)
-    let set = this.#byOwner.get(session.owner)
-    if (set === undefined) this.#byOwner.set(session.owner, set = new Set())
-    set.add(connection)
+    this.#byOwner.add(session.owner, connection)
+    this.#size++
   }
 
   remove (connection: C): void {
@@ -62,8 +63,7 @@ export class ConnectionRegistry<C extends object> {
     if (session === undefined) return
     this.#sessions.delete(connection)
     if (this.#latestById.get(session.clientId) === connection) this.#latestById.delete(session.clientId)
-    const set = this.#byOwner.get(session.owner)
-    set?.delete(connection)
-    if (set?.size === 0) this.#byOwner.delete(session.owner)
+    this.#byOwner.delete(session.owner, connection)
+    this.#size--
   }
 }

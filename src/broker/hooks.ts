@@ -9,6 +9,7 @@ import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { SessionStore } from '../store/session-store.js'
 import type { ConnectLimiter } from './connect-limiter.js'
 import { ConnectionRegistry } from './connection-registry.js'
+import { Deadlines } from './deadlines.js'
 
 /**
  * The only module that knows aedes' hook signatures and internals: an aedes
@@ -44,10 +45,26 @@ interface ConnectRequest {
 /** A connection stream that knows its peer (transport/guarded-stream.ts). */
 interface Addressed { remoteAddress?: string | undefined }
 
+/** Token expiry is checked at this granularity: a connection is closed at most this long after its token expires. */
+const EXPIRY_RESOLUTION_MS = 1000
+
 export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry<Client> {
   const { verifier, acl, limits, owners, sessions, logger } = deps
   const registry = new ConnectionRegistry<Client>()
   const requests = new WeakMap<Client, ConnectRequest>()
+  const expiries = new Deadlines<Client>(EXPIRY_RESOLUTION_MS, (client) => {
+    logger.info({ clientId: client.id }, 'token expired; closing the connection')
+    client.close()
+  })
+
+  /** The 'close' listener of every connection, one function for all (aedes sets `conn.client`). */
+  function forget (this: { client?: Client }): void {
+    const client = this.client
+    if (client === undefined) return
+    const session = registry.get(client)
+    if (session?.expiresAt != null) expiries.delete(client, session.expiresAt)
+    registry.remove(client)
+  }
 
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
@@ -78,6 +95,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   async function authenticate (client: Client, password: Readonly<Buffer | undefined>): Promise<void> {
     const request = requests.get(client)
     if (request === undefined) throw new HeraldError('SERVER_UNAVAILABLE')
+    requests.delete(client)
     const ip = remoteAddress(client) ?? 'unknown'
     if (!await deps.connectLimiter.tryConnect(ip)) throw new HeraldError('RATE_LIMITED')
     // [MQTT-3.1.3-8] a zero-length client id needs a clean session
@@ -101,13 +119,11 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     }
     if (client.closed) return
 
-    registry.add(client, { clientId: client.id, principal, owner, acl: principalAcl })
+    registry.add(client, { clientId: client.id, owner, acl: principalAcl, expiresAt: principal.expiresAt })
+    if (principal.expiresAt !== null) expiries.add(client, principal.expiresAt)
+    client.conn.on('close', forget)
     disableCounterDedupe(client)
-    const expiry = scheduleExpiry(client, principal)
-    client.conn.once('close', () => {
-      if (expiry !== undefined) clearTimeout(expiry)
-      registry.remove(client)
-    })
+    slimParser(client)
 
     // a persistent session claims its client id until its owner discards it with clean=true;
     // an installation's id stays claimed until the installation is deleted
@@ -119,22 +135,6 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     if (password !== undefined && password.length > 0) return verifier.verify(password.toString('utf8'))
     if (deps.anonymous.enabled) return anonymousPrincipal(deps.anonymous.grants)
     throw new HeraldError('TOKEN_MISSING', 'a JWT is required in the CONNECT password')
-  }
-
-  function scheduleExpiry (client: Client, principal: Principal): NodeJS.Timeout | undefined {
-    if (principal.expiresAt === null) return undefined
-    // setTimeout fires at once for delays above 2^31-1 ms; re-arm for tokens that live longer than ~24 days
-    const delay = Math.min(principal.expiresAt - Date.now(), 2 ** 31 - 1)
-    const timer = setTimeout(() => {
-      if (Date.now() < (principal.expiresAt as number)) {
-        scheduleExpiry(client, principal)
-        return
-      }
-      logger.info({ clientId: client.id }, 'token expired; closing the connection')
-      client.close()
-    }, Math.max(delay, 0))
-    timer.unref()
-    return timer
   }
 
   broker.authorizePublish = (client, packet, callback) => {
@@ -224,6 +224,41 @@ const neverSeen: Record<string, number> = new Proxy(Object.create(null) as Recor
 
 function disableCounterDedupe (client: Client): void {
   (client as unknown as { duplicates: Record<string, number> }).duplicates = neverSeen
+}
+
+/** What Herald touches of mqtt-packet's parser (aedes' `client._parser`). */
+interface ParserInternals {
+  settings: { protocolVersion?: number, bridgeMode?: boolean }
+  _list: { length: number, constructor: { BufferList?: new () => BufferListInternals } }
+}
+interface BufferListInternals { append (list: unknown): unknown }
+
+/** The part of a CONNECT packet mqtt-packet's parser reads after CONNECT, one object per combination. */
+const parserSettings = new Map<string, ParserInternals['settings']>()
+
+/**
+ * Two things of mqtt-packet 9's parser outlive CONNECT for no use: `settings`
+ * is the whole CONNECT packet (it only reads protocolVersion and bridgeMode
+ * from it), so the token in the password stayed in memory, with the socket
+ * chunk it was sliced from, as long as the connection; and the input buffer is
+ * a BufferListStream, a full Duplex stream, where the plain BufferList whose
+ * methods it borrows (bl) is all the parser calls. ~1.7 kB per connection.
+ * Runs between two reads (after an await), never inside parse().
+ */
+function slimParser (client: Client): void {
+  const parser = (client as unknown as { _parser?: ParserInternals })._parser
+  if (parser === undefined) return
+  const { protocolVersion, bridgeMode } = parser.settings
+  const key = `${protocolVersion}:${bridgeMode}`
+  let settings = parserSettings.get(key)
+  if (settings === undefined) parserSettings.set(key, settings = Object.freeze({ protocolVersion, bridgeMode }))
+  parser.settings = settings
+  const PlainList = parser._list.constructor.BufferList
+  if (PlainList === undefined) return
+  const list = new PlainList()
+  // bytes of a packet that has not fully arrived yet move over
+  if (parser._list.length > 0) list.append(parser._list)
+  parser._list = list as unknown as ParserInternals['_list']
 }
 
 function remoteAddress (client: Client): string | undefined {

@@ -8,6 +8,9 @@ import { FrameLimit } from './frame-limit.js'
  */
 const COALESCE_BYTES = 64 * 1024
 
+/** The GuardedStream over each inner connection, for the listeners all connections share. */
+const guards = new WeakMap<Duplex, GuardedStream>()
+
 /**
  * The connection stream aedes reads from: the bytes of `inner`, checked by a
  * FrameLimit, so an oversized or malformed packet destroys this one connection
@@ -23,11 +26,13 @@ const COALESCE_BYTES = 64 * 1024
 export class GuardedStream extends Duplex {
   readonly #inner: Duplex
   readonly #limit: FrameLimit
-  #pending: Buffer[] = []
+  #pending: Buffer[] | undefined
   #pendingBytes = 0
   #flushScheduled = false
   /** `inner` asked us to wait for 'drain' */
   #blocked = false
+  /** The write callback held back until `inner` drains. */
+  #waiting: (() => void) | undefined
   /** The peer's address, for per-IP limits and logs. */
   readonly remoteAddress: string | undefined
 
@@ -36,19 +41,45 @@ export class GuardedStream extends Duplex {
     this.#inner = inner
     this.#limit = new FrameLimit(maxPacketBytes)
     this.remoteAddress = remoteAddress
+    // functions shared by every connection rather than closures per connection: an idle
+    // connection's memory is mostly such small objects
+    guards.set(inner, this)
+    inner.on('data', GuardedStream.#onData)
+    inner.on('end', GuardedStream.#onEnd)
+    inner.on('error', GuardedStream.#onError)
+    inner.on('close', GuardedStream.#onClose)
+  }
 
-    inner.on('data', (chunk: Buffer) => {
-      const violation = this.#limit.feed(chunk)
-      if (violation !== null) {
-        this.destroy(violation)
-        return
-      }
-      if (!this.push(chunk)) inner.pause()
-    })
-    inner.on('drain', () => { this.#blocked = false })
-    inner.once('end', () => this.push(null))
-    inner.on('error', (err) => this.destroy(err))
-    inner.once('close', () => this.destroy())
+  static #onData (this: Duplex, chunk: Buffer): void {
+    const guard = guards.get(this)
+    if (guard === undefined) return
+    const violation = guard.#limit.feed(chunk)
+    if (violation !== null) {
+      guard.destroy(violation)
+      return
+    }
+    if (!guard.push(chunk)) this.pause()
+  }
+
+  static #onEnd (this: Duplex): void {
+    guards.get(this)?.push(null)
+  }
+
+  static #onError (this: Duplex, err: Error): void {
+    guards.get(this)?.destroy(err)
+  }
+
+  static #onClose (this: Duplex): void {
+    guards.get(this)?.destroy()
+  }
+
+  static #onDrain (this: Duplex): void {
+    const guard = guards.get(this)
+    if (guard === undefined) return
+    guard.#blocked = false
+    const waiting = guard.#waiting
+    guard.#waiting = undefined
+    waiting?.()
   }
 
   override _read (): void {
@@ -78,7 +109,7 @@ export class GuardedStream extends Duplex {
   }
 
   #enqueue (chunk: Buffer): void {
-    this.#pending.push(chunk)
+    (this.#pending ??= []).push(chunk)
     this.#pendingBytes += chunk.length
   }
 
@@ -90,7 +121,7 @@ export class GuardedStream extends Duplex {
       return
     }
     if (this.#flush()) callback()
-    else this.#inner.once('drain', () => callback())
+    else this.#waiting = callback
   }
 
   #scheduleFlush (): void {
@@ -104,11 +135,15 @@ export class GuardedStream extends Duplex {
 
   /** Writes what is pending as one buffer; returns false when `inner` wants us to wait for 'drain'. */
   #flush (): boolean {
-    if (this.#pending.length > 0) {
-      const data = this.#pending.length === 1 ? this.#pending[0] as Buffer : Buffer.concat(this.#pending, this.#pendingBytes)
-      this.#pending = []
+    const pending = this.#pending
+    if (pending !== undefined && pending.length > 0) {
+      const data = pending.length === 1 ? pending[0] as Buffer : Buffer.concat(pending, this.#pendingBytes)
+      this.#pending = undefined
       this.#pendingBytes = 0
-      if (!this.#inner.write(data)) this.#blocked = true
+      if (!this.#inner.write(data) && !this.#blocked) {
+        this.#blocked = true
+        this.#inner.once('drain', GuardedStream.#onDrain)
+      }
     }
     return !this.#blocked
   }

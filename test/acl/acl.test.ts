@@ -337,3 +337,34 @@ t.test('rules are evaluated per principal: one acl serves many', async (t: Test)
   t.equal(alice.canSubscribe('users/alice/#'), true)
   t.equal(bob.canSubscribe('users/alice/#'), false)
 })
+
+t.test('one acl, many principals: shared grants and per-user grants do not mix', async (t: Test) => {
+  const acl = createAcl({ rules: [{ principal: 'authenticated', pub: ['devices/%u/#'], sub: ['!devices/%u/secret'] }], anonymousGrants: noGrants, appTopics: noAppTopics })
+  const same = { pub: ['app/news', '!app/news/x'], sub: ['feed/#', '!feed/private'] }
+  const alice = acl.forPrincipal(user('alice', 'device', [], same))
+  const bob = acl.forPrincipal(user('bob', 'device', [], { pub: [...same.pub], sub: [...same.sub] }))
+  const carol = acl.forPrincipal(user('carol', 'device', [], { pub: ['feed/x'], sub: [] }))
+  for (const [name, who] of [['alice', alice], ['bob', bob]] as const) {
+    t.equal(who.canSubscribe('feed/#'), true, `${name}: token grant`)
+    t.equal(who.canReceive('feed/a'), true, `${name}: token grant`)
+    t.equal(who.canReceive('feed/private'), false, `${name}: token deny`)
+    t.equal(who.canPublish(`devices/${name}/t`), true, `${name}: own %u rule`)
+    t.equal(who.canReceive(`devices/${name}/secret`), false, `${name}: own %u deny`)
+  }
+  t.equal(alice.canPublish('devices/bob/t'), false, 'the %u rule is alice\'s own')
+  t.equal(bob.canPublish('devices/alice/t'), false, 'and bob\'s own')
+  t.equal(carol.canPublish('feed/x'), true, 'other grants stay apart')
+  t.equal(carol.canReceive('feed/a'), false)
+  t.equal(alice.canPublish('feed/x'), false)
+})
+
+t.test('the acl of a principal does not keep its token grants object', async (t: Test) => {
+  const grants = { pub: ['a/b'], sub: ['c/#'] }
+  const acl = aclFor(user('alice', 'device', [], grants))
+  // the grants are read when the acl is built: a connection holds the acl, not the token's claims
+  grants.pub.push('x/y')
+  grants.sub.length = 0
+  t.equal(acl.canPublish('a/b'), true)
+  t.equal(acl.canPublish('x/y'), false)
+  t.equal(acl.canReceive('c/d'), true)
+})
