@@ -1,3 +1,4 @@
+import { groupCommitTarget } from './batch-target.js'
 import { GroupCommit } from './group-commit.js'
 import type { Database } from './open-store.js'
 
@@ -31,7 +32,7 @@ export async function openClientOwnerStore (db: Database): Promise<ClientOwnerSt
   const stored = db.sublevel<string, ClientIdClaim>('client-owners', { valueEncoding: 'json' })
   const claims = new Map<string, ClientIdClaim>()
   for await (const [clientId, claim] of stored.iterator()) claims.set(clientId, claim)
-  const commit = new GroupCommit(db)
+  const commit = new GroupCommit(groupCommitTarget(db))
   const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
   return {
     get: (clientId) => claims.get(clientId),

@@ -2,6 +2,7 @@ import Packet from 'aedes-packet'
 import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } from 'aedes-persistence-level/asyncPersistence.js'
 import msgpack from 'msgpack-lite'
 import { Readable } from 'node:stream'
+import { groupCommitTarget } from './batch-target.js'
 import { GroupCommit, type BatchOperation, type BatchTarget } from './group-commit.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
 import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange } from './session-keys.js'
@@ -81,7 +82,7 @@ export class SessionStore extends AsyncLevelPersistence {
   constructor (db: SessionDatabase, onWriteBehindError: (err: unknown) => void = () => {}) {
     super(db)
     this.#db = db
-    this.#commit = new GroupCommit(db.db)
+    this.#commit = new GroupCommit(groupCommitTarget(db.db))
     this.#onWriteBehindError = onWriteBehindError
   }
 
