@@ -10,6 +10,13 @@
  * `users/+/inbox` is not covered by `users/alice/#`.
  */
 export function covers (outer: string, inner: string): boolean {
+  // Fast paths for the two shapes nearly every grant has, checked on every publish and delivery
+  // without splitting: a concrete topic covers only itself; `prefix/#` covers `prefix` and what starts with `prefix/`.
+  if (!hasWildcard(outer)) return outer === inner
+  if (outer.endsWith('/#') && !hasWildcard(outer.slice(0, -2))) {
+    const prefix = outer.slice(0, -2)
+    return inner === prefix || inner.startsWith(`${prefix}/`)
+  }
   // [MQTT-4.7.2-1] a filter starting with a wildcard does not match topics starting with `$`
   if (inner.startsWith('$') && (outer.startsWith('+') || outer.startsWith('#'))) return false
   const o = outer.split('/')

@@ -28,6 +28,8 @@ export function bucketEventsTopic (scope: BucketScope, bucket: string): string {
  * `groups/{gid}/buckets/{b}/events`), whatever its levels hold; undefined otherwise.
  */
 export function eventsTopicBucket (topic: string): { scope: 'app' | 'users' | 'groups', bucket: string } | undefined {
+  // asked for every publish: most topics are not events topics, and tell it by their end
+  if (!topic.endsWith('/events')) return undefined
   const levels = topic.split('/')
   const [first] = levels
   if (first === 'app' && levels.length === 4 && levels[1] === 'buckets' && levels[3] === 'events') {

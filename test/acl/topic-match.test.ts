@@ -151,3 +151,26 @@ t.test('hasWildcard', async (t) => {
   t.equal(hasWildcard('a/#'), true)
   t.equal(hasWildcard('#'), true)
 })
+
+t.test('the shortcut shapes (a concrete filter, `prefix/#`) answer as level-by-level matching does', async (t) => {
+  check(t, [
+    ['a/b', 'a/b', true],
+    ['a/b', 'a/+', false],
+    ['a/b', 'a/#', false],
+    ['a/b', 'a/b/', false],
+    ['a/#', 'a', true],
+    ['a/#', 'a/', true],
+    ['a/#', 'ab', false],
+    ['a/#', 'ab/c', false],
+    ['a/#', 'a/#', true],
+    ['a/#', 'a/+/c', true],
+    ['a/#', '#', false],
+    ['a/#', '+/x', false],
+    ['/#', '', true],
+    ['/#', '/x', true],
+    ['/#', 'x', false],
+    ['users/alice/#', 'users/alice', true],
+    ['users/alice/#', 'users/alicex/y', false],
+    ['$SYS/#', '$SYS/broker/load', true],
+  ])
+})
