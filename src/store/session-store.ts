@@ -39,7 +39,7 @@ const MAX_REMEMBERED_IN_FLIGHT = 100_000
 export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) => Promise<StoredSubscription[]>
 
 /**
- * The aedes session store (aedes-persistence-level) with the two changes Herald needs:
+ * The aedes session store (aedes-persistence-level) with the changes Herald needs:
  *
  * - aedes 1.2 stores a SUBSCRIBE packet's whole subscription list for
  *   clean=false clients, denied filters included, and would restore them on
@@ -54,8 +54,8 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  *   and neither an in-flight update nor a PUBACK reads before writing. The
  *   library does one put per subscriber and a read before each update and
  *   clear, which made a QoS 1 fan-out 13 times slower than aedes in memory.
- * - Which clients have subscriptions or a will is known in memory
- *   (SessionIndex), so a CONNECT without either reads nothing.
+ * - Which clients have subscriptions, a will or possibly queued messages is
+ *   known in memory (SessionIndex), so a CONNECT without any reads nothing.
  * - Only the enqueue is waited for (it is what makes a PUBACK to the
  *   publisher safe). In-flight updates and PUBACK clears are written behind:
  *   lost in a crash, they cost a resend under a new message id or a
