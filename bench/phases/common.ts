@@ -3,6 +3,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { LeanClient } from '../lib/lean-client.js'
 import type { ClientInit, PhaseContext } from './types.js'
 
+/**
+ * How long a windowed publisher (fan-out, fan-in) waits for any progress
+ * before it counts the messages in flight as lost and reopens its window.
+ */
+export const STALL_MS = 1000
+
 /** A set of sequence numbers seen, with duplicate counting. */
 export class SeqSet {
   readonly #bits: Uint8Array

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, readSource, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, SeqSet, waitUntil } from './common.js'
+import { coalesced, connectClients, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -9,9 +9,6 @@ import type { Phase } from './types.js'
  * wildcard over them. Each publisher stays at most `faninWindow` messages
  * ahead of what the subscriber got from it (and, at QoS 1, of its PUBACKs).
  */
-/** How long a publisher waits for any of its messages before it counts those in flight as lost. */
-const STALL_MS = 1000
-
 export function fanIn (qos: 0 | 1): Phase {
   return {
     name: `fanin-qos${qos}`,

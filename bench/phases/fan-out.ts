@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, SeqSet, waitUntil } from './common.js'
+import { coalesced, connectClients, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -10,9 +10,6 @@ import type { Phase } from './types.js'
  * the slowest subscriber (and, at QoS 1, of its own PUBACKs), so the figure is
  * the broker's delivery rate, not the depth of its queues.
  */
-/** How long the publisher waits for any delivery before it counts the messages in flight as lost. */
-const STALL_MS = 1000
-
 export function fanOut (qos: 0 | 1): Phase {
   return {
     name: `fanout-qos${qos}`,
