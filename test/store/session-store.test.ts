@@ -138,3 +138,16 @@ t.test('a queue read empty is skipped until a message is queued again', async (t
   await store.persistPublish(packet('news/today', 'two'))
   t.same(await queued(store, 'phone'), ['two'], 'queued again after an empty read')
 })
+
+t.test('a queue read right after a PUBACK waits for the written-behind clear: no redelivery on a quick reconnect', async (t) => {
+  const store = await openStore(t)
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  await store.persistPublish(message)
+  // delivered and acknowledged; neither write has reached LevelDB when the read below starts
+  await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
+  t.same(await queued(store, 'phone'), [], 'the acknowledged message is not read back')
+  await store.persistPublish(packet('news/today', 'two'))
+  t.same(await queued(store, 'phone'), ['two'])
+})
