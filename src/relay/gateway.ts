@@ -77,7 +77,9 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     },
     markRelayed: (payload) => { relayedByPush.add(payload) },
     routingHook: async (subs, packet) => {
-      if (!relayedByPush.has(packet.payload)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(packet))
+      // most subscribers are no installation with a push token: build the relay content (a UTF-8 decode) only when one is
+      const relayable = subs.some((sub) => installations.hasPushToken(sub.clientId))
+      if (relayable && !relayedByPush.has(packet.payload)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(packet))
       return subs.filter((sub) => !installations.isPushOnly(sub.clientId))
     },
     start: async () => await relay.start(),

@@ -3,6 +3,14 @@ export type BatchOperation =
   | { readonly type: 'put', readonly key: string, readonly value: Buffer }
   | { readonly type: 'del', readonly key: string }
 
+/**
+ * A write no caller waits for. A put may give its value as a function: it is
+ * called only if the put is still wanted when it leaves for LevelDB.
+ */
+export type HeldOperation =
+  | BatchOperation
+  | { readonly type: 'put', readonly key: string, readonly value: () => Buffer }
+
 export interface BatchTarget {
   batch (operations: BatchOperation[], options: { valueEncoding: 'buffer' }): Promise<void>
 }
@@ -25,46 +33,87 @@ interface OpenBatch {
  * thread-pool round trip and one pass through abstract-level each. Batches
  * are written one at a time, in the order asked for, and within a batch only
  * the last operation on a key is kept: a message put in flight and
- * acknowledged before the batch goes out costs its deletes only.
+ * acknowledged before its in-flight writes go out (they are held back, see
+ * writeHeld) costs one delete.
  */
 export class GroupCommit {
   readonly #target: BatchTarget
+  readonly #holdMs: number
+  readonly #onHeldError: (err: unknown) => void
   #open: OpenBatch | undefined
   #writing: Promise<void> | undefined
+  /** writeHeld() operations by key, waiting for #holdTimer */
+  readonly #held = new Map<string, HeldOperation>()
+  #holdTimer: NodeJS.Timeout | undefined
 
-  constructor (target: BatchTarget) {
+  /**
+   * `holdMs`: how long writeHeld() operations wait for a later operation on
+   * their key to replace them; `onHeldError` hears about a failed batch of
+   * them, since no caller waits for those.
+   */
+  constructor (target: BatchTarget, { holdMs = 1000, onHeldError = () => {} }: { holdMs?: number, onHeldError?: (err: unknown) => void } = {}) {
     this.#target = target
+    this.#holdMs = holdMs
+    this.#onHeldError = onHeldError
   }
 
   async write (operations: readonly BatchOperation[]): Promise<void> {
     if (operations.length === 0) return
     const batch = this.#gathering()
-    for (const operation of operations) batch.operations.set(operation.key, operation)
+    for (const operation of operations) {
+      // asked for later, so it replaces a held operation on the key
+      this.#held.delete(operation.key)
+      batch.operations.set(operation.key, operation)
+    }
     await batch.written
   }
 
   /**
-   * Takes back an operation on `key` that is still waiting for its batch;
-   * true when there was one. For entries nothing needs once they are
-   * deleted: whatever an earlier batch wrote under the key stays.
+   * Writes held back for `holdMs` before they join a batch, for state that
+   * changes again soon and that no caller waits for: a QoS 1 message's
+   * in-flight entry is usually acknowledged, and deleted, within
+   * milliseconds, and then neither the entry's puts nor their encoding
+   * happen at all. settled() waits for them too.
    */
-  withdraw (key: string): boolean {
-    return this.#open?.operations.delete(key) ?? false
+  writeHeld (operations: readonly HeldOperation[]): void {
+    for (const operation of operations) this.#held.set(operation.key, operation)
+    this.#holdTimer ??= setTimeout(() => this.#releaseHeld(), this.#holdMs)
   }
 
-  /** Resolves once everything asked for so far is written (or failed); for reads that must see it. */
+  /**
+   * Takes back an operation on `key` that is still waiting for its batch
+   * (held or not); true when there was one. For entries nothing needs once
+   * they are deleted: whatever an earlier batch wrote under the key stays.
+   */
+  withdraw (key: string): boolean {
+    const held = this.#held.delete(key)
+    const open = this.#open?.operations.delete(key) ?? false
+    return held || open
+  }
+
+  /** Resolves once everything asked for so far, held operations included, is written (or failed); for reads that must see it. */
   async settled (): Promise<void> {
+    this.#releaseHeld()
     const last = this.#open?.written ?? this.#writing
     if (last !== undefined) await last.catch(() => undefined)
   }
 
+  /** The held operations join the batch being gathered. */
+  #releaseHeld (): void {
+    clearTimeout(this.#holdTimer)
+    this.#holdTimer = undefined
+    if (this.#held.size === 0) return // withdrawn or replaced by later writes
+    const batch = this.#gathering()
+    for (const [key, operation] of this.#held) {
+      batch.operations.set(key, operation.type === 'put' && typeof operation.value === 'function' ? { type: 'put', key, value: operation.value() } : operation as BatchOperation)
+    }
+    this.#held.clear()
+    batch.written.catch(this.#onHeldError)
+  }
+
   #gathering (): OpenBatch {
     if (this.#open !== undefined) return this.#open
-    let resolve!: () => void
-    let reject!: (err: unknown) => void
-    const written = new Promise<void>((res, rej) => { resolve = res; reject = rej })
-    // a write-behind caller may not wait on it; the failure is theirs to report
-    written.catch(() => undefined)
+    const { promise: written, resolve, reject } = deferred()
     const batch: OpenBatch = { operations: new Map(), written, resolve, reject }
     this.#open = batch
     if (this.#writing === undefined) setImmediate(() => this.#flush())
@@ -83,4 +132,19 @@ export class GroupCommit {
       this.#flush()
     })
   }
+}
+
+interface Deferred {
+  readonly promise: Promise<void>
+  resolve (): void
+  reject (err: unknown): void
+}
+
+function deferred (): Deferred {
+  let resolve!: () => void
+  let reject!: (err: unknown) => void
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  // a write-behind caller may not wait on it; the failure is theirs to report
+  promise.catch(() => undefined)
+  return { promise, resolve, reject }
 }

@@ -22,7 +22,15 @@ export interface SessionDatabase extends KeyLister {
 }
 
 /** Where a message in flight to a client sits in its queue. */
-interface InFlight { readonly brokerId: string, readonly brokerCounter: number, readonly messageId: number, readonly topic: string }
+interface InFlight {
+  readonly brokerId: string
+  readonly brokerCounter: number
+  readonly messageId: number
+  readonly topic: string
+  /** its queue and message-id keys, as the root database stores them */
+  readonly queueKey: string
+  readonly idKey: string
+}
 
 /**
  * In-flight messages remembered so a PUBACK clears its queue entry without a
@@ -57,11 +65,12 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  * - Which clients have subscriptions, a will or possibly queued messages is
  *   known in memory (SessionIndex), so a CONNECT without any reads nothing.
  * - Only the enqueue is waited for (it is what makes a PUBACK to the
- *   publisher safe). In-flight updates and PUBACK clears are written behind:
- *   lost in a crash, they cost a resend under a new message id or a
- *   duplicate, both allowed at QoS 1; aedes no longer waits for LevelDB
- *   before writing a message to a subscriber. Reads of the queue wait until
- *   those writes have landed.
+ *   publisher safe). In-flight updates and PUBACK clears are written behind,
+ *   held back up to a second so that a PUBACK in that time cancels the in-flight
+ *   writes (and their encoding): lost in a crash, they cost a resend under a
+ *   new message id or a duplicate, both allowed at QoS 1; aedes no longer
+ *   waits for LevelDB before writing a message to a subscriber. Reads of the
+ *   queue, and shutdown, wait until those writes have landed.
  */
 export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
@@ -76,14 +85,11 @@ export class SessionStore extends AsyncLevelPersistence {
   /** which clients have stored subscriptions or a will: spares CONNECT the reads when they have none */
   readonly #index = new SessionIndex()
 
-  readonly #onWriteBehindError: (err: unknown) => void
-
   /** `onWriteBehindError` hears about failed in-flight and acknowledgement writes, which no caller waits for. */
   constructor (db: SessionDatabase, onWriteBehindError: (err: unknown) => void = () => {}) {
     super(db)
     this.#db = db
-    this.#commit = new GroupCommit(groupCommitTarget(db.db))
-    this.#onWriteBehindError = onWriteBehindError
+    this.#commit = new GroupCommit(groupCommitTarget(db.db), { onHeldError: onWriteBehindError })
   }
 
   /**
@@ -225,12 +231,14 @@ export class SessionStore extends AsyncLevelPersistence {
       await super.outgoingUpdate(client, packet)
       return
     }
-    const value = msgpack.encode(packet)
-    this.#writeBehind([
-      this.#put(outgoingIdKey(client.id, packet.messageId), value),
-      this.#put(outgoingKey(client.id, packet.brokerId, packet.brokerCounter), value),
-    ])
-    this.#remember(client.id, { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId: packet.messageId, topic: packet.topic })
+    // encoded only if the message is still unacknowledged when the held writes go out
+    // (aedes gives each delivery its own packet object, so it does not change meanwhile)
+    let encoded: Buffer | undefined
+    const value = (): Buffer => (encoded ??= msgpack.encode(packet))
+    const idKey = this.#db.prefixKey(outgoingIdKey(client.id, packet.messageId), 'utf8')
+    const queueKey = this.#db.prefixKey(outgoingKey(client.id, packet.brokerId, packet.brokerCounter), 'utf8')
+    this.#commit.writeHeld([{ type: 'put', key: idKey, value }, { type: 'put', key: queueKey, value }])
+    this.#remember(client.id, { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId: packet.messageId, topic: packet.topic, queueKey, idKey })
   }
 
   /** PUBACK: the message leaves the queue. Returns where it was (aedes passes it to its 'ack' event). */
@@ -242,27 +250,18 @@ export class SessionStore extends AsyncLevelPersistence {
       return await super.outgoingClearMessageId(client, packet)
     }
     this.#inFlight.delete(inFlightKey(client.id, known.messageId))
-    const idKey = this.#db.prefixKey(outgoingIdKey(client.id, known.messageId), 'utf8')
     // acknowledged before its in-flight entry was written: the entry is never written at all.
     // (Should an earlier batch have written it, for a resend, it stays as a stale index entry
     // until the id is used again; nothing reads the index but a PUBACK for that id.)
-    const operations: BatchOperation[] = this.#commit.withdraw(idKey) ? [] : [{ type: 'del', key: idKey }]
-    operations.push(this.#del(outgoingKey(client.id, known.brokerId, known.brokerCounter)))
-    this.#writeBehind(operations)
+    // The queue entry's delete replaces its held in-flight put.
+    this.#commit.writeHeld(this.#commit.withdraw(known.idKey) ? [{ type: 'del', key: known.queueKey }] : [{ type: 'del', key: known.idKey }, { type: 'del', key: known.queueKey }])
     return known
-  }
-
-  #writeBehind (operations: BatchOperation[]): void {
-    this.#commit.write(operations).catch(this.#onWriteBehindError)
   }
 
   #put (key: string, value: Buffer): BatchOperation {
     return { type: 'put', key: this.#db.prefixKey(key, 'utf8'), value }
   }
 
-  #del (key: string): BatchOperation {
-    return { type: 'del', key: this.#db.prefixKey(key, 'utf8') }
-  }
 
   #remember (clientId: string, entry: InFlight): void {
     const key = inFlightKey(clientId, entry.messageId)

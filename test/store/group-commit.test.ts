@@ -7,14 +7,21 @@ class RecordingTarget implements BatchTarget {
   hold = false
   failNext = false
   #held: Array<() => void> = []
+  #batchWaiters: Array<() => void> = []
 
   async batch (operations: BatchOperation[]): Promise<void> {
     this.batches.push(operations)
+    for (const resolve of this.#batchWaiters.splice(0)) resolve()
     if (this.failNext) {
       this.failNext = false
       throw new Error('disk full')
     }
     if (this.hold) await new Promise<void>((resolve) => this.#held.push(resolve))
+  }
+
+  /** Resolves when the next batch reaches the target. */
+  async nextBatch (): Promise<void> {
+    await new Promise<void>((resolve) => this.#batchWaiters.push(resolve))
   }
 
   release (): void {
@@ -94,4 +101,67 @@ t.test('withdraw takes back an operation still waiting for its batch, not one al
   target.release()
   await Promise.all([first, second])
   t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['written'], ['kept']])
+})
+
+const keysOf = (target: RecordingTarget): string[][] => target.batches.map((batch) => batch.map((op) => `${op.type}:${op.key}`))
+
+t.test('held writes go out together once the hold is over, in their own batch if nothing else is written', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { holdMs: 20 })
+  const asked = Date.now()
+  commit.writeHeld([put('a'), put('b')])
+  commit.writeHeld([{ type: 'del', key: 'c' }])
+  await new Promise((resolve) => setImmediate(resolve))
+  t.same(target.batches, [], 'held, not written at the end of the turn')
+  await target.nextBatch()
+  t.ok(Date.now() - asked >= 19, 'written after the hold')
+  t.same(keysOf(target), [['put:a', 'put:b', 'del:c']])
+})
+
+t.test('a held put is replaced by a later held or waited-for operation on its key, and taken back by withdraw', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { holdMs: 60_000 })
+  let encoded = 0
+  const lazy = (key: string) => ({ type: 'put' as const, key, value: () => { encoded++; return Buffer.from(key) } })
+  commit.writeHeld([lazy('replaced-by-held'), lazy('replaced-by-write'), lazy('withdrawn'), lazy('kept')])
+  commit.writeHeld([{ type: 'del', key: 'replaced-by-held' }])
+  await commit.write([put('replaced-by-write')])
+  t.same(keysOf(target), [['put:replaced-by-write']], 'the waited-for write went out at once, without the held operations')
+  t.ok(commit.withdraw('withdrawn'))
+  t.notOk(commit.withdraw('withdrawn'), 'only once')
+  await commit.settled()
+  t.same(keysOf(target), [['put:replaced-by-write'], ['del:replaced-by-held', 'put:kept']], 'settled() sends what is held and waits for it')
+  t.equal(encoded, 1, 'only the put that was written computed its value')
+  t.same(target.batches[1]?.[1], put('kept'))
+})
+
+t.test('a held operation asked after a waited-for one on the same key wins over it', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { holdMs: 60_000 })
+  target.hold = true
+  const first = commit.write([put('k')])
+  await new Promise((resolve) => setImmediate(resolve))
+  commit.writeHeld([{ type: 'del', key: 'k' }])
+  const settled = commit.settled()
+  target.release()
+  await Promise.all([first, settled])
+  t.same(keysOf(target), [['put:k'], ['del:k']], 'the put was being written: the delete goes next')
+
+  const sameBatch = new RecordingTarget()
+  const other = new GroupCommit(sameBatch, { holdMs: 60_000 })
+  const written = other.write([put('k')])
+  other.writeHeld([{ type: 'del', key: 'k' }])
+  await Promise.all([written, other.settled()])
+  t.same(keysOf(sameBatch), [['del:k']], 'the put still waited for its batch: the delete replaces it there')
+})
+
+t.test('a failed batch of held operations is reported to onHeldError', async (t) => {
+  const target = new RecordingTarget()
+  const errors: unknown[] = []
+  const commit = new GroupCommit(target, { holdMs: 60_000, onHeldError: (err) => errors.push(err) })
+  target.failNext = true
+  commit.writeHeld([put('lost')])
+  await commit.settled()
+  t.equal(errors.length, 1)
+  t.match(errors[0], { message: 'disk full' })
 })
