@@ -24,7 +24,7 @@ export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): To
     ...(jwtConfig.audience !== null && { audience: jwtConfig.audience }),
   }
 
-  function candidates (header: jwt.JwtHeader): VerificationKey[] {
+  function candidates (header: TokenHeader): VerificationKey[] {
     if (header.kid !== undefined) return keys.filter((k) => k.kid === header.kid && k.alg === header.alg)
     return keys.filter((k) => k.alg === header.alg)
   }
@@ -32,11 +32,9 @@ export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): To
   return {
     verify (token) {
       if (Buffer.byteLength(token, 'utf8') > jwtConfig.maxTokenBytes) throw new HeraldError('TOKEN_TOO_LARGE')
-      const decoded = jwt.decode(token, { complete: true })
-      if (decoded === null || typeof decoded.payload === 'string') {
-        throw new HeraldError('TOKEN_INVALID', 'the token is not a well-formed JWT')
-      }
-      const matching = candidates(decoded.header)
+      const header = readHeader(token)
+      if (header === undefined) throw new HeraldError('TOKEN_INVALID', 'the token is not a well-formed JWT')
+      const matching = candidates(header)
       if (matching.length === 0) {
         throw new HeraldError('TOKEN_INVALID', 'no configured key matches the token kid/alg')
       }
@@ -55,6 +53,25 @@ export function createTokenVerifier (jwtConfig: HeraldConfig['auth']['jwt']): To
       }
       throw translateJwtError(lastError)
     },
+  }
+}
+
+interface TokenHeader { readonly alg: unknown, readonly kid?: unknown }
+
+/**
+ * The JOSE header of a compact JWT, undefined when the token is not three
+ * dot-separated parts with a JSON object first. Only the header is needed to
+ * pick the keys; jwt.verify() decodes the whole token again anyway, and a
+ * full jwt.decode() here was a tenth of a CONNECT's main-thread time.
+ */
+function readHeader (token: string): TokenHeader | undefined {
+  const parts = token.split('.')
+  if (parts.length !== 3) return undefined
+  try {
+    const header: unknown = JSON.parse(Buffer.from(parts[0] as string, 'base64url').toString('utf8'))
+    return typeof header === 'object' && header !== null && !Array.isArray(header) ? header as TokenHeader : undefined
+  } catch {
+    return undefined
   }
 }
 

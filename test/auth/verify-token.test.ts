@@ -196,6 +196,25 @@ t.test('signature and key selection', async (t) => {
       refused(t, hsOnly, token, 'TOKEN_INVALID')
     }
   })
+
+  t.test('correctly signed, but the header or the payload is not a JSON object', async (t) => {
+    const signed = (header: string, payload: string): string => {
+      const input = `${Buffer.from(header).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`
+      return `${input}.${hmac(TEST_SECRET)(input)}`
+    }
+    const header = JSON.stringify({ alg: 'HS256', typ: 'JWT' })
+    const payload = JSON.stringify({ sub: 'alice', exp: nowSec() + 60 })
+    t.equal(hsOnly.verify(signed(header, payload)).sub, 'alice', 'the same construction with JSON objects is accepted')
+    for (const [name, token] of [
+      ['payload a JSON string', signed(header, '"alice"')],
+      ['payload not JSON', signed(header, 'sub=alice')],
+      ['payload a JSON array', signed(header, '["alice"]')],
+      ['header a JSON array', signed('["HS256"]', payload)],
+      ['header not JSON', signed('alg=HS256', payload)],
+    ] as const) {
+      t.test(name, async (t) => refused(t, hsOnly, token, 'TOKEN_INVALID'))
+    }
+  })
 })
 
 t.test('issuer and audience', async (t) => {
