@@ -31,8 +31,8 @@ export interface BrokerDeps {
 }
 
 export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
-  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), (err) => {
-    logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed')
+  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), {
+    onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
   })
   const aedes = new Aedes({
     persistence: sessions,

@@ -77,7 +77,8 @@ export class GroupCommit {
    */
   writeHeld (operations: readonly HeldOperation[]): void {
     for (const operation of operations) this.#held.set(operation.key, operation)
-    this.#holdTimer ??= setTimeout(() => this.#releaseHeld(), this.#holdMs)
+    // unref'd: held writes never keep a process alive (shutdown sends them with settled())
+    this.#holdTimer ??= setTimeout(() => this.#releaseHeld(), this.#holdMs).unref()
   }
 
   /**

@@ -3,7 +3,8 @@ import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } 
 import msgpack from 'msgpack-lite'
 import { Readable } from 'node:stream'
 import { groupCommitTarget } from './batch-target.js'
-import { GroupCommit, type BatchOperation, type BatchTarget } from './group-commit.js'
+import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, type FreshMessage } from './fresh-messages.js'
+import { GroupCommit, type BatchOperation, type BatchTarget, type HeldOperation } from './group-commit.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
 import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange } from './session-keys.js'
 
@@ -15,6 +16,7 @@ export type { PersistedPacket, StoredSubscription }
 /** The (sub)level the session store lives in. */
 export interface SessionDatabase extends KeyLister {
   clear (range: { gte: string, lt: string }): Promise<void>
+  iterator (range: { gte: string, lt: string }): AsyncIterable<[string, Buffer]>
   /** abstract-level sublevel API: this key as the root database stores it */
   prefixKey (key: string, keyFormat: 'utf8'): string
   /** the root database */
@@ -27,9 +29,19 @@ interface InFlight {
   readonly brokerCounter: number
   readonly messageId: number
   readonly topic: string
-  /** its queue and message-id keys, as the root database stores them */
-  readonly queueKey: string
-  readonly idKey: string
+  /** its queue and message-id keys as the root database stores them, once they may be on disk */
+  readonly keys?: { readonly queue: string, readonly id: string }
+}
+
+export interface SessionStoreOptions {
+  /** hears about failed in-flight and acknowledgement writes, which no caller waits for */
+  readonly onWriteBehindError?: (err: unknown) => void
+  /**
+   * How long a fresh message's recipients have to acknowledge it before their
+   * queue entries are written, and how long writes behind are held back
+   * (GroupCommit.writeHeld). 1 s by default.
+   */
+  readonly holdMs?: number
 }
 
 /**
@@ -62,6 +74,10 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  *   and neither an in-flight update nor a PUBACK reads before writing. The
  *   library does one put per subscriber and a read before each update and
  *   clear, which made a QoS 1 fan-out 13 times slower than aedes in memory.
+ * - A message for several subscribers is first one record of the message
+ *   and its recipients (FreshMessage); only those that have not acknowledged
+ *   it after the hold get their queue entry, so a fan-out to connected
+ *   devices costs two writes per message instead of two per delivery.
  * - Which clients have subscriptions, a will or possibly queued messages is
  *   known in memory (SessionIndex), so a CONNECT without any reads nothing.
  * - Only the enqueue is waited for (it is what makes a PUBACK to the
@@ -84,12 +100,16 @@ export class SessionStore extends AsyncLevelPersistence {
   readonly #inFlight = new Map<string, InFlight>()
   /** which clients have stored subscriptions or a will: spares CONNECT the reads when they have none */
   readonly #index = new SessionIndex()
+  /** brokerCounter → messages whose queue entries are not written yet, oldest first (see #freshOf) */
+  readonly #fresh = new Map<number, FreshMessage>()
+  #freshTimer: NodeJS.Timeout | undefined
+  readonly #holdMs: number
 
-  /** `onWriteBehindError` hears about failed in-flight and acknowledgement writes, which no caller waits for. */
-  constructor (db: SessionDatabase, onWriteBehindError: (err: unknown) => void = () => {}) {
+  constructor (db: SessionDatabase, { onWriteBehindError = () => {}, holdMs = 1000 }: SessionStoreOptions = {}) {
     super(db)
     this.#db = db
-    this.#commit = new GroupCommit(groupCommitTarget(db.db), { onHeldError: onWriteBehindError })
+    this.#holdMs = holdMs
+    this.#commit = new GroupCommit(groupCommitTarget(db.db), { holdMs, onHeldError: onWriteBehindError })
   }
 
   /**
@@ -104,14 +124,14 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.cleanIncoming(client)
     await this.delWill(client)
     // a write behind landing after the clear would bring an entry back
-    await this.#commit.settled()
+    await this.#settled()
     this.#index.forgetQueue(clientId)
     for (const prefix of [outgoingPrefix(clientId), outgoingIdPrefix(clientId)]) await this.#db.clear(prefixRange(prefix))
   }
 
   /** Resolves once every write asked for so far, written-behind ones included, is in LevelDB; before the database closes. */
   async flush (): Promise<void> {
-    await this.#commit.settled()
+    await this.#settled()
   }
 
   setSubscriptionGuard (guard: SubscriptionGuard): void {
@@ -124,6 +144,7 @@ export class SessionStore extends AsyncLevelPersistence {
 
   override async setup (broker: unknown): Promise<void> {
     await super.setup(broker)
+    await this.#recoverFresh()
     await this.#index.load(this.#db)
   }
 
@@ -191,12 +212,92 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.#enqueue([sub], packet)
   }
 
-  /** One encoding of the message, one queue entry per subscriber, one batch. */
+  /**
+   * One encoding of the message, durable when this resolves: for one
+   * recipient, its queue entry; for several, one record of the message and
+   * its recipients, whose queue entries come later (FreshMessage).
+   */
   async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     if (subs.length === 0) return
     for (const sub of subs) this.#index.markQueued(sub.clientId)
     const value = msgpack.encode(new Packet(packet))
-    await this.#commit.write(subs.map((sub) => this.#put(outgoingKey(sub.clientId, packet.brokerId, packet.brokerCounter), value)))
+    const only = subs.length === 1 ? subs[0] : undefined
+    if (only !== undefined) {
+      await this.#commit.write([this.#put(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), value)])
+      return
+    }
+    const recordKey = this.#db.prefixKey(freshRecordKey(packet.brokerId, packet.brokerCounter), 'utf8')
+    const message: FreshMessage = { packet, value, recordKey, createdAt: Date.now(), waiting: new Map(subs.map((sub) => [sub.clientId, null])) }
+    const key = packet.brokerCounter
+    this.#fresh.set(key, message)
+    this.#freshTimer ??= this.#freshTimerStart()
+    try {
+      await this.#commit.write([{ type: 'put', key: recordKey, value: encodeFreshRecord(value, [...message.waiting.keys()]) }])
+    } catch (err) {
+      // not stored: the publisher gets no PUBACK, and no entry may appear later
+      this.#fresh.delete(key)
+      throw err
+    }
+  }
+
+  /** Resolves once every write asked for so far is in LevelDB, fresh messages' queue entries and writes behind included. */
+  async #settled (): Promise<void> {
+    this.#settleFresh(Infinity)
+    await this.#commit.settled()
+  }
+
+  #settleFreshOnTimer (): void {
+    this.#freshTimer = undefined
+    this.#settleFresh(Date.now() - this.#holdMs)
+    if (this.#fresh.size > 0) this.#freshTimer = this.#freshTimerStart()
+  }
+
+  /** unref'd: it never keeps a process alive (flush() settles what is left; a record survives anything else) */
+  #freshTimerStart (): NodeJS.Timeout {
+    return setTimeout(() => this.#settleFreshOnTimer(), this.#holdMs).unref()
+  }
+
+  /**
+   * Fresh messages created up to `createdBy`: the queue entries of the
+   * recipients that have not acknowledged yet (with the message id of those
+   * it is in flight to), and the record's delete, all in one batch.
+   */
+  #settleFresh (createdBy: number): void {
+    const operations: HeldOperation[] = []
+    for (const [key, message] of this.#fresh) {
+      if (message.createdAt > createdBy) break
+      this.#fresh.delete(key)
+      const { brokerId, brokerCounter } = message.packet
+      for (const [clientId, inFlight] of message.waiting) {
+        const queueKey = this.#db.prefixKey(outgoingKey(clientId, brokerId, brokerCounter), 'utf8')
+        if (inFlight === null) {
+          operations.push({ type: 'put', key: queueKey, value: message.value })
+          continue
+        }
+        const value = msgpack.encode(inFlight)
+        operations.push({ type: 'put', key: queueKey, value }, { type: 'put', key: this.#db.prefixKey(outgoingIdKey(clientId, inFlight.messageId as number), 'utf8'), value })
+      }
+      operations.push({ type: 'del', key: message.recordKey })
+    }
+    if (operations.length > 0) this.#commit.writeHeld(operations)
+    if (this.#fresh.size === 0) {
+      clearTimeout(this.#freshTimer)
+      this.#freshTimer = undefined
+    }
+  }
+
+  /** After a crash: the records of fresh messages become the queue entries of all their recipients. */
+  async #recoverFresh (): Promise<void> {
+    const operations: BatchOperation[] = []
+    for await (const [key, record] of this.#db.iterator(prefixRange(FRESH_PREFIX))) {
+      const decoded = decodeFreshRecord(record)
+      const packet = decoded === undefined ? undefined : msgpack.decode(decoded.value) as Partial<PersistedPacket>
+      if (decoded !== undefined && typeof packet?.brokerId === 'string' && typeof packet.brokerCounter === 'number') {
+        for (const clientId of decoded.clientIds) operations.push(this.#put(outgoingKey(clientId, packet.brokerId, packet.brokerCounter), decoded.value))
+      }
+      operations.push({ type: 'del', key: this.#db.prefixKey(key, 'utf8') })
+    }
+    await this.#commit.write(operations)
   }
 
   /** The client's queue, after the writes behind have landed; no read at all for a client known to have none. */
@@ -204,7 +305,7 @@ export class SessionStore extends AsyncLevelPersistence {
     const index = this.#index
     const mark = index.queueMark(client.id)
     if (mark === undefined) return Readable.from([]) as NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
-    const settled = this.#commit.settled()
+    const settled = this.#settled()
     const stored = super.outgoingStream.bind(this)
     return Readable.from((async function * () {
       await settled
@@ -227,18 +328,25 @@ export class SessionStore extends AsyncLevelPersistence {
   override async outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void> {
     // a PUBREL (QoS 2) carries no broker data; the library looks it up
     if (packet.brokerId === undefined || packet.messageId === undefined) {
-      await this.#commit.settled()
+      await this.#settled()
       await super.outgoingUpdate(client, packet)
+      return
+    }
+    const { brokerId, brokerCounter, messageId, topic } = packet
+    const fresh = this.#freshOf(packet)
+    if (fresh?.waiting.has(client.id) === true) {
+      // nothing of this delivery is on disk but the record: it is written only if not acknowledged in time
+      fresh.waiting.set(client.id, packet)
+      this.#remember(client.id, { brokerId, brokerCounter, messageId, topic })
       return
     }
     // encoded only if the message is still unacknowledged when the held writes go out
     // (aedes gives each delivery its own packet object, so it does not change meanwhile)
     let encoded: Buffer | undefined
     const value = (): Buffer => (encoded ??= msgpack.encode(packet))
-    const idKey = this.#db.prefixKey(outgoingIdKey(client.id, packet.messageId), 'utf8')
-    const queueKey = this.#db.prefixKey(outgoingKey(client.id, packet.brokerId, packet.brokerCounter), 'utf8')
-    this.#commit.writeHeld([{ type: 'put', key: idKey, value }, { type: 'put', key: queueKey, value }])
-    this.#remember(client.id, { brokerId: packet.brokerId, brokerCounter: packet.brokerCounter, messageId: packet.messageId, topic: packet.topic, queueKey, idKey })
+    const keys = this.#inFlightKeys(client.id, { brokerId, brokerCounter, messageId })
+    this.#commit.writeHeld([{ type: 'put', key: keys.id, value }, { type: 'put', key: keys.queue, value }])
+    this.#remember(client.id, { brokerId, brokerCounter, messageId, topic, keys })
   }
 
   /** PUBACK: the message leaves the queue. Returns where it was (aedes passes it to its 'ack' event). */
@@ -246,16 +354,39 @@ export class SessionStore extends AsyncLevelPersistence {
     const known = packet.messageId === undefined ? undefined : this.#inFlight.get(inFlightKey(client.id, packet.messageId))
     if (known === undefined) {
       // not put in flight by this process (a restart since): the library looks the id up
-      await this.#commit.settled()
+      await this.#settled()
       return await super.outgoingClearMessageId(client, packet)
     }
     this.#inFlight.delete(inFlightKey(client.id, known.messageId))
+    const fresh = this.#freshOf(known)
+    if (fresh?.waiting.delete(client.id) === true) {
+      // nothing was written for this recipient; the record goes once nobody waits for the message
+      if (fresh.waiting.size === 0) {
+        this.#fresh.delete(known.brokerCounter)
+        this.#commit.writeHeld([{ type: 'del', key: fresh.recordKey }])
+      }
+      return known
+    }
+    const { id: idKey, queue: queueKey } = known.keys ?? this.#inFlightKeys(client.id, known)
     // acknowledged before its in-flight entry was written: the entry is never written at all.
     // (Should an earlier batch have written it, for a resend, it stays as a stale index entry
     // until the id is used again; nothing reads the index but a PUBACK for that id.)
     // The queue entry's delete replaces its held in-flight put.
-    this.#commit.writeHeld(this.#commit.withdraw(known.idKey) ? [{ type: 'del', key: known.queueKey }] : [{ type: 'del', key: known.idKey }, { type: 'del', key: known.queueKey }])
+    this.#commit.writeHeld(this.#commit.withdraw(idKey) ? [{ type: 'del', key: queueKey }] : [{ type: 'del', key: idKey }, { type: 'del', key: queueKey }])
     return known
+  }
+
+  /** The fresh message this packet is, if it is one (counters are per broker id). */
+  #freshOf (packet: { brokerId: string, brokerCounter: number }): FreshMessage | undefined {
+    const fresh = this.#fresh.get(packet.brokerCounter)
+    return fresh?.packet.brokerId === packet.brokerId ? fresh : undefined
+  }
+
+  #inFlightKeys (clientId: string, packet: { brokerId: string, brokerCounter: number, messageId: number }): { queue: string, id: string } {
+    return {
+      queue: this.#db.prefixKey(outgoingKey(clientId, packet.brokerId, packet.brokerCounter), 'utf8'),
+      id: this.#db.prefixKey(outgoingIdKey(clientId, packet.messageId), 'utf8'),
+    }
   }
 
   #put (key: string, value: Buffer): BatchOperation {
@@ -283,6 +414,6 @@ function inFlightKey (clientId: string, messageId: number): string {
   return `${clientId}\0${messageId}`
 }
 
-function packetKey (packet: PersistedPacket): string {
+function packetKey (packet: { brokerId: string, brokerCounter: number }): string {
   return `${packet.brokerId}:${packet.brokerCounter}`
 }

@@ -108,6 +108,9 @@ const keysOf = (target: RecordingTarget): string[][] => target.batches.map((batc
 t.test('held writes go out together once the hold is over, in their own batch if nothing else is written', async (t) => {
   const target = new RecordingTarget()
   const commit = new GroupCommit(target, { holdMs: 20 })
+  // the hold timer is unref'd: something has to keep this process alive meanwhile
+  const keepAlive = setInterval(() => {}, 1000)
+  t.teardown(() => clearInterval(keepAlive))
   const asked = Date.now()
   commit.writeHeld([put('a'), put('b')])
   commit.writeHeld([{ type: 'del', key: 'c' }])

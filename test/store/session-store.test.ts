@@ -1,13 +1,13 @@
 import AedesPacket from 'aedes-packet'
 import t from 'tap'
 import { openDatabase, type Database } from '../../src/store/open-store.js'
-import { SessionStore, type PersistedPacket } from '../../src/store/session-store.js'
+import { SessionStore, type PersistedPacket, type SessionStoreOptions } from '../../src/store/session-store.js'
 import { makeTempDir } from '../helpers/broker.js'
 
 /** The session store of the database in `dir`, as the broker opens it at start; the caller closes `db`. */
-async function openStoreAt (dir: string): Promise<{ db: Database, store: SessionStore }> {
+async function openStoreAt (dir: string, options: SessionStoreOptions = {}): Promise<{ db: Database, store: SessionStore }> {
   const db = await openDatabase(dir)
-  const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }))
+  const store = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), options)
   await store.setup({ id: 'broker-1' })
   return { db, store }
 }
@@ -150,4 +150,95 @@ t.test('a queue read right after a PUBACK waits for the written-behind clear: no
   t.same(await queued(store, 'phone'), [], 'the acknowledged message is not read back')
   await store.persistPublish(packet('news/today', 'two'))
   t.same(await queued(store, 'phone'), ['two'])
+})
+
+/** The session store's keys on disk under a prefix ending in ':'. */
+async function keysOnDisk (db: Database, prefix: string): Promise<string[]> {
+  return await db.sublevel('sessions', { valueEncoding: 'buffer' }).keys({ gte: prefix, lt: `${prefix.slice(0, -1)};` }).all()
+}
+
+/** What the library alone reads back from a client's queue after a restart: [payload, message id]. */
+async function queuedAfterRestart (store: SessionStore, clientId: string): Promise<Array<[string, number | undefined]>> {
+  const entries: Array<[string, number | undefined]> = []
+  for await (const stored of store.outgoingStream({ id: clientId })) entries.push([stored.payload.toString(), stored.messageId ?? undefined])
+  return entries
+}
+
+t.test('a message to several subscribers is one record; who acknowledges in time never gets a queue entry', async (t) => {
+  const dir = await makeTempDir(t)
+  const before = await openStoreAt(dir)
+  for (const id of ['phone', 'tablet', 'watch']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  await before.store.persistPublish(message)
+  t.equal((await keysOnDisk(before.db, 'fresh:')).length, 1, 'one record, written before the publisher is acknowledged')
+  t.same(await keysOnDisk(before.db, 'outgoing:'), [], 'no queue entry yet')
+  // delivered to two of them; the phone acknowledges, the tablet does not, the watch is offline
+  await before.store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await before.store.outgoingUpdate({ id: 'tablet' }, { ...message, messageId: 7 })
+  t.match(await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 }), { brokerCounter: message.brokerCounter, messageId: 1 })
+  await before.store.flush()
+  t.same(await keysOnDisk(before.db, 'fresh:'), [], 'settled: the record is gone')
+  const queueKeys = await keysOnDisk(before.db, 'outgoing:')
+  t.same(queueKeys.map((key) => key.split(':')[1]).sort(), ['tablet', 'watch'], 'queue entries of the two that did not acknowledge')
+  await before.db.close()
+
+  const after = await openStoreAt(dir)
+  t.teardown(async () => await after.db.close())
+  t.same(await queuedAfterRestart(after.store, 'tablet'), [['one', 7]], 'in flight under its message id')
+  t.same(await queuedAfterRestart(after.store, 'watch'), [['one', undefined]], 'queued, never sent')
+  t.same(await queuedAfterRestart(after.store, 'phone'), [])
+  // the library's own lookup by message id finds the tablet's entry
+  t.match(await after.store.outgoingClearMessageId({ id: 'tablet' }, { messageId: 7 }), { brokerCounter: message.brokerCounter })
+  t.same(await queuedAfterRestart(after.store, 'tablet'), [])
+})
+
+t.test('a queue read does not wait for the hold: fresh messages are settled first', async (t) => {
+  const store = await openStore(t)
+  for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  await store.persistPublish(message)
+  await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 3 })
+  t.same(await queuedAfterRestart(store, 'phone'), [['one', 3]], 'a reconnect right away gets it under the same id [MQTT-4.4.0-1]')
+  t.same(await queuedAfterRestart(store, 'tablet'), [['one', undefined]])
+  // acknowledged after it was settled: the entry written meanwhile is deleted
+  await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 3 })
+  t.same(await queuedAfterRestart(store, 'phone'), [])
+})
+
+t.test('after a crash, each record becomes a queue entry for every one of its recipients', async (t) => {
+  const dir = await makeTempDir(t)
+  const before = await openStoreAt(dir, { holdMs: 60_000 })
+  for (const id of ['phone', 'tablet']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  await before.store.persistPublish(message)
+  // the phone acknowledged, in memory only; then the process dies without flushing
+  await before.store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
+  await before.db.close()
+
+  const after = await openStoreAt(dir)
+  t.teardown(async () => await after.db.close())
+  t.same(await queuedAfterRestart(after.store, 'tablet'), [['one', undefined]], 'not lost')
+  t.same(await queuedAfterRestart(after.store, 'phone'), [['one', undefined]], 'delivered again: what a crash costs at QoS 1 is a duplicate')
+  t.same(await keysOnDisk(after.db, 'fresh:'), [], 'the record is replaced by the queue entries')
+})
+
+t.test('fresh messages are settled after the hold without any read', async (t) => {
+  const dir = await makeTempDir(t)
+  const { db, store } = await openStoreAt(dir, { holdMs: 5 })
+  t.teardown(async () => {
+    await store.flush()
+    await db.close()
+  })
+  for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  await store.persistPublish(packet('news/today', 'one'))
+  // no event marks a batch written behind: look at the disk until the entries are there (bounded)
+  const deadline = Date.now() + 5000
+  let entries: string[] = []
+  while (entries.length < 2 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    entries = await keysOnDisk(db, 'outgoing:')
+  }
+  t.equal(entries.length, 2, 'both queue entries written by the timers')
+  t.same(await keysOnDisk(db, 'fresh:'), [], 'and the record deleted in the same batch')
 })

@@ -1,0 +1,43 @@
+import msgpack from 'msgpack-lite'
+import type { PersistedPacket } from 'aedes-persistence-level/asyncPersistence.js'
+
+/**
+ * A QoS>0 message just queued for its persistent subscribers, whose
+ * per-subscriber queue entries are not written yet. What is on disk is one
+ * record: the message and the list of its recipients, written before the
+ * publisher's PUBACK. Recipients that acknowledge within the hold period
+ * never cost a LevelDB write of their own; the others get their queue
+ * entries (aedes-persistence-level's layout) when the message is settled,
+ * in the same batch that deletes the record.
+ */
+export interface FreshMessage {
+  readonly packet: PersistedPacket
+  /** the packet as a queue entry holds it (one encoding for every recipient) */
+  readonly value: Buffer
+  /** the record's key, as the root database stores it */
+  readonly recordKey: string
+  readonly createdAt: number
+  /** recipients that have not acknowledged → the packet in flight to them (with its message id), or null while it waits */
+  readonly waiting: Map<string, PersistedPacket | null>
+}
+
+/** Every record: `fresh:<broker id>:<counter>`, in the session store's sublevel, apart from the library's prefixes. */
+export const FRESH_PREFIX = 'fresh:'
+
+export function freshRecordKey (brokerId: string, brokerCounter: number): string {
+  return `${FRESH_PREFIX}${brokerId}:${brokerCounter}`
+}
+
+/** The record: the queue entry's bytes and the recipients' client ids. */
+export function encodeFreshRecord (value: Buffer, clientIds: readonly string[]): Buffer {
+  return msgpack.encode([value, clientIds])
+}
+
+/** A record read back at start, after a crash; undefined when it is not one this code wrote. */
+export function decodeFreshRecord (record: Buffer): { value: Buffer, clientIds: string[] } | undefined {
+  const decoded: unknown = msgpack.decode(record)
+  if (!Array.isArray(decoded) || decoded.length !== 2) return undefined
+  const [value, clientIds] = decoded as [unknown, unknown]
+  if (!Buffer.isBuffer(value) || !Array.isArray(clientIds) || !clientIds.every((id) => typeof id === 'string')) return undefined
+  return { value, clientIds: clientIds as string[] }
+}
