@@ -13,10 +13,11 @@ export interface TokenDirectory {
 /** Counts outcomes (metrics) without the relay knowing about Prometheus. */
 export interface RelayObserver {
   sent (provider: PushProvider, latencyMs: number): void
-  retried (provider: PushProvider): void
+  /** 'none': the failure came before a provider was known (the token lookup). */
+  retried (provider: PushProvider | 'none'): void
   pruned (provider: PushProvider): void
   dropped (provider: PushProvider | 'none', why: DropReason): void
-  deadLettered (provider: PushProvider): void
+  deadLettered (provider: PushProvider | 'none'): void
 }
 
 /** Why a job was given up, as a small fixed set (a metric label). */
@@ -160,20 +161,25 @@ export class RelayWorker {
 
   /** Sends a batch of ready jobs; never rejects, and frees every job's slot exactly once. */
   async #process (batch: RelayJob[]): Promise<void> {
-    let tokens: ReadonlyArray<DeviceToken | null>
-    try {
-      tokens = await this.#options.tokens.tokensOf(batch.map((job) => job.installationId))
-    } catch (err) {
-      this.#options.logger.warn({ err }, 'relay batch failed unexpectedly')
-      this.#release(batch.length)
-      return
-    }
     const units: Array<Promise<void>> = []
     /** one part of the batch: its slots are freed when it is done, whatever happened */
     const unit = (slots: number, work: () => Promise<void>): void => {
       units.push(work()
         .catch((err: unknown) => this.#options.logger.warn({ err }, 'relay batch failed unexpectedly'))
         .finally(() => this.#release(slots)))
+    }
+    let tokens: ReadonlyArray<DeviceToken | null>
+    try {
+      tokens = await this.#options.tokens.tokensOf(batch.map((job) => job.installationId))
+    } catch (err) {
+      // A failed read (e.g. the database) is transient for every job of the batch. Only the
+      // error's name and code are logged: a decode error's message can quote a stored record,
+      // push token included.
+      const { name, code } = err instanceof Error ? err as Error & { code?: unknown } : { name: typeof err, code: undefined }
+      this.#options.logger.warn({ error: name, code, jobs: batch.length }, 'relay token lookup failed; rescheduling the jobs')
+      for (const job of batch) unit(1, async () => await this.#retry(job, 'none', 'token lookup failed'))
+      await Promise.all(units)
+      return
     }
     const byProvider = new Map<PushProvider, Array<{ job: RelayJob, delivery: Delivery }>>()
     batch.forEach((job, i) => {
@@ -243,26 +249,31 @@ export class RelayWorker {
       case 'drop':
         await this.#settle(job, provider, 'rejected', result.reason)
         return
-      case 'retry': {
-        const attempts = job.attempts + 1
-        if (attempts >= this.#options.maxAttempts) {
-          logger.warn({ jobId: job.id, installationId: job.installationId, provider, attempts, reason: result.reason }, 'relay job dead-lettered')
-          observer?.deadLettered(provider)
-          await this.#options.store.deadLetter({ ...job, attempts }, result.reason)
-          this.#removed(job)
-          return
-        }
-        const notBefore = this.#now() + retryDelayMs(attempts, this.#options.policy, result.retryAfterMs)
-        if (notBefore >= job.expiresAt) {
-          await this.#settle(job, provider, 'expired', `expired while retrying (${result.reason})`)
-          return
-        }
-        observer?.retried(provider)
-        const next = { ...job, attempts, notBefore }
-        await this.#options.store.put(next)
-        this.#schedule(next)
-      }
+      case 'retry':
+        await this.#retry(job, provider, result.reason, result.retryAfterMs)
     }
+  }
+
+  /** A transient failure: tries the job again after a backoff, unless it ran out of attempts or time. */
+  async #retry (job: RelayJob, provider: PushProvider | 'none', reason: string, retryAfterMs?: number): Promise<void> {
+    const { observer, logger } = this.#options
+    const attempts = job.attempts + 1
+    if (attempts >= this.#options.maxAttempts) {
+      logger.warn({ jobId: job.id, installationId: job.installationId, provider, attempts, reason }, 'relay job dead-lettered')
+      observer?.deadLettered(provider)
+      await this.#options.store.deadLetter({ ...job, attempts }, reason)
+      this.#removed(job)
+      return
+    }
+    const notBefore = this.#now() + retryDelayMs(attempts, this.#options.policy, retryAfterMs)
+    if (notBefore >= job.expiresAt) {
+      await this.#settle(job, provider, 'expired', `expired while retrying (${reason})`)
+      return
+    }
+    observer?.retried(provider)
+    const next = { ...job, attempts, notBefore }
+    await this.#options.store.put(next)
+    this.#schedule(next)
   }
 
   /** Gives up on a job for a logged, counted reason. */

@@ -36,10 +36,10 @@ class ScriptedSender implements PushSender {
 }
 
 const content: RelayContent = { kind: 'push', messageId: 'm1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
-const silent = { info () {}, warn () {} }
 
-function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number, concurrency?: number, apnsSender?: PushSender } = {}) {
+function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number, concurrency?: number, apnsSender?: PushSender, failedTokenReads?: number } = {}) {
   const store = new MemoryStore()
+  const warnings: Array<{ fields: object, message: string }> = []
   const fcm = new ScriptedSender('fcm', 500)
   const apns = new ScriptedSender('apns', 1)
   const tokens = new Map(Object.entries(options.tokens ?? {}))
@@ -48,12 +48,16 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
   const reads = { tokensOf: [] as string[][], mayReceive: [] as string[][] }
   const counts = { sent: 0, retried: 0, pruned: 0, dropped: [] as string[], dead: 0 }
   const relay = createPushRelay({
-    logger: silent,
+    logger: { info () {}, warn: (fields, message) => { warnings.push({ fields, message }) } },
     store,
     senders: [fcm, options.apnsSender ?? apns],
     tokens: {
       tokensOf: async (ids) => {
         reads.tokensOf.push([...ids])
+        if (reads.tokensOf.length <= (options.failedTokenReads ?? 0)) {
+          // what a corrupt record could say: the error must not reach the log
+          throw new Error('installations: cannot decode {"pushToken":{"token":"secret-token"}}')
+        }
         return ids.map((id) => tokens.get(id) ?? null)
       },
       prune: async (id) => { pruned.push(id); tokens.delete(id) },
@@ -77,7 +81,7 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
     },
   })
   t.teardown(async () => await relay.close())
-  return { store, fcm, apns, relay, pruned, counts, tokens, reads }
+  return { store, fcm, apns, relay, pruned, counts, tokens, reads, warnings }
 }
 
 const fcmToken = (token: string): DeviceToken => ({ provider: 'fcm', token, environment: 'production', apnsTopic: null })
@@ -140,6 +144,38 @@ t.test('a job that keeps failing is dead-lettered after maxAttempts', async (t) 
   t.equal(store.dead.length, 1)
   t.equal(store.dead[0]?.attempts, 3)
   t.equal(counts.dead, 1)
+})
+
+t.test('a failed token read retries the whole batch like a transient send failure', async (t) => {
+  // before the fix the batch was never retried nor settled: drain() hung, and this failed by timeout
+  t.setTimeout(10_000)
+  const { relay, fcm, store, counts, reads, warnings } = setup(t, { tokens: { a: fcmToken('a'), b: fcmToken('b') }, failedTokenReads: 1 })
+  await relay.routed(['a', 'b'], content)
+  await settled(relay)
+  t.same(reads.tokensOf[0], ['a', 'b'], 'one read for the batch, which failed')
+  t.same(fcm.batches.flat().map((d) => d.token.token).sort(), ['a', 'b'], 'both jobs sent once the read works again')
+  t.equal(counts.retried, 2)
+  t.equal(counts.sent, 2)
+  t.equal(store.jobs.size, 0, 'the outbox is empty')
+  t.equal(relay.depth, 0)
+  t.equal(warnings.length, 1)
+  t.match(warnings[0], { fields: { jobs: 2 }, message: /token lookup failed/ })
+  t.notOk(JSON.stringify(warnings, (_key, value: unknown) => value instanceof Error ? { ...value, message: value.message, stack: value.stack } : value).includes('secret-token'), 'no token in the log')
+})
+
+t.test('a token read that keeps failing dead-letters the job after maxAttempts', async (t) => {
+  t.setTimeout(10_000)
+  const { relay, fcm, store, counts, reads } = setup(t, { tokens: { x: fcmToken('x') }, maxAttempts: 3, failedTokenReads: Infinity })
+  await relay.routed(['x'], content)
+  await settled(relay)
+  t.equal(reads.tokensOf.length, 3, 'one read per attempt')
+  t.equal(fcm.batches.length, 0)
+  t.equal(store.dead.length, 1)
+  t.equal(store.dead[0]?.attempts, 3)
+  t.notOk(store.dead[0]?.reason.includes('secret-token'), 'no token in the dead letter')
+  t.equal(counts.dead, 1)
+  t.equal(counts.retried, 2)
+  t.equal(store.jobs.size, 0)
 })
 
 t.test('expired jobs, disabled networks and unconfigured providers are dropped with a reason', async (t) => {
