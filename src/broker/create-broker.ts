@@ -32,6 +32,7 @@ export interface BrokerDeps {
 
 export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), {
+    ackWaitMs: config.storage.ackWaitMs,
     onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
   })
   const aedes = new Aedes({

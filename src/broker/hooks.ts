@@ -1,5 +1,4 @@
 import type { Aedes, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes'
-import AedesPacket from 'aedes-packet'
 import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
 import { anonymousPrincipal, ownerKey, type Grants, type Principal, type TokenVerifier } from '../auth/index.js'
@@ -42,6 +41,9 @@ interface ConnectRequest {
   readonly willTopic: string | undefined
 }
 
+/** aedes' publish as its handlers call it (the typings know only `publish(packet, done)`). */
+type AedesPublish = (packet: PublishPacket, client?: Client | null | ((error?: Error | null) => void), done?: (error?: Error | null) => void) => void
+
 /** A connection stream that knows its peer (transport/guarded-stream.ts). */
 interface Addressed { remoteAddress?: string | undefined }
 
@@ -72,6 +74,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     const session = registry.byClientId(clientId)
     return session === undefined || session.acl.canSubscribe(topic)
   })
+  sessions.setPresence((clientId) => registry.connectionByClientId(clientId) !== undefined)
 
   broker.preConnect = (client: Client, packet: ConnectPacket, callback) => {
     requests.set(client, { clientIdGiven: packet.clientId.length > 0, clean: packet.clean !== false, willTopic: packet.will?.topic })
@@ -151,23 +154,52 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
       return callback(new HeraldError('PUBLISH_DENIED'))
     }
     if (packet.qos !== 1) return callback(null)
-    persistBeforeAck(packet).then(() => callback(null), (err: unknown) => callback(err as Error))
+    publishBeforeAck(client, packet, callback)
   }
 
   /**
    * aedes 1.2 sends PUBACK and only then runs the publish pipeline that writes
    * the message to subscribers' queues (lib/handlers/publish.js), so a crash
    * in between loses an acknowledged message. authorizePublish runs before the
-   * PUBACK: the message is stored here under the broker id and counter aedes
-   * will reuse for it (aedes-packet keeps both when present), so aedes' own
-   * write afterwards overwrites the same entries.
+   * PUBACK: the pipeline runs here, and aedes' own publish of the packet after
+   * the PUBACK is let through as done (see `broker.publish` below). The
+   * message goes to connected subscribers at once; the PUBACK waits until it
+   * is in LevelDB or all its recipients have acknowledged it
+   * (SessionStore.safeToAck), and goes out in the order the PUBLISHes came
+   * [MQTT-4.6.0-2]. A crash before the PUBACK loses nothing: the publisher
+   * sends the message again.
    */
-  async function persistBeforeAck (packet: PublishPacket): Promise<void> {
+  function publishBeforeAck (client: Client, packet: PublishPacket, callback: (error: Error | null) => void): void {
     const internals = broker as unknown as { id: string, counter: number }
-    const identified = packet as PublishPacket & { brokerId?: string, brokerCounter?: number }
+    // aedes-packet keeps a brokerId and brokerCounter it is given: the store knows the message by them
+    const identified = packet as PublishPacket & { brokerId: string, brokerCounter: number }
     identified.brokerId = internals.id
     identified.brokerCounter = ++internals.counter
-    await sessions.persistPublish(new AedesPacket(identified, broker))
+    sessions.expectAcknowledgement(identified)
+    publishedEarly.add(packet)
+    publish(packet, client, (err) => {
+      const safe = sessions.safeToAck(identified)
+      if (err != null) {
+        callback(err)
+        return
+      }
+      const inOrder = Promise.all([ackTails.get(client), safe])
+      ackTails.set(client, inOrder)
+      inOrder.then(() => callback(null), (failed: unknown) => callback(failed as Error))
+    })
+  }
+
+  /** Publishes run by publishBeforeAck, whose second run by aedes' handler is skipped. */
+  const publishedEarly = new WeakSet<PublishPacket>()
+  /** Each client's last PUBACK wait: the next one waits for it too. */
+  const ackTails = new WeakMap<Client, Promise<unknown>>()
+  const publish = broker.publish.bind(broker) as unknown as AedesPublish
+  ;(broker as unknown as { publish: AedesPublish }).publish = (packet, client, done) => {
+    if (publishedEarly.delete(packet)) {
+      (typeof client === 'function' ? client : done)?.(null)
+      return
+    }
+    publish(packet, client, done)
   }
 
   broker.authorizeSubscribe = (client, subscription: Subscription, callback) => {

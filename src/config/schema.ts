@@ -38,6 +38,12 @@ export const ConfigSchema = Type.Object({
       default: 'leveldb',
       description: '`memory` keeps sessions, installations and the relay outbox in memory only: everything is lost at exit (tests, benchmarks, throwaway brokers)',
     }),
+    ackWaitMs: Type.Integer({
+      minimum: 0,
+      maximum: 10_000,
+      default: 20,
+      description: 'how long a QoS 1 message whose persistent subscribers are all connected waits for their PUBACKs before it is written to disk; the publisher\'s PUBACK waits as long at most. 0: written at once',
+    }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([

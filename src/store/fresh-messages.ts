@@ -9,16 +9,23 @@ import type { PersistedPacket } from 'aedes-persistence-level/asyncPersistence.j
  * never cost a LevelDB write of their own; the others get their queue
  * entries (aedes-persistence-level's layout) when the message is settled,
  * in the same batch that deletes the record.
+ *
+ * When every recipient is connected and the publisher's PUBACK may wait for
+ * them (SessionStore.expectAcknowledgement), the record itself waits a
+ * little: recipients that all acknowledge in that time leave nothing at all
+ * to write, and the PUBACK goes out then.
  */
 export interface FreshMessage {
   readonly packet: PersistedPacket
-  /** the packet as a queue entry holds it (one encoding for every recipient) */
-  readonly value: Buffer
+  /** the packet as a queue entry holds it (one encoding for every recipient), once something needs it */
+  value: Buffer | undefined
   /** the record's key, as the root database stores it */
   readonly recordKey: string
   readonly createdAt: number
   /** recipients that have not acknowledged → the packet in flight to them (with its message id), or null while it waits */
   readonly waiting: Map<string, PersistedPacket | null>
+  /** set while the record is not on its way to LevelDB yet: settles the publisher's wait */
+  unwritten: { resolve (): void, reject (err: unknown): void } | undefined
 }
 
 /** Every record: `fresh:<broker id>:<counter>`, in the session store's sublevel, apart from the library's prefixes. */

@@ -42,6 +42,18 @@ export interface SessionStoreOptions {
    * (GroupCommit.writeHeld). 1 s by default.
    */
   readonly holdMs?: number
+  /**
+   * How long a message whose recipients are all connected waits for their
+   * acknowledgements before its record is written anyway; its publisher's
+   * PUBACK waits as long at most. 20 ms by default.
+   */
+  readonly ackWaitMs?: number
+}
+
+/** A QoS 1 publish whose publisher's PUBACK waits for safeToAck(). */
+interface ExpectedAck {
+  /** set when the message's record waits for its recipients' acknowledgements */
+  safe?: Promise<void>
 }
 
 /**
@@ -64,8 +76,8 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  * - aedes 1.2 stores a SUBSCRIBE packet's whole subscription list for
  *   clean=false clients, denied filters included, and would restore them on
  *   the next CONNECT. `addSubscriptions` drops every filter the guard refuses.
- * - aedes 1.2 writes PUBACK before the QoS1 message reaches the store.
- *   `persistPublish` lets the broker store it first (see broker/hooks.ts).
+ * - aedes 1.2 writes PUBACK before the QoS1 message reaches the store. The
+ *   broker runs the publish first and waits for `safeToAck` (broker/hooks.ts).
  * - A routing hook sees each QoS>0 message with the offline subscriptions it
  *   matched and decides which of them queue it.
  * - The queue writes of QoS 1 delivery (enqueue, in flight, acknowledged) are
@@ -77,7 +89,10 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
  * - A message for several subscribers is first one record of the message
  *   and its recipients (FreshMessage); only those that have not acknowledged
  *   it after the hold get their queue entry, so a fan-out to connected
- *   devices costs two writes per message instead of two per delivery.
+ *   devices costs two writes per message instead of two per delivery. When
+ *   all its recipients are connected and its publisher waits, even the
+ *   record waits (ackWaitMs) for their acknowledgements, and usually is
+ *   never written.
  * - Which clients have subscriptions, a will or possibly queued messages is
  *   known in memory (SessionIndex), so a CONNECT without any reads nothing.
  * - Only the enqueue is waited for (it is what makes a PUBACK to the
@@ -91,8 +106,9 @@ export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) 
 export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
   #routing: RoutingHook | undefined
-  /** brokerId:brokerCounter of packets stored by persistPublish that aedes has not written yet. */
-  readonly #prePersisted = new Map<string, number>()
+  #isConnected: (clientId: string) => boolean = () => false
+  /** brokerId:brokerCounter → publishes whose publisher waits for safeToAck() */
+  readonly #expectedAcks = new Map<string, ExpectedAck>()
 
   readonly #db: SessionDatabase
   readonly #commit: GroupCommit
@@ -104,11 +120,16 @@ export class SessionStore extends AsyncLevelPersistence {
   readonly #fresh = new Map<number, FreshMessage>()
   #freshTimer: NodeJS.Timeout | undefined
   readonly #holdMs: number
+  /** brokerCounter → fresh messages whose record waits for acknowledgements, oldest first */
+  readonly #unwritten = new Map<number, FreshMessage>()
+  #unwrittenTimer: NodeJS.Timeout | undefined
+  readonly #ackWaitMs: number
 
-  constructor (db: SessionDatabase, { onWriteBehindError = () => {}, holdMs = 1000 }: SessionStoreOptions = {}) {
+  constructor (db: SessionDatabase, { onWriteBehindError = () => {}, holdMs = 1000, ackWaitMs = 20 }: SessionStoreOptions = {}) {
     super(db)
     this.#db = db
     this.#holdMs = holdMs
+    this.#ackWaitMs = ackWaitMs
     this.#commit = new GroupCommit(groupCommitTarget(db.db), { holdMs, onHeldError: onWriteBehindError })
   }
 
@@ -140,6 +161,11 @@ export class SessionStore extends AsyncLevelPersistence {
 
   setRoutingHook (hook: RoutingHook): void {
     this.#routing = hook
+  }
+
+  /** Tells which client ids have a live connection, which may acknowledge a message soon. */
+  setPresence (isConnected: (clientId: string) => boolean): void {
+    this.#isConnected = isConnected
   }
 
   override async setup (broker: unknown): Promise<void> {
@@ -183,28 +209,36 @@ export class SessionStore extends AsyncLevelPersistence {
   }
 
   /**
-   * Writes what aedes' publish pipeline writes for a QoS>0 message (retained
-   * copy, one queue entry per persistent subscriber) ahead of aedes, which
-   * then finds the packet (same brokerId and brokerCounter) already stored and
-   * skips its own write, so routing hooks see each message once.
+   * Announces a QoS 1 publish (by its brokerId and brokerCounter) whose
+   * publisher's PUBACK will wait for safeToAck(): when all its recipients are
+   * connected, the enqueue then writes nothing yet, the message goes out at
+   * once, and the record is written only if they have not all acknowledged
+   * it within ackWaitMs.
    */
-  async persistPublish (packet: PersistedPacket): Promise<void> {
-    if (packet.retain) await super.storeRetained(packet)
-    const subs = await this.subscriptionsByTopic(packet.topic)
-    await this.outgoingEnqueueCombi(subs, packet)
-    this.#forgetStale()
-    this.#prePersisted.set(packetKey(packet), Date.now())
+  expectAcknowledgement (packet: { brokerId: string, brokerCounter: number }): void {
+    this.#expectedAcks.set(packetKey(packet), {})
   }
 
-  override async storeRetained (packet: PersistedPacket): Promise<void> {
-    if (this.#prePersisted.has(packetKey(packet))) return
-    await super.storeRetained(packet)
+  /**
+   * Resolves once the publisher of an announced publish may get its PUBACK:
+   * the message is in LevelDB, or every recipient acknowledged it first.
+   * Call it once aedes' publish is done, whether or not it failed.
+   */
+  async safeToAck (packet: { brokerId: string, brokerCounter: number }): Promise<void> {
+    const key = packetKey(packet)
+    const expected = this.#expectedAcks.get(key)
+    this.#expectedAcks.delete(key)
+    await expected?.safe
   }
 
   override async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
-    // aedes' own write of a packet persistPublish already stored
-    if (this.#prePersisted.delete(packetKey(packet))) return
     const queued = this.#routing === undefined || subs.length === 0 ? subs : await this.#routing(subs, packet)
+    if (queued.length === 0) return
+    const expected = this.#expectedAcks.get(packetKey(packet))
+    if (expected !== undefined && this.#ackWaitMs > 0 && queued.every((sub) => this.#isConnected(sub.clientId))) {
+      expected.safe = this.#awaitAcks(queued, packet)
+      return
+    }
     await this.#enqueue(queued, packet)
   }
 
@@ -220,24 +254,78 @@ export class SessionStore extends AsyncLevelPersistence {
   async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     if (subs.length === 0) return
     for (const sub of subs) this.#index.markQueued(sub.clientId)
-    const value = msgpack.encode(new Packet(packet))
     const only = subs.length === 1 ? subs[0] : undefined
     if (only !== undefined) {
-      await this.#commit.write([this.#put(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), value)])
+      await this.#commit.write([this.#put(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), encodeEntry(packet))])
       return
     }
-    const recordKey = this.#db.prefixKey(freshRecordKey(packet.brokerId, packet.brokerCounter), 'utf8')
-    const message: FreshMessage = { packet, value, recordKey, createdAt: Date.now(), waiting: new Map(subs.map((sub) => [sub.clientId, null])) }
-    const key = packet.brokerCounter
-    this.#fresh.set(key, message)
-    this.#freshTimer ??= this.#freshTimerStart()
+    const message = this.#addFresh(subs, packet)
     try {
-      await this.#commit.write([{ type: 'put', key: recordKey, value: encodeFreshRecord(value, [...message.waiting.keys()]) }])
+      await this.#commit.write([this.#recordOf(message)])
     } catch (err) {
-      // not stored: the publisher gets no PUBACK, and no entry may appear later
-      this.#fresh.delete(key)
+      this.#dropFresh(message)
       throw err
     }
+  }
+
+  /** A fresh message whose record waits until ackWaitMs for its recipients to acknowledge it; resolves when the publisher may get its PUBACK. */
+  async #awaitAcks (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
+    for (const sub of subs) this.#index.markQueued(sub.clientId)
+    const message = this.#addFresh(subs, packet)
+    this.#unwritten.set(packet.brokerCounter, message)
+    // not unref'd: a publisher waits for it, and nothing of the message is on disk yet
+    this.#unwrittenTimer ??= setTimeout(() => this.#writeUnwrittenOnTimer(), this.#ackWaitMs)
+    await new Promise<void>((resolve, reject) => { message.unwritten = { resolve, reject } })
+  }
+
+  #addFresh (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): FreshMessage {
+    const recordKey = this.#db.prefixKey(freshRecordKey(packet.brokerId, packet.brokerCounter), 'utf8')
+    const message: FreshMessage = { packet, value: undefined, recordKey, createdAt: Date.now(), waiting: new Map(subs.map((sub) => [sub.clientId, null])), unwritten: undefined }
+    this.#fresh.set(packet.brokerCounter, message)
+    this.#freshTimer ??= this.#freshTimerStart()
+    return message
+  }
+
+  /** Not stored: the publisher gets no PUBACK, and no entry may appear later. */
+  #dropFresh (message: FreshMessage): void {
+    if (this.#freshOf(message.packet) === message) this.#fresh.delete(message.packet.brokerCounter)
+  }
+
+  /** The record of a fresh message, with the recipients that still wait for it. */
+  #recordOf (message: FreshMessage): BatchOperation {
+    return { type: 'put', key: message.recordKey, value: encodeFreshRecord(entryOf(message), [...message.waiting.keys()]) }
+  }
+
+  #writeUnwrittenOnTimer (): void {
+    this.#unwrittenTimer = undefined
+    this.#writeUnwritten(Date.now() - this.#ackWaitMs)
+    if (this.#unwritten.size > 0) this.#unwrittenTimer = setTimeout(() => this.#writeUnwrittenOnTimer(), this.#ackWaitMs)
+  }
+
+  #stopUnwrittenTimerIfIdle (): void {
+    if (this.#unwritten.size > 0) return
+    clearTimeout(this.#unwrittenTimer)
+    this.#unwrittenTimer = undefined
+  }
+
+  /** The records of messages created up to `createdBy` that are still waiting for acknowledgements go to LevelDB. */
+  #writeUnwritten (createdBy: number): void {
+    const messages: FreshMessage[] = []
+    for (const [key, message] of this.#unwritten) {
+      if (message.createdAt > createdBy) break
+      this.#unwritten.delete(key)
+      messages.push(message)
+    }
+    this.#stopUnwrittenTimerIfIdle()
+    if (messages.length === 0) return
+    const waiters = messages.map((message) => message.unwritten)
+    for (const message of messages) message.unwritten = undefined
+    this.#commit.write(messages.map((message) => this.#recordOf(message))).then(() => {
+      for (const waiter of waiters) waiter?.resolve()
+    }, (err: unknown) => {
+      for (const message of messages) this.#dropFresh(message)
+      for (const waiter of waiters) waiter?.reject(err)
+    })
   }
 
   /** Resolves once every write asked for so far is in LevelDB, fresh messages' queue entries and writes behind included. */
@@ -263,6 +351,8 @@ export class SessionStore extends AsyncLevelPersistence {
    * it is in flight to), and the record's delete, all in one batch.
    */
   #settleFresh (createdBy: number): void {
+    // their records are written first (their publishers wait for that); the deletes below replace them when both share a batch
+    this.#writeUnwritten(createdBy)
     const operations: HeldOperation[] = []
     for (const [key, message] of this.#fresh) {
       if (message.createdAt > createdBy) break
@@ -271,7 +361,7 @@ export class SessionStore extends AsyncLevelPersistence {
       for (const [clientId, inFlight] of message.waiting) {
         const queueKey = this.#db.prefixKey(outgoingKey(clientId, brokerId, brokerCounter), 'utf8')
         if (inFlight === null) {
-          operations.push({ type: 'put', key: queueKey, value: message.value })
+          operations.push({ type: 'put', key: queueKey, value: entryOf(message) })
           continue
         }
         const value = msgpack.encode(inFlight)
@@ -363,7 +453,15 @@ export class SessionStore extends AsyncLevelPersistence {
       // nothing was written for this recipient; the record goes once nobody waits for the message
       if (fresh.waiting.size === 0) {
         this.#fresh.delete(known.brokerCounter)
-        this.#commit.writeHeld([{ type: 'del', key: fresh.recordKey }])
+        if (fresh.unwritten === undefined) {
+          this.#commit.writeHeld([{ type: 'del', key: fresh.recordKey }])
+        } else {
+          // acknowledged by all before its record was written: nothing is, and the publisher gets its PUBACK
+          this.#unwritten.delete(known.brokerCounter)
+          this.#stopUnwrittenTimerIfIdle()
+          fresh.unwritten.resolve()
+          fresh.unwritten = undefined
+        }
       }
       return known
     }
@@ -398,20 +496,20 @@ export class SessionStore extends AsyncLevelPersistence {
     const key = inFlightKey(clientId, entry.messageId)
     if (this.#inFlight.size < MAX_REMEMBERED_IN_FLIGHT || this.#inFlight.has(key)) this.#inFlight.set(key, entry)
   }
-
-  /** A packet whose PUBACK could not be written never reaches aedes' publish: drop its mark after a while. */
-  #forgetStale (): void {
-    if (this.#prePersisted.size < 1024) return
-    const cutoff = Date.now() - 60_000
-    for (const [key, at] of this.#prePersisted) {
-      if (at >= cutoff) break
-      this.#prePersisted.delete(key)
-    }
-  }
 }
 
 function inFlightKey (clientId: string, messageId: number): string {
   return `${clientId}\0${messageId}`
+}
+
+/** A queue entry's bytes: aedes-packet's fields, as aedes-persistence-level stores them. */
+function encodeEntry (packet: PersistedPacket): Buffer {
+  return msgpack.encode(new Packet(packet))
+}
+
+/** A fresh message's queue entry, encoded once, when something first needs it. */
+function entryOf (message: FreshMessage): Buffer {
+  return (message.value ??= encodeEntry(message.packet))
 }
 
 function packetKey (packet: { brokerId: string, brokerCounter: number }): string {

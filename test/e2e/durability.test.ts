@@ -46,6 +46,29 @@ for (const devices of [[phone], [phone, tablet]]) {
   })
 }
 
+t.test('a connected subscriber that has not acknowledged a QoS1 message when its PUBACK comes gets it after kill -9', async (t) => {
+  const dataDir = await makeTempDir(t)
+  const first = await spawnOn(t, dataDir)
+  // the phone receives and never acknowledges (mqtt.js acknowledges when handleMessage calls back)
+  const phoneLive = await connect(t, first.mqttUrl, phone)
+  phoneLive.handleMessage = () => {}
+  await phoneLive.subscribeAsync('users/alice/#', { qos: 1 })
+
+  const server = await connect(t, first.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  const sent = ['one', 'two', 'three']
+  // each PUBACK comes once storage.ackWaitMs is over and the message is on disk
+  for (const body of sent) await server.publishAsync('users/alice/news', body, { qos: 1 })
+  first.child.kill('SIGKILL')
+  t.equal(await first.exited, 'SIGKILL')
+  server.end(true)
+  phoneLive.end(true)
+
+  const second = await spawnOn(t, dataDir)
+  const back = await connectInbox(t, second.mqttUrl, phone)
+  await back.waitFor(sent.length)
+  t.same(back.messages.map(text), sent, 'the phone gets every message it had not acknowledged')
+})
+
 t.test('SIGTERM closes clients, flushes the store and exits 0', async (t) => {
   const dataDir = await makeTempDir(t)
   const broker = await spawnOn(t, dataDir)

@@ -22,6 +22,11 @@ const fakeBroker = { id: 'broker-1', counter: 0 }
 const packet = (topic: string, body: string): PersistedPacket =>
   new AedesPacket({ cmd: 'publish', topic, payload: Buffer.from(body), qos: 1, retain: false }, fakeBroker) as unknown as PersistedPacket
 
+/** What aedes' publish pipeline does with a QoS 1 message: the persistent subscriptions it matches, then the enqueue. */
+async function enqueue (store: SessionStore, message: PersistedPacket): Promise<void> {
+  await store.outgoingEnqueueCombi(await store.subscriptionsByTopic(message.topic), message)
+}
+
 async function queued (store: SessionStore, clientId: string): Promise<string[]> {
   const bodies: string[] = []
   for await (const stored of store.outgoingStream({ id: clientId })) bodies.push(stored.payload.toString())
@@ -35,25 +40,12 @@ t.test('the subscription guard keeps refused filters out of the session', async 
   t.same((await store.subscriptionsByClient({ id: 'phone' })).map((s) => s.topic), ['news/#'])
 })
 
-t.test('a packet stored by persistPublish is queued once, and the routing hook sees it once', async (t) => {
-  const store = await openStore(t)
-  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
-  let routed = 0
-  store.setRoutingHook(async (subs) => { routed++; return subs })
-  const message = packet('news/today', 'one')
-  await store.persistPublish(message)
-  // what aedes' publish pipeline does next with the same packet
-  await store.outgoingEnqueueCombi(await store.subscriptionsByTopic('news/today'), message)
-  t.same(await queued(store, 'phone'), ['one'])
-  t.equal(routed, 1)
-})
-
 t.test('the routing hook decides who queues', async (t) => {
   const store = await openStore(t)
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   await store.addSubscriptions({ id: 'push-only' }, [{ topic: 'news/#', qos: 1 }])
   store.setRoutingHook(async (subs) => subs.filter((s) => s.clientId !== 'push-only'))
-  await store.persistPublish(packet('news/today', 'one'))
+  await enqueue(store, packet('news/today', 'one'))
   t.same(await queued(store, 'phone'), ['one'])
   t.same(await queued(store, 'push-only'), [])
 })
@@ -61,7 +53,7 @@ t.test('the routing hook decides who queues', async (t) => {
 t.test('deleteSession removes subscriptions and queued messages of that client only', async (t) => {
   const store = await openStore(t)
   for (const id of ['phone', 'phone-2', 'phone:x']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
-  await store.persistPublish(packet('news/today', 'one'))
+  await enqueue(store, packet('news/today', 'one'))
   await store.deleteSession('phone')
   t.same(await store.subscriptionsByClient({ id: 'phone' }), [])
   t.same(await queued(store, 'phone'), [])
@@ -77,8 +69,8 @@ t.test('queue writes keep the library key layout: after a restart the library al
   await before.store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   const first = packet('news/today', 'one')
   const second = packet('news/today', 'two')
-  await before.store.persistPublish(first)
-  await before.store.persistPublish(second)
+  await enqueue(before.store, first)
+  await enqueue(before.store, second)
   // what aedes does when it sends them: in flight under message ids 1 and 2
   await before.store.outgoingUpdate({ id: 'phone' }, { ...first, messageId: 1 })
   await before.store.outgoingUpdate({ id: 'phone' }, { ...second, messageId: 2 })
@@ -130,12 +122,12 @@ t.test('a queue read empty is skipped until a message is queued again', async (t
   const store = await openStore(t)
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   t.same(await queued(store, 'phone'), [], 'never queued')
-  await store.persistPublish(packet('news/today', 'one'))
+  await enqueue(store, packet('news/today', 'one'))
   t.same(await queued(store, 'phone'), ['one'])
   await store.deleteSession('phone')
   t.same(await queued(store, 'phone'), [], 'read after the session was deleted')
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
-  await store.persistPublish(packet('news/today', 'two'))
+  await enqueue(store, packet('news/today', 'two'))
   t.same(await queued(store, 'phone'), ['two'], 'queued again after an empty read')
 })
 
@@ -143,12 +135,12 @@ t.test('a queue read right after a PUBACK waits for the written-behind clear: no
   const store = await openStore(t)
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
-  await store.persistPublish(message)
+  await enqueue(store, message)
   // delivered and acknowledged; neither write has reached LevelDB when the read below starts
   await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
   await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
   t.same(await queued(store, 'phone'), [], 'the acknowledged message is not read back')
-  await store.persistPublish(packet('news/today', 'two'))
+  await enqueue(store, packet('news/today', 'two'))
   t.same(await queued(store, 'phone'), ['two'])
 })
 
@@ -169,7 +161,7 @@ t.test('a message to several subscribers is one record; who acknowledges in time
   const before = await openStoreAt(dir)
   for (const id of ['phone', 'tablet', 'watch']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
-  await before.store.persistPublish(message)
+  await enqueue(before.store, message)
   t.equal((await keysOnDisk(before.db, 'fresh:')).length, 1, 'one record, written before the publisher is acknowledged')
   t.same(await keysOnDisk(before.db, 'outgoing:'), [], 'no queue entry yet')
   // delivered to two of them; the phone acknowledges, the tablet does not, the watch is offline
@@ -196,7 +188,7 @@ t.test('a queue read does not wait for the hold: fresh messages are settled firs
   const store = await openStore(t)
   for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
-  await store.persistPublish(message)
+  await enqueue(store, message)
   await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 3 })
   t.same(await queuedAfterRestart(store, 'phone'), [['one', 3]], 'a reconnect right away gets it under the same id [MQTT-4.4.0-1]')
   t.same(await queuedAfterRestart(store, 'tablet'), [['one', undefined]])
@@ -210,7 +202,7 @@ t.test('after a crash, each record becomes a queue entry for every one of its re
   const before = await openStoreAt(dir, { holdMs: 60_000 })
   for (const id of ['phone', 'tablet']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
-  await before.store.persistPublish(message)
+  await enqueue(before.store, message)
   // the phone acknowledged, in memory only; then the process dies without flushing
   await before.store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
   await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
@@ -231,7 +223,7 @@ t.test('fresh messages are settled after the hold without any read', async (t) =
     await db.close()
   })
   for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
-  await store.persistPublish(packet('news/today', 'one'))
+  await enqueue(store, packet('news/today', 'one'))
   // no event marks a batch written behind: look at the disk until the entries are there (bounded)
   const deadline = Date.now() + 5000
   let entries: string[] = []
@@ -241,4 +233,68 @@ t.test('fresh messages are settled after the hold without any read', async (t) =
   }
   t.equal(entries.length, 2, 'both queue entries written by the timers')
   t.same(await keysOnDisk(db, 'fresh:'), [], 'and the record deleted in the same batch')
+})
+
+t.test('recipients all connected: the message waits for their acknowledgements, and then nothing is written', async (t) => {
+  const dir = await makeTempDir(t)
+  const { db, store } = await openStoreAt(dir, { ackWaitMs: 60_000 })
+  t.teardown(async () => await db.close())
+  store.setPresence(() => true)
+  for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  store.expectAcknowledgement(message)
+  await enqueue(store, message)
+  let safe = false
+  const acknowledged = store.safeToAck(message).then(() => { safe = true })
+  await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await store.outgoingUpdate({ id: 'tablet' }, { ...message, messageId: 2 })
+  await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(safe, false, 'no PUBACK while the tablet has not acknowledged')
+  await store.outgoingClearMessageId({ id: 'tablet' }, { messageId: 2 })
+  await acknowledged
+  await store.flush()
+  t.same(await keysOnDisk(db, ''), [], 'no record, no queue entry, nothing in flight: nothing was ever written')
+})
+
+t.test('recipients all connected but one does not acknowledge in time: the record is written before the PUBACK', async (t) => {
+  const dir = await makeTempDir(t)
+  const before = await openStoreAt(dir, { ackWaitMs: 5, holdMs: 60_000 })
+  before.store.setPresence(() => true)
+  for (const id of ['phone', 'tablet']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  before.store.expectAcknowledgement(message)
+  await enqueue(before.store, message)
+  await before.store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await before.store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
+  await before.store.safeToAck(message)
+  t.equal((await keysOnDisk(before.db, 'fresh:')).length, 1, 'the record is on disk when the publisher may be acknowledged')
+  // the process dies now, without flushing
+  await before.db.close()
+
+  const after = await openStoreAt(dir)
+  t.teardown(async () => await after.db.close())
+  t.same(await queuedAfterRestart(after.store, 'tablet'), [['one', undefined]], 'not lost')
+  t.same(await queuedAfterRestart(after.store, 'phone'), [], 'the record named only who had not acknowledged')
+})
+
+t.test('a recipient offline: the message is on disk when enqueue returns', async (t) => {
+  const cases = [
+    { recipients: ['phone', 'tablet'], written: false, why: 'all connected: it waits for them' },
+    { recipients: ['phone', 'watch'], written: true, why: 'the watch is offline' },
+    { recipients: ['watch'], written: true, why: 'the only recipient is offline' },
+  ]
+  for (const { recipients, written, why } of cases) {
+    const { db, store } = await openStoreAt(await makeTempDir(t), { ackWaitMs: 60_000 })
+    t.teardown(async () => await db.close())
+    store.setPresence((clientId) => clientId !== 'watch')
+    for (const id of recipients) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
+    const message = packet('news/today', 'one')
+    store.expectAcknowledgement(message)
+    await enqueue(store, message)
+    const onDisk = [...await keysOnDisk(db, 'fresh:'), ...await keysOnDisk(db, 'outgoing:')]
+    t.equal(onDisk.length, written ? 1 : 0, why)
+    await store.flush()
+    await store.safeToAck(message)
+  }
 })
