@@ -224,6 +224,9 @@ function heraldDefinition (variant: 'jwt' | 'anonymous' | 'bare', build?: { dir:
         HERALD_LOG_LEVEL: 'warn',
       }
       const nodeArgs = options.cpuProfileDir !== undefined ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : []
+      // node/V8 flags for one Herald build only (an A/B of runtime flags): HERALD_NODE_ARGS, HERALD_B_NODE_ARGS for --compare's build
+      const extraArgs = process.env[build !== undefined ? 'HERALD_B_NODE_ARGS' : 'HERALD_NODE_ARGS']
+      if (extraArgs !== undefined && extraArgs.trim() !== '') nodeArgs.push(...extraArgs.trim().split(/\s+/))
       const { child, tail } = launch('herald', process.execPath, [...nodeArgs, join(dir(), 'bin', 'herald.js'), 'start'], env, tmp)
       await waitFor('herald', child, 30_000, async () => await httpReady(http))
       const credentials = anonymous
