@@ -183,9 +183,18 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
         callback(err)
         return
       }
-      const inOrder = Promise.all([ackTails.get(client), safe])
+      const previous = ackTails.get(client)
+      if (safe === undefined && previous === undefined) {
+        callback(null)
+        return
+      }
+      const inOrder = Promise.all([previous, safe])
       ackTails.set(client, inOrder)
-      inOrder.then(() => callback(null), (failed: unknown) => callback(failed as Error))
+      inOrder.then(() => {
+        // the last wait of this client is over: the next PUBACK need not wait for anything before it
+        if (ackTails.get(client) === inOrder) ackTails.delete(client)
+        callback(null)
+      }, (failed: unknown) => callback(failed as Error))
     })
   }
 

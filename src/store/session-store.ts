@@ -52,6 +52,7 @@ export interface SessionStoreOptions {
 
 /** A QoS 1 publish whose publisher's PUBACK waits for safeToAck(). */
 interface ExpectedAck {
+  readonly brokerId: string
   /** set when the message's record waits for its recipients' acknowledgements */
   safe?: Promise<void>
 }
@@ -107,13 +108,14 @@ export class SessionStore extends AsyncLevelPersistence {
   #guard: SubscriptionGuard = () => true
   #routing: RoutingHook | undefined
   #isConnected: (clientId: string) => boolean = () => false
-  /** brokerId:brokerCounter → publishes whose publisher waits for safeToAck() */
-  readonly #expectedAcks = new Map<string, ExpectedAck>()
+  /** brokerCounter → publishes whose publisher waits for safeToAck() (see #expectedOf) */
+  readonly #expectedAcks = new Map<number, ExpectedAck>()
 
   readonly #db: SessionDatabase
   readonly #commit: GroupCommit
-  /** `clientId \0 messageId` → the queue entry of that in-flight message */
-  readonly #inFlight = new Map<string, InFlight>()
+  /** client id → message id → the queue entry of that in-flight message */
+  readonly #inFlight = new Map<string, Map<number, InFlight>>()
+  #inFlightCount = 0
   /** which clients have stored subscriptions or a will: spares CONNECT the reads when they have none */
   readonly #index = new SessionIndex()
   /** brokerCounter → messages whose queue entries are not written yet, oldest first (see #freshOf) */
@@ -216,25 +218,32 @@ export class SessionStore extends AsyncLevelPersistence {
    * it within ackWaitMs.
    */
   expectAcknowledgement (packet: { brokerId: string, brokerCounter: number }): void {
-    this.#expectedAcks.set(packetKey(packet), {})
+    this.#expectedAcks.set(packet.brokerCounter, { brokerId: packet.brokerId })
   }
 
   /**
-   * Resolves once the publisher of an announced publish may get its PUBACK:
-   * the message is in LevelDB, or every recipient acknowledged it first.
-   * Call it once aedes' publish is done, whether or not it failed.
+   * What the publisher of an announced publish waits for before its PUBACK:
+   * the message in LevelDB, or every recipient's acknowledgement, whichever
+   * comes first; undefined when there is nothing left to wait for. Call it
+   * once aedes' publish is done, whether or not it failed.
    */
-  async safeToAck (packet: { brokerId: string, brokerCounter: number }): Promise<void> {
-    const key = packetKey(packet)
-    const expected = this.#expectedAcks.get(key)
-    this.#expectedAcks.delete(key)
-    await expected?.safe
+  safeToAck (packet: { brokerId: string, brokerCounter: number }): Promise<void> | undefined {
+    const expected = this.#expectedOf(packet)
+    if (expected === undefined) return undefined
+    this.#expectedAcks.delete(packet.brokerCounter)
+    return expected.safe
+  }
+
+  /** The announced publish this packet is, if it is one (counters are per broker id). */
+  #expectedOf (packet: { brokerId: string, brokerCounter: number }): ExpectedAck | undefined {
+    const expected = this.#expectedAcks.get(packet.brokerCounter)
+    return expected?.brokerId === packet.brokerId ? expected : undefined
   }
 
   override async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
     const queued = this.#routing === undefined || subs.length === 0 ? subs : await this.#routing(subs, packet)
     if (queued.length === 0) return
-    const expected = this.#expectedAcks.get(packetKey(packet))
+    const expected = this.#expectedOf(packet)
     if (expected !== undefined && this.#ackWaitMs > 0 && queued.every((sub) => this.#isConnected(sub.clientId))) {
       expected.safe = this.#awaitAcks(queued, packet)
       return
@@ -441,13 +450,14 @@ export class SessionStore extends AsyncLevelPersistence {
 
   /** PUBACK: the message leaves the queue. Returns where it was (aedes passes it to its 'ack' event). */
   override async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
-    const known = packet.messageId === undefined ? undefined : this.#inFlight.get(inFlightKey(client.id, packet.messageId))
+    const ofClient = this.#inFlight.get(client.id)
+    const known = packet.messageId === undefined ? undefined : ofClient?.get(packet.messageId)
     if (known === undefined) {
       // not put in flight by this process (a restart since): the library looks the id up
       await this.#settled()
       return await super.outgoingClearMessageId(client, packet)
     }
-    this.#inFlight.delete(inFlightKey(client.id, known.messageId))
+    this.#forget(client.id, ofClient, known.messageId)
     const fresh = this.#freshOf(known)
     if (fresh?.waiting.delete(client.id) === true) {
       // nothing was written for this recipient; the record goes once nobody waits for the message
@@ -493,13 +503,22 @@ export class SessionStore extends AsyncLevelPersistence {
 
 
   #remember (clientId: string, entry: InFlight): void {
-    const key = inFlightKey(clientId, entry.messageId)
-    if (this.#inFlight.size < MAX_REMEMBERED_IN_FLIGHT || this.#inFlight.has(key)) this.#inFlight.set(key, entry)
+    let ofClient = this.#inFlight.get(clientId)
+    if (ofClient?.has(entry.messageId) === true) {
+      ofClient.set(entry.messageId, entry)
+      return
+    }
+    if (this.#inFlightCount >= MAX_REMEMBERED_IN_FLIGHT) return
+    if (ofClient === undefined) this.#inFlight.set(clientId, ofClient = new Map())
+    ofClient.set(entry.messageId, entry)
+    this.#inFlightCount++
   }
-}
 
-function inFlightKey (clientId: string, messageId: number): string {
-  return `${clientId}\0${messageId}`
+  #forget (clientId: string, ofClient: Map<number, InFlight> | undefined, messageId: number): void {
+    if (ofClient?.delete(messageId) !== true) return
+    this.#inFlightCount--
+    if (ofClient.size === 0) this.#inFlight.delete(clientId)
+  }
 }
 
 /** A queue entry's bytes: aedes-packet's fields, as aedes-persistence-level stores them. */
@@ -510,8 +529,4 @@ function encodeEntry (packet: PersistedPacket): Buffer {
 /** A fresh message's queue entry, encoded once, when something first needs it. */
 function entryOf (message: FreshMessage): Buffer {
   return (message.value ??= encodeEntry(message.packet))
-}
-
-function packetKey (packet: { brokerId: string, brokerCounter: number }): string {
-  return `${packet.brokerId}:${packet.brokerCounter}`
 }

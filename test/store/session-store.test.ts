@@ -245,7 +245,8 @@ t.test('recipients all connected: the message waits for their acknowledgements, 
   store.expectAcknowledgement(message)
   await enqueue(store, message)
   let safe = false
-  const acknowledged = store.safeToAck(message).then(() => { safe = true })
+  const acknowledged = store.safeToAck(message)?.then(() => { safe = true })
+  t.ok(acknowledged, 'the publisher has to wait')
   await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
   await store.outgoingUpdate({ id: 'tablet' }, { ...message, messageId: 2 })
   await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
