@@ -399,11 +399,17 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.#commit.write(operations)
   }
 
-  /** The client's queue, after the writes behind have landed; no read at all for a client known to have none. */
+  /**
+   * The client's queue, after the writes behind have landed; no read at all
+   * for a client known to have none. That one is an empty array, not a
+   * stream: aedes only hands the queue to stream.pipeline() (CONNECT's
+   * emptyQueue), which takes any iterable, and a Readable built for nothing
+   * was ~20 µs of every CONNECT.
+   */
   override outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket> {
     const index = this.#index
     const mark = index.queueMark(client.id)
-    if (mark === undefined) return Readable.from([]) as NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
+    if (mark === undefined) return NOTHING_QUEUED
     const settled = this.#settled()
     const stored = super.outgoingStream.bind(this)
     return Readable.from((async function * () {
@@ -520,6 +526,8 @@ export class SessionStore extends AsyncLevelPersistence {
     if (ofClient.size === 0) this.#inFlight.delete(clientId)
   }
 }
+
+const NOTHING_QUEUED = Object.freeze([]) as unknown as NodeJS.ReadableStream & AsyncIterable<PersistedPacket>
 
 /** A queue entry's bytes: aedes-packet's fields, as aedes-persistence-level stores them. */
 function encodeEntry (packet: PersistedPacket): Buffer {
