@@ -278,13 +278,13 @@ export class SessionStore extends AsyncLevelPersistence {
   }
 
   /** A fresh message whose record waits until ackWaitMs for its recipients to acknowledge it; resolves when the publisher may get its PUBACK. */
-  async #awaitAcks (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
+  #awaitAcks (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     for (const sub of subs) this.#index.markQueued(sub.clientId)
     const message = this.#addFresh(subs, packet)
     this.#unwritten.set(packet.brokerCounter, message)
     // not unref'd: a publisher waits for it, and nothing of the message is on disk yet
     this.#unwrittenTimer ??= setTimeout(() => this.#writeUnwrittenOnTimer(), this.#ackWaitMs)
-    await new Promise<void>((resolve, reject) => { message.unwritten = { resolve, reject } })
+    return new Promise<void>((resolve, reject) => { message.unwritten = { resolve, reject } })
   }
 
   #addFresh (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): FreshMessage {
@@ -506,7 +506,6 @@ export class SessionStore extends AsyncLevelPersistence {
   #put (key: string, value: Buffer): BatchOperation {
     return { type: 'put', key: this.#db.prefixKey(key, 'utf8'), value }
   }
-
 
   #remember (clientId: string, entry: InFlight): void {
     let ofClient = this.#inFlight.get(clientId)
