@@ -15,6 +15,20 @@ async function spawnOn (t: Test, dataDir: string): Promise<ChildBroker> {
   return await spawnBroker(t, { HERALD_DATA_DIR: dataDir, HERALD_JWT_SECRET: TEST_SECRET })
 }
 
+/**
+ * A service publishes three QoS1 messages to alice, each awaited (its PUBACK is in), and the broker
+ * is killed right after the last one, before it can do anything else. Returns what was sent.
+ */
+async function publishThenKill (t: Test, broker: ChildBroker): Promise<string[]> {
+  const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  const sent = ['one', 'two', 'three']
+  for (const body of sent) await server.publishAsync('users/alice/news', body, { qos: 1 })
+  broker.child.kill('SIGKILL')
+  t.equal(await broker.exited, 'SIGKILL')
+  server.end(true)
+  return sent
+}
+
 // one persistent subscriber: the message is its queue entry; several: one record of the message and
 // its recipients until they acknowledge or the hold is over (src/store/fresh-messages.ts)
 for (const devices of [[phone], [phone, tablet]]) {
@@ -29,13 +43,7 @@ for (const devices of [[phone], [phone, tablet]]) {
       await device.endAsync()
     }
 
-    const server = await connect(t, first.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
-    const sent = ['one', 'two', 'three']
-    for (const body of sent) await server.publishAsync('users/alice/news', body, { qos: 1 })
-    // the last PUBACK is in: kill the broker before it can do anything else
-    first.child.kill('SIGKILL')
-    t.equal(await first.exited, 'SIGKILL')
-    server.end(true)
+    const sent = await publishThenKill(t, first)
 
     const second = await spawnOn(t, dataDir)
     for (const options of devices) {
@@ -54,13 +62,8 @@ t.test('a connected subscriber that has not acknowledged a QoS1 message when its
   phoneLive.handleMessage = () => {}
   await phoneLive.subscribeAsync('users/alice/#', { qos: 1 })
 
-  const server = await connect(t, first.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
-  const sent = ['one', 'two', 'three']
   // each PUBACK comes once storage.ackWaitMs is over and the message is on disk
-  for (const body of sent) await server.publishAsync('users/alice/news', body, { qos: 1 })
-  first.child.kill('SIGKILL')
-  t.equal(await first.exited, 'SIGKILL')
-  server.end(true)
+  const sent = await publishThenKill(t, first)
   phoneLive.end(true)
 
   const second = await spawnOn(t, dataDir)

@@ -10,7 +10,14 @@ const waitForever = { storage: { ackWaitMs: 10_000 } }
 const token = (sub: string, role = 'device'): string => sign({ sub, role })
 
 /** A persistent subscriber that acknowledges a message only when the test says so. */
-async function subscriber (t: Test, broker: TestBroker, clientId: string, topic: string): Promise<{ client: MqttClient, received: string[], acknowledge: () => void, arrived: (count: number) => Promise<void> }> {
+interface Subscriber {
+  readonly client: MqttClient
+  readonly received: string[]
+  acknowledge (): void
+  arrived (count: number): Promise<void>
+}
+
+async function subscriber (t: Test, broker: TestBroker, clientId: string, topic: string): Promise<Subscriber> {
   const client = await connect(t, broker.mqttUrl, { clientId, clean: false, password: token('alice') })
   const received: string[] = []
   const pending: Array<() => void> = []
@@ -32,11 +39,17 @@ async function subscriber (t: Test, broker: TestBroker, clientId: string, topic:
   }
 }
 
-t.test('a QoS 1 message reaches connected subscribers first; the PUBACK waits for their acknowledgements', async (t) => {
+/** A broker that waits "forever" for acknowledgements, alice's phone and tablet subscribed to these filters, and a service to publish. */
+async function setup (t: Test, phoneFilter: string, tabletFilter: string): Promise<{ phone: Subscriber, tablet: Subscriber, server: MqttClient }> {
   const broker = await startBroker(t, { overrides: waitForever })
-  const phone = await subscriber(t, broker, 'phone-1', 'users/alice/#')
-  const tablet = await subscriber(t, broker, 'tablet-1', 'users/alice/#')
+  const phone = await subscriber(t, broker, 'phone-1', phoneFilter)
+  const tablet = await subscriber(t, broker, 'tablet-1', tabletFilter)
   const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  return { phone, tablet, server }
+}
+
+t.test('a QoS 1 message reaches connected subscribers first; the PUBACK waits for their acknowledgements', async (t) => {
+  const { phone, tablet, server } = await setup(t, 'users/alice/#', 'users/alice/#')
   const events: string[] = []
   const published = server.publishAsync('users/alice/news', 'one', { qos: 1 }).then(() => events.push('PUBACK'))
   await phone.arrived(1)
@@ -51,10 +64,7 @@ t.test('a QoS 1 message reaches connected subscribers first; the PUBACK waits fo
 })
 
 t.test('PUBACKs go out in the order of the PUBLISHes, whoever acknowledges first [MQTT-4.6.0-2]', async (t) => {
-  const broker = await startBroker(t, { overrides: waitForever })
-  const phone = await subscriber(t, broker, 'phone-1', 'users/alice/a')
-  const tablet = await subscriber(t, broker, 'tablet-1', 'users/alice/b')
-  const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  const { phone, tablet, server } = await setup(t, 'users/alice/a', 'users/alice/b')
   const pubacks: string[] = []
   const first = server.publishAsync('users/alice/a', 'first', { qos: 1 }).then(() => pubacks.push('first'))
   const second = server.publishAsync('users/alice/b', 'second', { qos: 1 }).then(() => pubacks.push('second'))
