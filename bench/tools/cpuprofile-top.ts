@@ -3,7 +3,11 @@
  * self and inclusive time per function, and self time per package or Herald
  * area, so hot spots can be compared between runs.
  *
- *   node dist/bench/tools/cpuprofile-top.js [--top N] [--match regex] file.cpuprofile...
+ *   node dist/bench/tools/cpuprofile-top.js [--top N] [--match regex] [--from s] [--to s] [--timeline] file.cpuprofile...
+ *
+ * --from/--to keep only the samples in that window (seconds from the start of
+ * each profile), so start-up and shutdown can be left out of a phase's
+ * figures; --timeline prints busy time per half second to find the window.
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -29,8 +33,11 @@ function label (frame: CallFrame): string {
 }
 
 function main (): void {
-  const { values, positionals } = parseArgs({ options: { top: { type: 'string' }, match: { type: 'string' } }, allowPositionals: true })
+  const { values, positionals } = parseArgs({ options: { top: { type: 'string' }, match: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, timeline: { type: 'boolean' } }, allowPositionals: true })
   const top = Number(values.top ?? 30)
+  const fromMs = Number(values.from ?? 0) * 1000
+  const toMs = values.to === undefined ? Infinity : Number(values.to) * 1000
+  const timeline: string[] = []
   const self = new Map<string, number>()
   const inclusive = new Map<string, number>()
   const byOwner = new Map<string, number>()
@@ -43,10 +50,18 @@ function main (): void {
       byId.set(node.id, node)
       for (const child of node.children ?? []) parent.set(child, node.id)
     }
+    let at = 0
+    const busyPerHalfSecond: number[] = []
     for (let i = 0; i < profile.samples.length; i++) {
       const dt = (profile.timeDeltas[i] ?? 0) / 1000
+      at += dt
       const leaf = byId.get(profile.samples[i] as number)
       if (leaf === undefined) continue
+      if (leaf.callFrame.functionName !== '(idle)') {
+        const bucket = Math.floor(at / 500)
+        busyPerHalfSecond[bucket] = (busyPerHalfSecond[bucket] ?? 0) + dt
+      }
+      if (at < fromMs || at > toMs) continue
       total += dt
       const leafLabel = label(leaf.callFrame)
       self.set(leafLabel, (self.get(leafLabel) ?? 0) + dt)
@@ -66,10 +81,11 @@ function main (): void {
         id = parent.get(id)
       }
     }
+    timeline.push(`${file}: busy ms per 0.5 s from the start: ${Array.from(busyPerHalfSecond, (ms = 0) => Math.round(ms)).join(' ')}`)
   }
   const idle = byOwner.get('(idle)') ?? 0
   const busy = total - idle
-  const out: string[] = []
+  const out: string[] = values.timeline === true ? timeline : []
   const pct = (ms: number): string => `${((ms / busy) * 100).toFixed(1).padStart(5)}%`
   const print = (title: string, map: Map<string, number>, filter?: RegExp): void => {
     out.push(`\n${title} (share of busy time, ${(busy / 1000).toFixed(1)} s busy of ${(total / 1000).toFixed(1)} s)`)
