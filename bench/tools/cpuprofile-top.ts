@@ -37,6 +37,7 @@ function main (): void {
   const top = Number(values.top ?? 30)
   const fromMs = Number(values.from ?? 0) * 1000
   const toMs = values.to === undefined ? Infinity : Number(values.to) * 1000
+  if (Number.isNaN(fromMs) || Number.isNaN(toMs)) throw new Error('--from/--to: seconds, e.g. --from 3.5')
   const timeline: string[] = []
   const self = new Map<string, number>()
   const inclusive = new Map<string, number>()
