@@ -40,6 +40,15 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
   // fastify parses text/plain by default; every body of this API is JSON, anything else is 415
   app.removeContentTypeParser('text/plain')
+  // An empty body is no body, whatever its Content-Type: fetch wrappers, axios defaults and many SDKs send
+  // `Content-Type: application/json` on every request, DELETE included, and fastify's JSON parser refuses
+  // an empty one (FST_ERR_CTP_EMPTY_JSON_BODY). Anything else must still be JSON.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) => {
+    if (body.length === 0) done(null, undefined)
+    else parseJson(request, body, done)
+  })
   app.setErrorHandler(sendError)
   app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })
   app.addHook('onResponse', async (request, reply) => {

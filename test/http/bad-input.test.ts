@@ -35,7 +35,8 @@ const long = (n: number): string => 'x'.repeat(n)
 const cases: BadCase[] = [
   // body parsing
   { name: 'malformed JSON', method: 'POST', path: '/v1/publish', body: '{"topic": "users/svc/x", ', status: 400, code: 'INVALID_JSON' },
-  { name: 'empty JSON body', method: 'POST', path: '/v1/publish', body: '', headers: { 'content-type': 'application/json' }, status: 400, code: 'INVALID_JSON' },
+  // an empty body is no body, whatever its Content-Type (test/http/empty-body.test.ts)
+  { name: 'empty JSON body', method: 'POST', path: '/v1/publish', body: '', headers: { 'content-type': 'application/json' }, status: 400, code: 'INVALID_REQUEST' },
   { name: 'text/plain body', method: 'POST', path: '/v1/publish', body: JSON.stringify({ topic: 'users/svc/x', payload: 'p' }), headers: { 'content-type': 'text/plain' }, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   { name: 'XML body', method: 'POST', path: '/v1/push', body: '<push/>', headers: { 'content-type': 'application/xml' }, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
   { name: 'form body', method: 'POST', path: '/v1/publish', body: 'topic=users%2Fsvc%2Fx&payload=p', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, code: 'UNSUPPORTED_MEDIA_TYPE' },
