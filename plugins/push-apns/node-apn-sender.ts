@@ -19,6 +19,7 @@
  *   next attempt goes out with a new token.
  */
 import { Notification, Provider, type ProviderOptions, type ResponseFailure } from '@parse/node-apn'
+import type { ApnsEnvironment } from '../push-core/types.js'
 import type { ApnsRequest } from './format.js'
 
 /**
@@ -30,8 +31,6 @@ import type { ApnsRequest } from './format.js'
  * The resent requests wait in Node's queue for the raised limit.
  */
 const REFUSED_STREAM_ATTEMPTS = 3
-
-export type ApnsEnvironment = 'production' | 'development'
 
 export interface NodeApnOptions {
   /** PEM of the .p8 auth key. */

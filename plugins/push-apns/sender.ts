@@ -5,9 +5,9 @@
  */
 import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
+import type { ApnsEnvironment, Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
 import { formatApns } from './format.js'
-import { createNodeApnTransport, type ApnsEnvironment, type ApnsResponse, type ApnsTransport } from './node-apn-sender.js'
+import { createNodeApnTransport, type ApnsResponse, type ApnsTransport } from './node-apn-sender.js'
 
 /** Herald's `push.apns` config. */
 export interface ApnsSenderConfig {
@@ -17,7 +17,7 @@ export interface ApnsSenderConfig {
   readonly teamId: string
   /** Default apns-topic (bundle id) for tokens without their own. */
   readonly topic: string
-  /** Environment of tokens that do not say. */
+  /** Environment of tokens registered without one, applied at send time (`push.apns.production`). */
   readonly production: boolean
   /** Replaces both APNs hosts (tests, proxies). */
   readonly host: string | null

@@ -5,11 +5,17 @@
 
 export type PushProvider = 'fcm' | 'apns'
 
+export type ApnsEnvironment = 'production' | 'development'
+
 /** A device's push token as registered on its installation. */
 export interface DeviceToken {
   readonly provider: PushProvider
   readonly token: string
-  readonly environment: 'production' | 'development'
+  /**
+   * The APNs environment the device registered; null when it named none, and the
+   * APNs sender then uses its configured default (`push.apns.production`) at send time.
+   */
+  readonly environment: ApnsEnvironment | null
   /** APNs topic (bundle id) of this app, when it differs from `push.apns.topic`. */
   readonly apnsTopic: string | null
 }

@@ -1,15 +1,12 @@
+import type { DeviceToken } from '../../plugins/push-core/types.js'
 import type { Database } from './open-store.js'
 import { Serial } from './serial.js'
 
-export type PushProvider = 'fcm' | 'apns'
-
-export interface PushToken {
-  readonly provider: PushProvider
-  readonly token: string
-  readonly environment: 'production' | 'development'
-  /** APNs topic (bundle id) when it differs from `push.apns.topic`. */
-  readonly apnsTopic: string | null
-}
+/**
+ * A push token as stored: the relay's DeviceToken, defined once in push-core. Stored as the
+ * device sent it; records written before `environment` could be null have one and keep it.
+ */
+export type PushToken = DeviceToken
 
 /** A device: its id is its MQTT client id. */
 export interface Installation {

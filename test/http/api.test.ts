@@ -43,7 +43,7 @@ t.test('installations: create, read, list, patch, token moves, delete', async (t
   t.strictSame(created.body.mqtt.ports, { mqtt: broker.ports.mqtt, mqtts: null, ws: broker.ports.http, wss: null }, 'the ports the broker listens on')
   t.match(created.body.installation, {
     id, user: 'alice', mqtt: true, connected: false,
-    pushToken: { provider: 'fcm', environment: 'production', apnsTopic: null, tokenSuffix: aliceToken.slice(-6) },
+    pushToken: { provider: 'fcm', environment: null, effectiveEnvironment: null, apnsTopic: null, tokenSuffix: aliceToken.slice(-6) },
   })
   t.notOk(created.text.includes(aliceToken), 'the token itself is never returned')
 
@@ -75,7 +75,7 @@ t.test('installations: create, read, list, patch, token moves, delete', async (t
       body: { pushToken: { provider: 'apns', token: replacement, environment: 'development', apnsTopic: 'com.example.app' } },
     })
     t.equal(patched.status, 200)
-    t.strictSame(patched.body.pushToken, { provider: 'apns', environment: 'development', apnsTopic: 'com.example.app', tokenSuffix: replacement.slice(-6) })
+    t.strictSame(patched.body.pushToken, { provider: 'apns', environment: 'development', effectiveEnvironment: 'development', apnsTopic: 'com.example.app', tokenSuffix: replacement.slice(-6) })
     t.notOk(patched.text.includes(replacement), 'the token itself is never returned')
     t.ok(patched.body.updatedAt >= patched.body.createdAt)
     t.equal(patched.body.createdAt, created.body.installation.createdAt, 'createdAt is kept')

@@ -14,7 +14,9 @@ const UserId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u00
 const PushTokenBody = Type.Object({
   provider: Type.Union([Type.Literal('fcm'), Type.Literal('apns')]),
   token: Type.String({ minLength: 1, maxLength: 4096 }),
-  environment: Type.Optional(Type.Union([Type.Literal('production'), Type.Literal('development')], { default: 'production' })),
+  environment: Type.Optional(Type.Union([Type.Literal('production'), Type.Literal('development')], {
+    description: 'APNs: the app build\'s environment. Left out, pushes follow push.apns.production, read at send time',
+  })),
   apnsTopic: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
 }, { additionalProperties: false })
 
@@ -36,7 +38,10 @@ const InstallationView = Type.Object({
   connected: Type.Boolean(),
   pushToken: Type.Union([Type.Object({
     provider: Type.String(),
-    environment: Type.String(),
+    environment: Type.Union([Type.String(), Type.Null()], { description: 'as registered; null when the device named none' }),
+    effectiveEnvironment: Type.Union([Type.String(), Type.Null()], {
+      description: 'APNs: where pushes go now (the registered environment, else push.apns.production); null for FCM or without push.apns',
+    }),
     apnsTopic: Type.Union([Type.String(), Type.Null()]),
     tokenSuffix: Type.String({ description: 'last characters of the token; the token itself is never returned' }),
   }), Type.Null()]),
@@ -65,6 +70,9 @@ type IdParams = Static<typeof IdParams>
 
 /** Installations: devices with an owner, an MQTT client id, an inbox subscription and an optional push token. */
 export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  // the APNs sender applies the same default at send time (plugins/push-apns/sender.ts)
+  const apnsDefault = ctx.config.push.apns === undefined ? null : ctx.config.push.apns.production ? 'production' : 'development'
+  const effectiveEnvironment = (token: PushToken): string | null => token.provider === 'apns' ? token.environment ?? apnsDefault : null
   const view = (installation: Installation): Static<typeof InstallationView> => ({
     id: installation.id,
     user: installation.owner,
@@ -75,6 +83,7 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
       : {
           provider: installation.pushToken.provider,
           environment: installation.pushToken.environment,
+          effectiveEnvironment: effectiveEnvironment(installation.pushToken),
           apnsTopic: installation.pushToken.apnsTopic,
           tokenSuffix: installation.pushToken.token.slice(-6),
         },
@@ -166,7 +175,7 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
 
 function toPushToken (body: Static<typeof PushTokenBody> | undefined): PushToken | null {
   if (body === undefined) return null
-  return { provider: body.provider, token: body.token, environment: body.environment ?? 'production', apnsTopic: body.apnsTopic ?? null }
+  return { provider: body.provider, token: body.token, environment: body.environment ?? null, apnsTopic: body.apnsTopic ?? null }
 }
 
 /** The owner's current token tells its current groups; keep them for subscriptions made on its behalf. */
