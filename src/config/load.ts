@@ -130,6 +130,9 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
 
   const { certFile, keyFile } = config.tls
   if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
+  // Node's HTTP server refuses a headers timeout longer than the request timeout
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) problems.push('http.headersTimeoutMs: must not exceed http.requestTimeoutMs')
+
   if (certFile !== null && !existsSync(certFile)) problems.push('tls.certFile: file not found')
   if (keyFile !== null && !existsSync(keyFile)) problems.push('tls.keyFile: file not found')
 }

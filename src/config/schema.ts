@@ -74,6 +74,26 @@ export const ConfigSchema = Type.Object({
     httpsPort: Type.Integer({ ...Port, default: 8443 }),
   }, { additionalProperties: false, default: {} }),
   auth: Type.Object({
+    headersTimeoutMs: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description: 'time a connection has for a request\'s headers, from accept (or from the first byte of the next request on a keep-alive connection); the TLS handshake may take as long again. Closed with 408 beyond it',
+    }),
+    requestTimeoutMs: Type.Integer({
+      minimum: 100,
+      default: 30000,
+      description: 'time a connection has for a whole request, body included; closed with 408 beyond it. Not the time to answer: a slow handler is not cut off',
+    }),
+    keepAliveTimeoutMs: Type.Integer({
+      minimum: 100,
+      default: 72000,
+      description: 'an idle keep-alive connection is closed after this; longer than load balancers\' usual idle timeout (60 s), so they never reuse a connection Herald is closing',
+    }),
+    maxConnectionsPerIp: Type.Integer({
+      minimum: 0,
+      default: 100,
+      description: 'open HTTP connections per client IP; a new one beyond it is closed at once. A WebSocket connection stops counting once upgraded to MQTT. 0: no cap',
+    }),
     jwt: Type.Object({
       keys: Type.Array(JwtKey, { default: [], description: 'empty: `herald start` generates an HS256 secret in dataDir' }),
       issuer: NullableString('required `iss` claim'),

@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { HeraldError } from '../errors/index.js'
 import { bearerAuth } from './auth.js'
+import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
 import { sendError } from './errors.js'
 import { registerBucketRoutes } from './routes/buckets.js'
@@ -27,6 +28,8 @@ const textAjv = new Ajv({ allErrors: false, removeAdditional: false, coerceTypes
 
 /** The HTTP API; the MQTT-over-WebSocket endpoint is attached to the same server. */
 export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = {}): Promise<FastifyInstance> {
+  // fastify's own defaults never time a request out (requestTimeout 0): a body trickled a byte at a time held its socket for ever
+  const timeouts = httpServerTimeouts(ctx.config.http)
   const app = Fastify({
     loggerInstance: ctx.logger.child({ component: 'http' }),
     // one log line per request would drown the broker's own logs; metrics count requests instead
@@ -34,8 +37,18 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     bodyLimit: ctx.config.http.bodyLimitBytes,
     // fastify answers 414 for a path parameter over 100 characters; ids may have 128 (percent-encoded: more)
     routerOptions: { maxParamLength: 1024 },
-    ...(options.https !== undefined && { https: options.https }),
+    // fastify sets these two on the server after creating it; the server options below must agree
+    requestTimeout: timeouts.requestTimeout,
+    keepAliveTimeout: timeouts.keepAliveTimeout,
+    ...(options.https !== undefined
+      ? { https: { ...options.https, ...timeouts, handshakeTimeout: timeouts.headersTimeout } }
+      : { http: timeouts }),
   }) as unknown as FastifyInstance
+  limitConnectionsPerIp(app.server, ctx.config.http.maxConnectionsPerIp, () => ctx.metrics.httpConnectionsRefused.inc())
+  // counted only: fastify's clientError handler answers 408 and closes the socket
+  app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') ctx.metrics.httpRequestTimeouts.inc()
+  })
 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
   // fastify parses text/plain by default; every body of this API is JSON, anything else is 415

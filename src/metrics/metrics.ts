@@ -7,6 +7,10 @@ export interface Metrics {
   readonly messagesIn: Counter<'transport'>
   readonly messagesOut: Counter
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  /** New HTTP connections closed at once: their address had `http.maxConnectionsPerIp` open. */
+  readonly httpConnectionsRefused: Counter
+  /** HTTP connections closed because a request's headers or body took longer than its timeout. */
+  readonly httpRequestTimeouts: Counter
   readonly authFailures: Counter<'transport' | 'code'>
   readonly relay: RelayObserver
 }
@@ -39,6 +43,8 @@ export function createMetrics (gauges: Gauges): Metrics {
     messagesOut: new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers }),
     httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
+    httpConnectionsRefused: new Counter({ name: 'herald_http_connections_refused_total', help: 'HTTP connections closed at accept: their IP had http.maxConnectionsPerIp open', registers }),
+    httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
     relay: {
       sent: (provider, ms) => {
         sent.inc({ provider })

@@ -195,6 +195,7 @@ t.test('semantic checks', async (t) => {
   t.same(problemsOf(t, { overrides: { tls: { keyFile: key } } }), ['tls: certFile and keyFile go together'])
   t.same(problemsOf(t, { overrides: { tls: { certFile: join(dir, 'gone.pem'), keyFile: key } } }), ['tls.certFile: file not found'])
   t.equal(loadConfig({ env: {}, overrides: { tls: { certFile: cert, keyFile: key } } }).tls.certFile, cert, 'both present is fine')
+  t.same(problemsOf(t, { overrides: { http: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 } } }), ['http.headersTimeoutMs: must not exceed http.requestTimeoutMs'])
 })
 
 t.test('ConfigError lists every problem in its message', async (t) => {
