@@ -128,11 +128,11 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
 
   checkPush(config.push, problems)
 
-  const { certFile, keyFile } = config.tls
-  if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
   // Node's HTTP server refuses a headers timeout longer than the request timeout
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) problems.push('http.headersTimeoutMs: must not exceed http.requestTimeoutMs')
 
+  const { certFile, keyFile } = config.tls
+  if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
   if (certFile !== null && !existsSync(certFile)) problems.push('tls.certFile: file not found')
   if (keyFile !== null && !existsSync(keyFile)) problems.push('tls.keyFile: file not found')
 }

@@ -66,14 +66,6 @@ export const ConfigSchema = Type.Object({
       max: Type.Integer({ minimum: 1, default: 1200, description: 'requests per client IP per window' }),
       windowSec: Type.Integer({ minimum: 1, default: 60 }),
     }, { additionalProperties: false, default: {} }),
-  }, { additionalProperties: false, default: {} }),
-  tls: Type.Object({
-    certFile: NullableString('PEM certificate chain; enables mqtts and https/wss'),
-    keyFile: NullableString('PEM private key of certFile'),
-    mqttPort: Type.Integer({ ...Port, default: 8883 }),
-    httpsPort: Type.Integer({ ...Port, default: 8443 }),
-  }, { additionalProperties: false, default: {} }),
-  auth: Type.Object({
     headersTimeoutMs: Type.Integer({
       minimum: 100,
       default: 10000,
@@ -94,6 +86,14 @@ export const ConfigSchema = Type.Object({
       default: 100,
       description: 'open HTTP connections per client IP; a new one beyond it is closed at once. A WebSocket connection stops counting once upgraded to MQTT. 0: no cap',
     }),
+  }, { additionalProperties: false, default: {} }),
+  tls: Type.Object({
+    certFile: NullableString('PEM certificate chain; enables mqtts and https/wss'),
+    keyFile: NullableString('PEM private key of certFile'),
+    mqttPort: Type.Integer({ ...Port, default: 8883 }),
+    httpsPort: Type.Integer({ ...Port, default: 8443 }),
+  }, { additionalProperties: false, default: {} }),
+  auth: Type.Object({
     jwt: Type.Object({
       keys: Type.Array(JwtKey, { default: [], description: 'empty: `herald start` generates an HS256 secret in dataDir' }),
       issuer: NullableString('required `iss` claim'),

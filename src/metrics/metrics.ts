@@ -42,9 +42,9 @@ export function createMetrics (gauges: Gauges): Metrics {
     messagesIn: new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers }),
     messagesOut: new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers }),
     httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
-    authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
     httpConnectionsRefused: new Counter({ name: 'herald_http_connections_refused_total', help: 'HTTP connections closed at accept: their IP had http.maxConnectionsPerIp open', registers }),
     httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
+    authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
     relay: {
       sent: (provider, ms) => {
         sent.inc({ provider })
