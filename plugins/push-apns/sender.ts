@@ -5,6 +5,7 @@
  */
 import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { ownTokensOnly } from '../push-core/own-tokens.js'
 import type { ApnsEnvironment, Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
 import { formatApns } from './format.js'
 import { createNodeApnTransport, type ApnsResponse, type ApnsTransport } from './node-apn-sender.js'
@@ -83,7 +84,7 @@ export function createApnsSender (config: ApnsSenderConfig, logger?: ApnsLogger)
     return { jobId, outcome: verdict.outcome, reason }
   }
 
-  return {
+  return ownTokensOnly({
     provider: 'apns',
     // every delivery is its own HTTP/2 stream; the relay worker runs batches side by side,
     // so one-delivery batches let each result be handled as soon as it arrives
@@ -94,7 +95,7 @@ export function createApnsSender (config: ApnsSenderConfig, logger?: ApnsLogger)
     async close () {
       await transport.close()
     },
-  }
+  })
 }
 
 function readKey (file: string): Buffer {

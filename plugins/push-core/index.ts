@@ -1,3 +1,4 @@
+export { ownTokensOnly } from './own-tokens.js'
 export { createPushRelay, type PushRelay, type RelayContext } from './relay.js'
 export type { RelayJob, RelayStore } from './job.js'
 export type { DropReason, RelayLogger, RelayObserver, TokenDirectory } from './relay-worker.js'

@@ -1,6 +1,7 @@
 /**
  * The relay's vocabulary, shared by push-core and the provider plugins.
- * Provider plugins import types from here and nothing else of Herald.
+ * Provider plugins import types from here, the rules all senders share
+ * (own-tokens.ts), and nothing else of Herald.
  */
 
 export type PushProvider = 'fcm' | 'apns'

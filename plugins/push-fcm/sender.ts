@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { ownTokensOnly } from '../push-core/own-tokens.js'
 import type { Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
 import { EndpointAgent, parseEndpoint } from './endpoint-agent.js'
 import { openFirebaseClient, type FcmOutcome, type FirebaseClient } from './firebase-sender.js'
@@ -56,7 +57,7 @@ export function createFcmSender (config: FcmConfig, logger?: FcmLogger): PushSen
     return deliveries.map((d, i) => ({ jobId: d.jobId, ...(outcomes[i] ?? { outcome: 'retry', reason: 'fcm: missing outcome' }) }))
   }
 
-  return {
+  return ownTokensOnly({
     provider: 'fcm',
     maxBatch: FCM_MAX_BATCH,
 
@@ -64,18 +65,9 @@ export function createFcmSender (config: FcmConfig, logger?: FcmLogger): PushSen
       if (closing !== undefined) {
         return deliveries.map((d) => ({ jobId: d.jobId, outcome: 'retry', reason: 'fcm sender closed' }))
       }
-      const results: DeliveryResult[] = new Array<DeliveryResult>(deliveries.length)
-      const fcm: Array<{ index: number, delivery: Delivery }> = []
-      deliveries.forEach((delivery, index) => {
-        if (delivery.token.provider === 'fcm') fcm.push({ index, delivery })
-        else results[index] = { jobId: delivery.jobId, outcome: 'drop', reason: `not an fcm token (${delivery.token.provider})` }
-      })
-      for (let start = 0; start < fcm.length; start += FCM_MAX_BATCH) {
-        const chunk = fcm.slice(start, start + FCM_MAX_BATCH)
-        const chunkResults = await sendBatch(chunk.map((c) => c.delivery))
-        chunk.forEach((c, i) => {
-          results[c.index] = chunkResults[i] ?? { jobId: c.delivery.jobId, outcome: 'retry', reason: 'fcm: missing outcome' }
-        })
+      const results: DeliveryResult[] = []
+      for (let start = 0; start < deliveries.length; start += FCM_MAX_BATCH) {
+        results.push(...await sendBatch(deliveries.slice(start, start + FCM_MAX_BATCH)))
       }
       return results
     },
@@ -84,7 +76,7 @@ export function createFcmSender (config: FcmConfig, logger?: FcmLogger): PushSen
       closing ??= client.close().finally(() => agent?.destroy())
       await closing
     },
-  }
+  })
 }
 
 /**

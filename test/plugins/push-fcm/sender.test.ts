@@ -322,17 +322,7 @@ t.test('the fake with recordMessages: false keeps nothing; onMessage and answere
   t.same(seen.map((m) => [m.token, m.status]).sort(), tokens.map((token, i) => [token, i === 1 ? 404 : 200]).sort())
 })
 
-t.test('deliveries for another provider are dropped without a request', async (t) => {
-  const env = await setup(t)
-  const sender = env.sender()
-  const apns: Delivery = { ...delivery('apns-token'), token: { provider: 'apns', token: 'apns-token', environment: 'production', apnsTopic: null } }
-  const ok = delivery(deviceToken('mix'))
-  const results = await sender.send([apns, ok])
-  t.same(outcomes(results), ['drop', 'sent'])
-  t.same(results.map((r) => r.jobId), [apns.jobId, ok.jobId])
-  t.equal(env.fake.messages.length, 1)
-  t.same(await sender.send([]), [])
-})
+// a token of another provider: test/plugins/push-core/sender-contract.test.ts, for every sender
 
 t.test('close deletes the app; later sends retry; close is idempotent', async (t) => {
   const env = await setup(t)
