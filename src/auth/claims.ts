@@ -30,6 +30,40 @@ export function principalFromClaims (claims: Record<string, unknown>): Principal
   }
 }
 
+/** What `auth.jwt` asks of a token's time claims beyond jsonwebtoken's own `exp`/`nbf` checks. */
+export interface TokenTimePolicy {
+  readonly requireExp: boolean
+  /** Longest lifetime a token may claim; 0: no bound. */
+  readonly maxTtlSec: number
+  readonly clockToleranceSec: number
+}
+
+/**
+ * The time checks jsonwebtoken leaves out: it checks `exp` and `nbf` when they
+ * are there, but accepts a token without `exp`, one whose `exp` is 1e20 (a
+ * leaked token that never dies), and an `iat` a day in the future (a wrong
+ * clock at the issuer, or a token minted to outlive a lifetime check).
+ */
+export function checkTimeClaims (claims: Record<string, unknown>, policy: TokenTimePolicy, nowSec: number): void {
+  const { exp, iat } = claims
+  if (iat !== undefined) {
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new HeraldError('TOKEN_INVALID', 'the iat claim must be a number')
+    // the same skew as for exp and nbf (RFC 7519 §4.1.6 leaves the check to the application)
+    if (iat > nowSec + policy.clockToleranceSec) throw new HeraldError('TOKEN_INVALID', 'the token was issued in the future (iat)')
+  }
+  if (exp === undefined) {
+    if (policy.requireExp) throw new HeraldError('TOKEN_INVALID', 'the token has no exp claim (auth.jwt.requireExp)')
+    return
+  }
+  // jsonwebtoken already refused an exp that is not a number
+  if (typeof exp !== 'number' || policy.maxTtlSec === 0) return
+  // the lifetime the issuer gave the token; without iat, what is left of it (with the skew allowed)
+  const lifetime = typeof iat === 'number' ? exp - iat : exp - nowSec - policy.clockToleranceSec
+  if (!(lifetime <= policy.maxTtlSec)) {
+    throw new HeraldError('TOKEN_INVALID', 'the token lives longer than auth.jwt.maxTtlSec allows')
+  }
+}
+
 function parseGrants (acl: unknown): Grants {
   if (acl === undefined) return { pub: [], sub: [] }
   if (acl === null || typeof acl !== 'object' || Array.isArray(acl)) {

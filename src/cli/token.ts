@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs'
-import { roles, signToken, type Role } from '../auth/index.js'
+import jwt from 'jsonwebtoken'
+import { checkTimeClaims, roles, signToken, type Role } from '../auth/index.js'
 import { loadConfig } from '../config/index.js'
+import { HeraldError } from '../errors/index.js'
 import { localKeyOverrides, localSecretFile } from './local-secret.js'
 
 export interface TokenOptions {
@@ -41,6 +43,14 @@ export function tokenCommand (options: TokenOptions): number {
     issuer: config.auth.jwt.issuer,
     audience: config.auth.jwt.audience,
   })
+  // a token the broker would refuse (`--ttl never` with auth.jwt.requireExp, a ttl over auth.jwt.maxTtlSec) is not printed
+  try {
+    checkTimeClaims(jwt.decode(token) as Record<string, unknown>, config.auth.jwt, Math.floor(Date.now() / 1000))
+  } catch (err) {
+    if (!(err instanceof HeraldError)) throw err
+    process.stderr.write(`--ttl ${options.ttl ?? 'never'}: ${err.message}\n`)
+    return 2
+  }
   process.stdout.write(token + '\n')
   return 0
 }

@@ -100,6 +100,12 @@ export const ConfigSchema = Type.Object({
       audience: NullableString('required `aud` claim'),
       clockToleranceSec: Type.Integer({ minimum: 0, maximum: 300, default: 30 }),
       maxTokenBytes: Type.Integer({ minimum: 256, maximum: 65536, default: 8192 }),
+      requireExp: Type.Boolean({ default: true, description: 'refuse tokens without an `exp` claim' }),
+      maxTtlSec: Type.Integer({
+        minimum: 0,
+        default: 2592000,
+        description: 'refuse tokens whose `exp` is more than this after their `iat` (after now, without `iat`); 0: no bound',
+      }),
     }, { additionalProperties: false, default: {} }),
     anonymous: Type.Object({
       enabled: Type.Boolean({ default: false }),

@@ -75,9 +75,12 @@ t.test('HS256 with the configured secret', async (t) => {
   })
 })
 
-t.test('defaults: role device, no groups, no grants, no expiry', async (t) => {
+t.test('defaults: role device, no groups, no grants', async (t) => {
   const verifier = verifierFor({ keys: [{ kid: 'test', alg: 'HS256', secret: TEST_SECRET }] })
-  t.same(verifier.verify(sign({ sub: 'bob' })), { kind: 'user', sub: 'bob', groups: [], role: 'device', grants: { pub: [], sub: [] }, expiresAt: null })
+  t.match(verifier.verify(sign({ sub: 'bob' })), { kind: 'user', sub: 'bob', groups: [], role: 'device', grants: { pub: [], sub: [] } })
+  // no expiry only where tokens without exp are allowed
+  const lax = verifierFor({ keys: [{ kid: 'test', alg: 'HS256', secret: TEST_SECRET }], requireExp: false })
+  t.same(lax.verify(sign({ sub: 'bob' }, { expiresIn: null })), { kind: 'user', sub: 'bob', groups: [], role: 'device', grants: { pub: [], sub: [] }, expiresAt: null })
 })
 
 t.test('HS256 secret read from secretFile', async (t) => {
@@ -123,12 +126,33 @@ t.test('several keys at once, chosen by kid', async (t) => {
   t.equal(verifier.verify(sign({ sub: 'b' }, { kid: 'hs-new', secret: OTHER_SECRET })).sub, 'b')
   t.equal(verifier.verify(sign({ sub: 'c' }, { kid: 'rsa', algorithm: 'RS256', secret: rsa.privateKey })).sub, 'c')
   t.equal(verifier.verify(sign({ sub: 'd' }, { kid: 'ec', algorithm: 'ES256', secret: ec.privateKey })).sub, 'd')
-  // without a kid every key of the token's algorithm is a candidate
-  t.equal(verifier.verify(sign({ sub: 'e' }, { kid: null, secret: OTHER_SECRET })).sub, 'e')
 
   t.test('the kid picks the key: a token signed with another configured key is refused', async (t) => {
     refused(t, verifier, sign({ sub: 'a' }, { kid: 'hs-new', secret: TEST_SECRET }), 'TOKEN_INVALID')
     refused(t, verifier, sign({ sub: 'a' }, { kid: 'ec', algorithm: 'RS256', secret: rsa.privateKey }), 'TOKEN_INVALID')
+  })
+
+  t.test('a token without kid is refused, even when it verifies with one of the keys', async (t) => {
+    refused(t, verifier, sign({ sub: 'e' }, { kid: null, secret: OTHER_SECRET }), 'TOKEN_INVALID')
+    refused(t, verifier, sign({ sub: 'e' }, { kid: null, secret: TEST_SECRET }), 'TOKEN_INVALID')
+    refused(t, verifier, sign({ sub: 'e' }, { kid: null, algorithm: 'RS256', secret: rsa.privateKey }), 'TOKEN_INVALID')
+  })
+})
+
+t.test('one key: the kid is a hint, as for a JWT library given one key', async (t) => {
+  t.test('a key without kid accepts a token with any kid, or none', async (t) => {
+    const rsNoKid = verifierFor({ keys: [{ alg: 'RS256', publicKey: rsa.publicKey }] })
+    t.equal(rsNoKid.verify(sign({ sub: 'a' }, { kid: 'idp-key-2026', algorithm: 'RS256', secret: rsa.privateKey })).sub, 'a')
+    t.equal(rsNoKid.verify(sign({ sub: 'b' }, { kid: null, algorithm: 'RS256', secret: rsa.privateKey })).sub, 'b')
+    // the signature still decides
+    refused(t, rsNoKid, sign({ sub: 'c' }, { kid: 'idp-key-2026', algorithm: 'RS256', secret: rsaOther.privateKey }), 'TOKEN_INVALID')
+    const hsNoKid = verifierFor({ keys: [{ alg: 'HS256', secret: TEST_SECRET }] })
+    t.equal(hsNoKid.verify(sign({ sub: 'd' }, { kid: 'whatever' })).sub, 'd')
+  })
+  t.test('a key with a kid accepts a token without kid, refuses one naming another kid', async (t) => {
+    const rsKid = verifierFor({ keys: [{ kid: 'rsa', alg: 'RS256', publicKey: rsa.publicKey }] })
+    t.equal(rsKid.verify(sign({ sub: 'a' }, { kid: null, algorithm: 'RS256', secret: rsa.privateKey })).sub, 'a')
+    refused(t, rsKid, sign({ sub: 'a' }, { kid: 'retired', algorithm: 'RS256', secret: rsa.privateKey }), 'TOKEN_INVALID')
   })
 })
 
@@ -150,6 +174,59 @@ t.test('time claims', async (t) => {
   t.test('a tolerance of 0 refuses a token expired a moment ago', async (t) => {
     const strict = verifierFor({ keys: [{ kid: 'test', alg: 'HS256', secret: TEST_SECRET }], clockToleranceSec: 0 })
     refused(t, strict, sign({ sub: 'alice', exp: nowSec() - 2 }), 'TOKEN_EXPIRED')
+  })
+  t.test('iat beyond the clock tolerance in the future is refused', async (t) => {
+    refused(t, verifier, sign({ sub: 'alice', iat: nowSec() + 86400 }, { expiresIn: '1h' }), 'TOKEN_INVALID')
+    refused(t, verifier, sign({ sub: 'alice', iat: nowSec() + 120, exp: nowSec() + 3600 }), 'TOKEN_INVALID')
+  })
+  t.test('iat within the clock tolerance in the future is accepted', async (t) => {
+    t.equal(verifier.verify(sign({ sub: 'alice', iat: nowSec() + 5, exp: nowSec() + 3600 })).sub, 'alice')
+  })
+  t.test('an iat that is not a number is refused', async (t) => {
+    // jsonwebtoken will not sign that
+    refused(t, verifier, handmade({ alg: 'HS256', typ: 'JWT', kid: 'test' }, { sub: 'alice', iat: 'yesterday', exp: nowSec() + 3600 }, hmac(TEST_SECRET)), 'TOKEN_INVALID')
+  })
+})
+
+t.test('token lifetime: auth.jwt.requireExp and auth.jwt.maxTtlSec', async (t) => {
+  const key = { kid: 'test', alg: 'HS256', secret: TEST_SECRET }
+
+  t.test('defaults: exp required, at most 30 days', async (t) => {
+    const config = jwtConfig({ keys: [key] })
+    t.equal(config.requireExp, true)
+    t.equal(config.maxTtlSec, 30 * 86400)
+    const verifier = createTokenVerifier(config)
+    refused(t, verifier, sign({ sub: 'alice' }, { expiresIn: null }), 'TOKEN_INVALID')
+    refused(t, verifier, sign({ sub: 'alice', exp: 1e20 }), 'TOKEN_INVALID')
+    refused(t, verifier, sign({ sub: 'alice' }, { expiresIn: '31d' }), 'TOKEN_INVALID')
+    // what herald start and herald token mint, and what the benchmark uses
+    for (const ttl of ['1h', '2h', '24h', '7d', '30d'] as const) {
+      t.equal(verifier.verify(sign({ sub: 'alice' }, { expiresIn: ttl })).sub, 'alice', ttl)
+    }
+  })
+
+  t.test('the lifetime is exp - iat, or what is left of it without iat', async (t) => {
+    const verifier = verifierFor({ keys: [key], maxTtlSec: 3600 })
+    const now = nowSec()
+    t.equal(verifier.verify(sign({ sub: 'alice', iat: now - 60, exp: now + 3540 })).sub, 'alice', 'exactly maxTtlSec')
+    refused(t, verifier, sign({ sub: 'alice', iat: now - 60, exp: now + 3541 }), 'TOKEN_INVALID')
+    // issued long ago with a long lifetime: refused even though little of it is left
+    refused(t, verifier, sign({ sub: 'alice', iat: now - 86400, exp: now + 60 }), 'TOKEN_INVALID')
+    // without iat: exp may be maxTtlSec plus the clock tolerance from now
+    t.equal(verifier.verify(handmade({ alg: 'HS256', typ: 'JWT' }, { sub: 'alice', exp: now + 3600 + 20 }, hmac(TEST_SECRET))).sub, 'alice')
+    refused(t, verifier, handmade({ alg: 'HS256', typ: 'JWT' }, { sub: 'alice', exp: now + 3600 + 120 }, hmac(TEST_SECRET)), 'TOKEN_INVALID')
+  })
+
+  t.test('requireExp false accepts tokens without exp; maxTtlSec still bounds those with one', async (t) => {
+    const verifier = verifierFor({ keys: [key], requireExp: false })
+    t.equal(verifier.verify(sign({ sub: 'alice' }, { expiresIn: null })).expiresAt, null)
+    refused(t, verifier, sign({ sub: 'alice', exp: 1e20 }), 'TOKEN_INVALID')
+  })
+
+  t.test('maxTtlSec 0: no bound', async (t) => {
+    const verifier = verifierFor({ keys: [key], maxTtlSec: 0 })
+    t.equal(verifier.verify(sign({ sub: 'alice' }, { expiresIn: '3650d' })).sub, 'alice')
+    refused(t, verifier, sign({ sub: 'alice' }, { expiresIn: null }), 'TOKEN_INVALID')
   })
 })
 

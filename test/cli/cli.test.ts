@@ -128,6 +128,23 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
       t.match(refused.stderr, /--role/)
       t.equal(refused.stdout, '')
     })
+
+    t.test('a token the broker would refuse is not printed', async (t) => {
+      const never = await run(t, ['token', '--sub', 'alice', '--ttl', 'never', '--config', file])
+      t.equal(never.code, 2)
+      t.match(never.stderr, /^--ttl never: .*auth\.jwt\.requireExp/)
+      t.equal(never.stdout, '')
+      const long = await run(t, ['token', '--sub', 'alice', '--ttl', '90d', '--config', file])
+      t.equal(long.code, 2)
+      t.match(long.stderr, /^--ttl 90d: .*auth\.jwt\.maxTtlSec/)
+      t.equal(long.stdout, '')
+      t.equal((await run(t, ['token', '--sub', 'alice', '--ttl', '30d', '--config', file])).code, 0, '30 days is the default bound')
+
+      const lax = await writeJson(t, { auth: { jwt: { ...config.auth.jwt, requireExp: false } } })
+      const forever = await run(t, ['token', '--sub', 'alice', '--ttl', 'never', '--config', lax])
+      t.equal(forever.code, 0, forever.stderr)
+      t.notOk('exp' in (decode(forever.stdout.trim()).payload as jwt.JwtPayload), 'no exp where the broker accepts that')
+    })
   })
 
   t.test('start without keys: local secret, admin token, MQTT, clean SIGTERM', { timeout: 60000 }, async (t) => {

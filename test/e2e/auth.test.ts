@@ -45,6 +45,12 @@ t.test('CONNACK codes for good and bad credentials; nothing about a token is log
   const refusedBadCredentials: Array<[string, string | undefined]> = [
     ['expired', sign({ sub: 'alice', exp: now - 120 })],
     ['not yet valid', sign({ sub: 'alice' }, { notBefore: 120 })],
+    // auth.jwt.requireExp and maxTtlSec (defaults), iat beyond the clock tolerance
+    ['no exp', sign({ sub: 'alice' }, { expiresIn: null })],
+    ['exp 1e20', sign({ sub: 'alice', exp: 1e20 })],
+    ['iat a day ahead', sign({ sub: 'alice', iat: now + 86400, exp: now + 90000 })],
+    // two keys configured: the token must name its key
+    ['no kid', sign({ sub: 'alice' }, { kid: null })],
     ['wrong key', sign({ sub: 'alice' }, { secret: WRONG_SECRET })],
     ['unknown kid', sign({ sub: 'alice' }, { kid: 'nobody' })],
     ['alg none', unsignedToken({ sub: 'alice', role: 'admin' })],

@@ -94,7 +94,8 @@ export interface TokenOptions {
   secret?: jwt.Secret
   algorithm?: jwt.Algorithm
   kid?: string | null
-  expiresIn?: jwt.SignOptions['expiresIn']
+  /** Default `1h` (what `herald token` mints), unless the claims carry `exp`; null: no `exp` at all. */
+  expiresIn?: jwt.SignOptions['expiresIn'] | null
   notBefore?: jwt.SignOptions['notBefore']
   issuer?: string
   audience?: string
@@ -105,7 +106,9 @@ export function sign (claims: Record<string, unknown>, options: TokenOptions = {
   const signOptions: jwt.SignOptions = { algorithm: options.algorithm ?? 'HS256' }
   const kid = options.kid === undefined ? 'test' : options.kid
   if (kid !== null) signOptions.keyid = kid
-  if (options.expiresIn !== undefined) signOptions.expiresIn = options.expiresIn
+  // auth.jwt.requireExp is on by default: test tokens expire like real ones
+  const expiresIn = options.expiresIn === undefined && claims.exp === undefined ? '1h' : options.expiresIn
+  if (expiresIn !== undefined && expiresIn !== null) signOptions.expiresIn = expiresIn
   if (options.notBefore !== undefined) signOptions.notBefore = options.notBefore
   if (options.issuer !== undefined) signOptions.issuer = options.issuer
   if (options.audience !== undefined) signOptions.audience = options.audience
