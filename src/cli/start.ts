@@ -12,14 +12,19 @@ import { ensureLocalSecret, localKeyOverrides } from './local-secret.js'
 export async function startCommand (configFile: string | undefined): Promise<number> {
   let config = loadConfig({ file: configFile })
   const localMode = config.auth.jwt.keys.length === 0
+  let secretCreated = false
   if (localMode) {
-    const { file } = await ensureLocalSecret(config.dataDir)
+    const { file, created } = await ensureLocalSecret(config.dataDir)
+    secretCreated = created
     config = loadConfig({ file: configFile, overrides: localKeyOverrides(file) })
   }
 
   const server = buildServer(config)
   const ports = await server.start()
-  if (localMode) printQuickStart(config, ports)
+  // stderr ends up in journald and container logs, which keep a token for as long
+  // as they keep anything: print one only for a person at a terminal, or on the
+  // first start, when nobody can have minted one yet
+  if (localMode) printQuickStart(config, ports, { withToken: secretCreated || process.stderr.isTTY === true, configFile })
 
   await new Promise<void>((resolve) => {
     let stopping = false
@@ -41,11 +46,17 @@ export async function startCommand (configFile: string | undefined): Promise<num
 }
 
 /** Printed to stderr, not logged: the token is for the person at the terminal. */
-function printQuickStart (config: HeraldConfig, ports: ListeningPorts): void {
+function printQuickStart (config: HeraldConfig, ports: ListeningPorts, options: { withToken: boolean, configFile: string | undefined }): void {
   const key = config.auth.jwt.keys[0]
   if (key === undefined) return
-  const token = signToken(key, { sub: 'admin', role: 'admin', ttl: '24h' })
   const host = config.listen.host === '0.0.0.0' ? 'localhost' : config.listen.host
+  const mint = `herald token --sub admin --role admin${options.configFile === undefined ? '' : ` --config ${options.configFile}`}`
+  const token = options.withToken
+    ? [
+        'Admin token (24 h; more with `herald token --sub <user> --role admin`):',
+        `  ${signToken(key, { sub: 'admin', role: 'admin', ttl: '24h' })}`,
+      ]
+    : [`Admin token not printed (stderr is not a terminal): mint one with \`${mint}\``]
   process.stderr.write([
     '',
     'Herald is ready.',
@@ -54,8 +65,7 @@ function printQuickStart (config: HeraldConfig, ports: ListeningPorts): void {
     `  HTTP       http://${host}:${ports.http}`,
     ...(ports.mqtts !== null ? [`  MQTT/TLS   mqtts://${host}:${ports.mqtts}`] : []),
     '',
-    'Admin token (24 h; more with `herald token --sub <user> --role admin`):',
-    `  ${token}`,
+    ...token,
     '',
     `Try: mosquitto_sub -h ${host} -p ${ports.mqtt} -t '$SYS/#' -u admin -P <token>`,
     '',

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -30,7 +30,11 @@ interface Exit { code: number | null, signal: NodeJS.Signals | null }
  * `exited` is the 'exit' event; `closed` comes after it, once stdout and stderr have ended.
  */
 function spawnCli (t: Test, args: string[], env: Record<string, string>, cwd: string): { child: ChildProcess, exited: Promise<Exit>, closed: Promise<Exit> } {
-  const child = spawn(process.execPath, [heraldBin, ...args], { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
+  return spawnProcess(t, process.execPath, [heraldBin, ...args], env, cwd)
+}
+
+function spawnProcess (t: Test, file: string, args: string[], env: Record<string, string>, cwd: string): { child: ChildProcess, exited: Promise<Exit>, closed: Promise<Exit> } {
+  const child = spawn(file, args, { cwd, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
   const closed = new Promise<Exit>((resolve, reject) => {
     child.once('error', reject)
@@ -62,6 +66,22 @@ async function writeJson (t: Test, value: unknown): Promise<string> {
 }
 
 const decode = (token: string): jwt.Jwt => jwt.decode(token, { complete: true }) as jwt.Jwt
+const jwtPattern = /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/
+
+/** Resolves with everything `stream` wrote once `done` matches it. */
+async function readUntil (stream: NodeJS.ReadableStream | null, done: RegExp): Promise<string> {
+  return await new Promise((resolve) => {
+    let text = ''
+    stream?.on('data', (chunk: Buffer) => {
+      text += chunk.toString()
+      if (done.test(text)) resolve(text)
+    })
+  })
+}
+
+/** script(1) of util-linux runs a command on a pseudo-terminal: a person watching, as far as the command can tell. */
+const hasScript = spawnSync('script', ['-V'], { stdio: 'ignore' }).status === 0
+const shellQuote = (arg: string): string => `'${arg.replace(/'/g, "'\\''")}'`
 
 if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
   t.fail('dist/ is missing: run `npm run build` before the CLI tests')
@@ -217,6 +237,41 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
       const bob = jwt.verify(result.stdout.trim(), secret, { algorithms: ['HS256'] }) as jwt.JwtPayload
       t.match(bob, { sub: 'bob', role: 'device' })
       t.equal(decode(result.stdout.trim()).header.kid, 'local')
+    })
+
+    // stderr goes to journald and container logs, which keep what they get
+    await t.test('a later start without a terminal prints no token, only how to mint one', async (t) => {
+      const { child, exited, closed } = spawnCli(t, ['start'], env, dataDir)
+      let stdout = ''
+      child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+      const banner = readUntil(child.stderr, /^Try: /m)
+      const died = exited.then(({ code, signal }) => { throw new Error(`herald start exited (${code ?? signal ?? '?'}) early`) })
+      died.catch(() => {})
+      const text = await Promise.race([banner, died])
+      t.match(text, /Herald is ready/)
+      t.notMatch(text, jwtPattern, 'no token on stderr')
+      t.match(text, /^Admin token not printed \(stderr is not a terminal\): mint one with `herald token --sub admin --role admin`$/m)
+      child.kill('SIGTERM')
+      t.same(await exited, { code: 0, signal: null })
+      await closed
+      t.notMatch(stdout, jwtPattern, 'nor in the log')
+    })
+
+    await t.test('a later start on a terminal prints the token', { skip: hasScript ? false : 'needs script(1) (util-linux) for a pseudo-terminal' }, async (t) => {
+      const command = [process.execPath, heraldBin, 'start'].map(shellQuote).join(' ')
+      const { child, exited, closed } = spawnProcess(t, 'script', ['-qec', command, '/dev/null'], env, dataDir)
+      // the terminal carries stdout and stderr both, with CRLF line ends
+      const output = readUntil(child.stdout, /^Try: /m)
+      const died = exited.then(({ code, signal }) => { throw new Error(`script exited (${code ?? signal ?? '?'}) early`) })
+      died.catch(() => {})
+      const text = await Promise.race([output, died])
+      const token = /Admin token[^\n]*\n\s+(\S+)/.exec(text)?.[1]
+      t.ok(token !== undefined, 'an admin token is printed')
+      t.match(jwt.verify(token ?? '', secret, { algorithms: ['HS256'] }), { sub: 'admin', role: 'admin' })
+      // script(1) ends the command it runs on SIGTERM
+      child.kill('SIGTERM')
+      await exited
+      await closed
     })
   })
 }
