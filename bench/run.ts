@@ -87,6 +87,9 @@ const usage = `npm run bench -- [options]
   --cpu-prof DIR          write a V8 CPU profile of every node broker run into DIR
   --herald-dir DIR        run the Herald build in DIR (its bin/herald.js and dist/) instead of this one
   --compare DIR           add the Herald build in DIR as broker "herald-b", alternated with the others: A/B a change
+  --herald-config JSON    config keys merged into every Herald broker's config of this build (not herald-b)
+  --compare-config JSON   config keys merged into herald-b's config: with --compare . an A/B of a setting,
+                          e.g. --compare . --compare-config '{"storage":{"fsync":"none"}}'
   --phase-timeout SEC     give up on one phase run after SEC (default 240)
   --retry-noisy N         run a phase again, up to N times, when other processes took ≥ 0.3 core during it;
                           the quietest attempt counts (default 1)
@@ -106,6 +109,8 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
       'cpu-prof': { type: 'string' },
       'herald-dir': { type: 'string' },
       compare: { type: 'string' },
+      'herald-config': { type: 'string' },
+      'compare-config': { type: 'string' },
       'phase-timeout': { type: 'string' },
       'retry-noisy': { type: 'string' },
       'wait-quiet': { type: 'string' },
@@ -140,7 +145,9 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     if (def === undefined) throw new Error(`--brokers: unknown broker ${name}`)
     return def
   })
-  if (values.compare !== undefined) brokers.push(heraldBuild(resolve(values.compare)))
+  if (values['herald-config'] !== undefined) process.env['HERALD_BENCH_CONFIG'] = JSON.stringify(configFlag('--herald-config', values['herald-config']))
+  if (values['compare-config'] !== undefined && values.compare === undefined) throw new Error('--compare-config needs --compare')
+  if (values.compare !== undefined) brokers.push(heraldBuild(resolve(values.compare), values['compare-config'] === undefined ? undefined : configFlag('--compare-config', values['compare-config'])))
   const phases = values.phases === undefined
     ? phaseRegistry.filter((p) => p.defaultOn)
     : values.phases.split(',').map((s) => s.trim()).filter((s) => s !== '').map((name) => {
@@ -161,6 +168,17 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     retryNoisy: Number(values['retry-noisy'] ?? 1),
     waitQuietSec: Number(values['wait-quiet'] ?? 0),
   }
+}
+
+function configFlag (flag: string, json: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(json)
+  } catch {
+    throw new Error(`${flag}: not JSON: ${json}`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${flag}: must be a JSON object`)
+  return parsed as Record<string, unknown>
 }
 
 function openFileLimit (): number {

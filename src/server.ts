@@ -19,6 +19,7 @@ import { openBucketStore } from './store/buckets.js'
 import { openClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
+import { guardStorage } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
 import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
@@ -45,6 +46,8 @@ export interface HeraldServer {
 
 export interface ServerOptions {
   readonly logger?: Logger
+  /** Called with the database once it is open, before Herald wraps or uses it: tests observe its writes. */
+  readonly onDatabaseOpen?: (db: Database) => void
 }
 
 export function buildServer (config: HeraldConfig, options: ServerOptions = {}): HeraldServer {
@@ -85,6 +88,9 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
     async start () {
       const verifier = createTokenVerifier(config.auth.jwt)
       db = await openDatabase(config.dataDir, config.storage.engine)
+      options.onDatabaseOpen?.(db)
+      // before any store writes: every write honours storage.fsync
+      guardStorage(db, { fsync: config.storage.fsync })
       if (config.storage.engine === 'memory') logger.warn('storage.engine is memory: sessions, installations and queued messages are lost when the broker stops')
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)

@@ -10,6 +10,11 @@ import { BENCH_GRANTS, type TokenSigner } from './tokens.js'
 export const HOST = '127.0.0.1'
 /** The Herald tree to run (bin/herald.js and dist/): this repository unless --herald-dir names another build, for A/B runs. */
 export function heraldDir (): string { return process.env['HERALD_BENCH_DIR'] ?? repoRoot }
+/** Config keys merged into the config file of this build's Herald brokers (--herald-config). */
+function heraldConfigOverride (): Record<string, unknown> | undefined {
+  const json = process.env['HERALD_BENCH_CONFIG']
+  return json === undefined || json === '' ? undefined : JSON.parse(json) as Record<string, unknown>
+}
 export const MOSQUITTO_BIN = process.env['MOSQUITTO_BIN'] ?? '/usr/sbin/mosquitto'
 
 export interface BrokerStartOptions {
@@ -188,7 +193,7 @@ const heraldVariants = {
  * generator on one address are raised (CONNECT rate per IP, connections per
  * user, HTTP requests per IP).
  */
-function heraldDefinition (variant: 'jwt' | 'anonymous' | 'bare', build?: { dir: string, name: string, label: string }): BrokerDefinition {
+function heraldDefinition (variant: 'jwt' | 'anonymous' | 'bare', build?: { dir: string, name: string, label: string, config?: Record<string, unknown> | undefined }): BrokerDefinition {
   const anonymous = variant !== 'jwt'
   const dir = (): string => build?.dir ?? heraldDir()
   return {
@@ -211,6 +216,9 @@ function heraldDefinition (variant: 'jwt' | 'anonymous' | 'bare', build?: { dir:
       // herald-bare: Herald with its features off, the baseline of "auth + ACL + persistence cost < 10%":
       // no JWT, a grant of every topic (the ACL answers at its first rule), and the in-memory store
       if (variant === 'bare') config = deepMerge(config, { auth: { anonymous: { enabled: true, acl: { pub: ['#'], sub: ['#'] } } }, storage: { engine: 'memory' } })
+      // --herald-config (this build's brokers) or --compare-config (herald-b): an A/B of a setting
+      const override = build !== undefined ? build.config : heraldConfigOverride()
+      if (override !== undefined) config = deepMerge(config, override)
       if (options.heraldConfig !== undefined) config = deepMerge(config, options.heraldConfig)
       writeFileSync(join(tmp, 'config.json'), JSON.stringify(config, null, 2))
       const env: NodeJS.ProcessEnv = {
@@ -283,9 +291,12 @@ const mosquitto: BrokerDefinition = {
   },
 }
 
-/** Another Herald build (its bin/herald.js and dist/) as one more broker, `herald-b`, alternated with the others: an A/B run. */
-export function heraldBuild (dir: string): BrokerDefinition {
-  return heraldDefinition('jwt', { dir, name: 'herald-b', label: 'Herald B' })
+/**
+ * Another Herald build (its bin/herald.js and dist/) as one more broker, `herald-b`, alternated with the
+ * others: an A/B run. `config` is merged into its config file: the same build with another setting.
+ */
+export function heraldBuild (dir: string, config?: Record<string, unknown>): BrokerDefinition {
+  return heraldDefinition('jwt', { dir, name: 'herald-b', label: 'Herald B', config })
 }
 
 /** Every broker the bench knows; `--brokers` picks among them (default: herald, aedes, mosquitto). */

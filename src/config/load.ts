@@ -21,6 +21,7 @@ const envKeys: Record<string, { path: string[], type: 'string' | 'integer' }> = 
   HERALD_DATA_DIR: { path: ['dataDir'], type: 'string' },
   HERALD_STORAGE_ENGINE: { path: ['storage', 'engine'], type: 'string' },
   HERALD_STORAGE_ACK_WAIT_MS: { path: ['storage', 'ackWaitMs'], type: 'integer' },
+  HERALD_STORAGE_FSYNC: { path: ['storage', 'fsync'], type: 'string' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },

@@ -44,6 +44,10 @@ export const ConfigSchema = Type.Object({
       default: 20,
       description: 'how long a QoS 1 message whose persistent subscribers are all connected waits for their PUBACKs before it is written to disk; the publisher\'s PUBACK waits as long at most. 0: written at once',
     }),
+    fsync: Type.Union([Type.Literal('batch'), Type.Literal('none')], {
+      default: 'batch',
+      description: '`batch`: every LevelDB write (each group commit, each store\'s batch) is written with sync, so what a PUBACK or a 2xx acknowledges is on the disk, not only in the page cache; `none`: the kernel writes it back when it likes (survives kill -9, not a power cut)',
+    }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([

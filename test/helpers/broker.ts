@@ -7,7 +7,7 @@ import jwt from 'jsonwebtoken'
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient, type OnMessageCallback } from 'mqtt'
 import { pino } from 'pino'
 import { loadConfig, type HeraldConfig } from '../../src/config/index.js'
-import { buildServer, type HeraldServer, type ListeningPorts } from '../../src/server.js'
+import { buildServer, type HeraldServer, type ListeningPorts, type ServerOptions } from '../../src/server.js'
 
 /** The HS256 secret every test broker trusts (kid `test`) unless a test configures other keys. */
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long'
@@ -35,6 +35,8 @@ export interface StartOptions {
   /** Reuse a data directory (restart tests); otherwise a fresh temp dir removed at teardown. */
   dataDir?: string
   captureLogs?: boolean
+  /** Passed to buildServer (the logger is the helper's). */
+  serverOptions?: Omit<ServerOptions, 'logger'>
 }
 
 export async function makeTempDir (t: Teardown, prefix = 'herald-test-'): Promise<string> {
@@ -68,7 +70,7 @@ export async function startBroker (t: Teardown, options: StartOptions = {}): Pro
     },
   })
   const logger = pino({ level: config.log.level }, sink)
-  const server = buildServer(config, { logger })
+  const server = buildServer(config, { ...options.serverOptions, logger })
   const ports = await server.start()
   let stopped = false
   const stop = async (): Promise<void> => {
