@@ -90,6 +90,10 @@ export const ConfigSchema = Type.Object({
       default: 100,
       description: 'open HTTP connections per client IP; a new one beyond it is closed at once. A WebSocket connection stops counting once upgraded to MQTT. 0: no cap',
     }),
+    authFailureLimit: Type.Object({
+      max: Type.Integer({ minimum: 1, default: 100, description: 'failed authentications (401) per client IP per window; beyond it the IP gets 429 RATE_LIMITED, its tokens unverified, until the window ends' }),
+      windowSec: Type.Integer({ minimum: 1, default: 60 }),
+    }, { additionalProperties: false, default: {} }),
   }, { additionalProperties: false, default: {} }),
   tls: Type.Object({
     certFile: NullableString('PEM certificate chain; enables mqtts and https/wss'),

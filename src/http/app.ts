@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger'
 import { Ajv } from 'ajv'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { HeraldError } from '../errors/index.js'
+import { createAuthFailureLimiter } from './auth-failure-limiter.js'
 import { bearerAuth } from './auth.js'
 import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
@@ -86,8 +87,20 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   registerMetricsRoute(app, ctx)
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger())
 
+  const authenticate = bearerAuth({
+    verifier: ctx.verifier,
+    failures: createAuthFailureLimiter(ctx.config.http.authFailureLimit.max, ctx.config.http.authFailureLimit.windowSec),
+    onFailure: (error) => ctx.metrics.authFailures.inc({ transport: 'http', code: error.code }),
+    onLimited: () => ctx.metrics.httpAuthRateLimited.inc(),
+  })
   await app.register(async (api) => {
-    api.addHook('onRequest', bearerAuth(ctx.verifier, (error) => ctx.metrics.authFailures.inc({ transport: 'http', code: error.code })))
+    // Not api.addHook('onRequest'): @fastify/rate-limit puts its check among each route's own onRequest
+    // hooks, and fastify runs those after the instance's, so a request refused 401 was never counted by
+    // http.rateLimit. Appended here, in an onRoute hook that runs after the plugin's, auth comes after it.
+    api.addHook('onRoute', (route) => {
+      const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
+      route.onRequest = [...hooks, authenticate]
+    })
     registerPublishRoutes(api, ctx)
     registerPushRoutes(api, ctx)
     registerInstallationRoutes(api, ctx)

@@ -1,6 +1,7 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Principal, TokenVerifier } from '../auth/index.js'
 import { HeraldError } from '../errors/index.js'
+import type { AuthFailureLimiter } from './auth-failure-limiter.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -9,16 +10,40 @@ declare module 'fastify' {
   }
 }
 
-/** `Authorization: Bearer <JWT>`, verified by the same code as MQTT CONNECT. */
-export function bearerAuth (verifier: TokenVerifier, onFailure: (error: HeraldError) => void) {
-  return async function authenticate (request: FastifyRequest): Promise<void> {
+export interface BearerAuthOptions {
+  readonly verifier: TokenVerifier
+  /** Failed authentications per client IP (`http.authFailureLimit`). */
+  readonly failures: AuthFailureLimiter
+  /** A request whose credentials were refused. */
+  onFailure (error: HeraldError): void
+  /** A request refused before its token was looked at: its address failed too often. */
+  onLimited (): void
+}
+
+/**
+ * `Authorization: Bearer <JWT>`, verified by the same code as MQTT CONNECT.
+ * Every refusal counts against the client's address; past `http.authFailureLimit`
+ * the address gets 429 with Retry-After, and no token of it is verified until then.
+ */
+export function bearerAuth (options: BearerAuthOptions) {
+  const { verifier, failures } = options
+  return async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const waitMs = await failures.blockedFor(request.ip)
+    if (waitMs > 0) {
+      options.onLimited()
+      reply.header('retry-after', String(Math.ceil(waitMs / 1000)))
+      throw new HeraldError('RATE_LIMITED', 'too many failed authentications from this address; retry later')
+    }
     const header = request.headers.authorization
     const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
     try {
       if (match === null) throw new HeraldError('TOKEN_MISSING', 'an Authorization: Bearer <token> header is required')
       request.principal = verifier.verify(match[1] as string)
     } catch (err) {
-      if (err instanceof HeraldError) onFailure(err)
+      if (err instanceof HeraldError) {
+        options.onFailure(err)
+        await failures.failed(request.ip)
+      }
       throw err
     }
   }

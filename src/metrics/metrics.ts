@@ -11,6 +11,8 @@ export interface Metrics {
   readonly httpConnectionsRefused: Counter
   /** HTTP connections closed because a request's headers or body took longer than its timeout. */
   readonly httpRequestTimeouts: Counter
+  /** HTTP requests refused unverified: their address had too many failed authentications. */
+  readonly httpAuthRateLimited: Counter
   readonly authFailures: Counter<'transport' | 'code'>
   readonly relay: RelayObserver
 }
@@ -44,6 +46,7 @@ export function createMetrics (gauges: Gauges): Metrics {
     httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
     httpConnectionsRefused: new Counter({ name: 'herald_http_connections_refused_total', help: 'HTTP connections closed at accept: their IP had http.maxConnectionsPerIp open', registers }),
     httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
+    httpAuthRateLimited: new Counter({ name: 'herald_http_auth_rate_limited_total', help: 'HTTP requests answered 429 without verifying their token: their IP exceeded http.authFailureLimit', registers }),
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
     relay: {
       sent: (provider, ms) => {
