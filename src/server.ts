@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { WebSocketServer } from 'ws'
 import { createAcl } from './acl/index.js'
+import { HeraldError } from './errors/index.js'
 import { createTokenVerifier } from './auth/index.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
 import type { HeraldConfig } from './config/index.js'
@@ -19,7 +20,7 @@ import { openBucketStore } from './store/buckets.js'
 import { openClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
-import { guardStorage } from './store/storage-guard.js'
+import { guardStorage, type StorageGuard } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
 import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
@@ -55,6 +56,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   const host = config.listen.host
   let ready = false
   let db: Database | undefined
+  let storage: StorageGuard | undefined
   let broker: Broker | undefined
   let gateway: RelayGateway | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
@@ -89,8 +91,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const verifier = createTokenVerifier(config.auth.jwt)
       db = await openDatabase(config.dataDir, config.storage.engine)
       options.onDatabaseOpen?.(db)
-      // before any store writes: every write honours storage.fsync
-      guardStorage(db, { fsync: config.storage.fsync })
+      // before any store writes: every write honours storage.fsync, and a full disk stops writes until it heals
+      storage = guardStorage(db, { fsync: config.storage.fsync, logger })
       if (config.storage.engine === 'memory') logger.warn('storage.engine is memory: sessions, installations and queued messages are lost when the broker stops')
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)
@@ -100,6 +102,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const metrics = createMetrics({
         connectedClients: () => broker?.connections.size ?? 0,
         relayOutboxDepth: () => gateway?.depth ?? 0,
+        storageWritable: () => storage?.problem() === null ? 1 : 0,
       })
       broker = await createBroker({
         config,
@@ -133,7 +136,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, buckets, clientIds, metrics, relay,
-        ready: () => ready,
+        readiness: () => ready ? (storage?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         ports: publicPorts,
       }
 
@@ -166,7 +169,9 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // in-flight deliveries settle; pending jobs stay in the outbox for the next start
       if (gateway !== undefined) await gateway.close()
       await Promise.all(httpApps.map(async (app) => await app.close()))
+      storage?.close()
       if (db !== undefined) await db.close()
+      storage = undefined
       broker = undefined
       gateway = undefined
       db = undefined

@@ -44,6 +44,7 @@ export const errorCodes = {
   NOT_FOUND: { status: 404, connack: Connack.notAuthorized, message: 'no such resource' },
   INTERNAL_ERROR: { status: 500, connack: Connack.serverUnavailable, message: 'internal error' },
   SERVER_UNAVAILABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the server is not available' },
+  STORAGE_FULL: { status: 503, connack: Connack.serverUnavailable, message: 'the disk is full: the broker cannot store anything until space is freed; retry later' },
   CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
 } as const satisfies Record<string, ErrorSpec>
 

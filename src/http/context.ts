@@ -3,6 +3,7 @@ import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { HeraldConfig } from '../config/index.js'
+import type { HeraldError } from '../errors/index.js'
 import type { Metrics } from '../metrics/metrics.js'
 import type { RelayGateway } from '../relay/gateway.js'
 import type { AppTopicStore } from '../store/app-topics.js'
@@ -33,6 +34,7 @@ export interface HttpContext {
   readonly clientIds: ClientOwnerStore
   readonly metrics: Metrics
   readonly relay: RelayGateway
-  ready (): boolean
+  /** Why the server should get no traffic now (starting, stopping, the store cannot write), or null: `/readyz`. */
+  readiness (): HeraldError | null
   ports (): PublicPorts
 }

@@ -1,6 +1,9 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { HeraldError, isHeraldError } from '../errors/index.js'
 
+/** Retry-After of every 503. */
+const RETRY_AFTER_SEC = 5
+
 /** The one error body of the HTTP API. */
 export interface ErrorBody {
   error: { code: string, message: string }
@@ -20,6 +23,8 @@ export function toHeraldError (err: unknown): HeraldError {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new HeraldError('UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err })
   }
+  // the store is closed for a moment while it heals (store/storage-guard.ts), or while the server stops
+  if (error.code === 'LEVEL_DATABASE_NOT_OPEN') return new HeraldError('SERVER_UNAVAILABLE', 'the store is not available; retry later', { cause: err })
   if (error.statusCode === 404) return new HeraldError('NOT_FOUND', undefined, { cause: err })
   if (error.statusCode === 429) return new HeraldError('RATE_LIMITED', undefined, { cause: err })
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
@@ -44,5 +49,7 @@ export async function sendError (err: unknown, request: FastifyRequest, reply: F
   const error = toHeraldError(err)
   if (error.code === 'INTERNAL_ERROR') request.log.error({ err: error.cause }, 'request failed')
   const body: ErrorBody = { error: { code: error.code, message: error.message } }
+  // a full disk, a store that heals, a server not ready: worth retrying, not at once
+  if (error.status === 503) reply.header('retry-after', String(RETRY_AFTER_SEC))
   await reply.code(error.status).send(body)
 }

@@ -21,6 +21,8 @@ export interface Metrics {
 export interface Gauges {
   connectedClients (): number
   relayOutboxDepth (): number
+  /** 1 while the store writes, 0 while it refuses writes (full disk, I/O error) */
+  storageWritable (): number
 }
 
 export function createMetrics (gauges: Gauges): Metrics {
@@ -31,6 +33,8 @@ export function createMetrics (gauges: Gauges): Metrics {
   new Gauge({ name: 'herald_mqtt_connected_clients', help: 'Authenticated MQTT connections open now', registers, collect () { this.set(gauges.connectedClients()) } })
   // eslint-disable-next-line no-new
   new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_storage_writable', help: '1 while the store writes; 0 while it refuses writes (full disk or I/O error) until it heals', registers, collect () { this.set(gauges.storageWritable()) } })
 
   const sent = new Counter({ name: 'herald_relay_sent_total', help: 'Notifications accepted by a provider', labelNames: ['provider'], registers })
   const retried = new Counter({ name: 'herald_relay_retried_total', help: 'Relay attempts that failed transiently and were scheduled again', labelNames: ['provider'], registers })

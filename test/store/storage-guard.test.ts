@@ -68,3 +68,118 @@ t.test('the in-memory engine is left alone', async (t) => {
   guardStorage(db, { fsync: 'batch' })
   t.equal((db as unknown as { _put: unknown })._put, put)
 })
+
+/** An error as classic-level reports a failed LevelDB write. */
+function ioError (reason: string): Error {
+  return Object.assign(new Error(`IO error: /data/db/000005.ldb: ${reason}`), { code: 'LEVEL_IO_ERROR' })
+}
+
+interface Faults {
+  /** thrown by every native write while set */
+  fault: Error | undefined
+  /** native writes attempted */
+  attempts: number
+  /** resolves at the next write of the heal's probe */
+  nextProbe (): Promise<void>
+}
+
+/** Makes the native writes of `db` fail on demand; installed below the guard, as a full disk would be. */
+function injectFaults (db: Database): Faults {
+  const implementation = db as unknown as Record<'_put' | '_del' | '_batch', (...args: unknown[]) => Promise<void>>
+  let probed: Array<() => void> = []
+  const faults: Faults = {
+    fault: undefined,
+    attempts: 0,
+    nextProbe: async () => await new Promise<void>((resolve) => probed.push(resolve)),
+  }
+  for (const method of ['_put', '_del', '_batch'] as const) {
+    const original = implementation[method].bind(db)
+    implementation[method] = async (...args: unknown[]) => {
+      faults.attempts++
+      try {
+        if (faults.fault !== undefined) throw faults.fault
+        await original(...args)
+      } finally {
+        if (method === '_del' && String(args[0]).includes('storage-probe')) {
+          for (const resolve of probed) resolve()
+          probed = []
+        }
+      }
+    }
+  }
+  return faults
+}
+
+t.test('a full disk stops every write (STORAGE_FULL) until the store heals by itself; reads go on', async (t) => {
+  const db = await openDatabase(await makeTempDir(t))
+  t.teardown(async () => await db.close())
+  const faults = injectFaults(db)
+  const guard = guardStorage(db, { fsync: 'batch', healIntervalMs: 5 })
+  t.teardown(() => guard.close())
+  const items = db.sublevel<string, string>('items', { valueEncoding: 'utf8' })
+  const queue = new GroupCommit(groupCommitTarget(db))
+  await items.put('a', '1')
+  t.equal(guard.problem(), null)
+
+  faults.fault = ioError('No space left on device')
+  await t.rejects(items.put('b', '2'), { code: 'STORAGE_FULL' }, 'the write that met the full disk')
+  t.equal(guard.problem()?.code, 'STORAGE_FULL')
+  t.equal(guard.problem()?.status, 503)
+
+  // refused at once, without reaching LevelDB: a log append after a failed one may not read back
+  faults.fault = undefined
+  const attempts = faults.attempts
+  await t.rejects(items.put('c', '3'), { code: 'STORAGE_FULL' })
+  await t.rejects(db.batch().put('d', '4', { sublevel: items }).write(), { code: 'STORAGE_FULL' })
+  await t.rejects(queue.write([{ type: 'put', key: items.prefixKey('e', 'utf8'), value: Buffer.from('5') }]), { code: 'STORAGE_FULL' })
+  await t.rejects(items.clear(), { code: 'STORAGE_FULL' })
+  await items.clear({ gt: 'x' })
+  t.pass('a clear of an empty range writes nothing, so it is not refused (aedes clears at every clean CONNECT)')
+  t.equal(faults.attempts, attempts, 'nothing reached LevelDB')
+  t.equal(await items.get('a'), '1', 'reads go on')
+
+  // space is back: the store reopens, proves it writes, and takes writes again, through its sublevels too
+  await guard.writable()
+  t.equal(guard.problem(), null)
+  t.equal(db.status, 'open')
+  t.equal(items.status, 'open', 'the sublevel was reopened with the database')
+  await items.put('b', '2')
+  await queue.write([{ type: 'put', key: items.prefixKey('e', 'utf8'), value: Buffer.from('5') }])
+  t.strictSame(await items.keys().all(), ['a', 'b', 'e'])
+})
+
+t.test('while the disk stays full, healing keeps trying and the store keeps refusing', async (t) => {
+  const db = await openDatabase(await makeTempDir(t))
+  t.teardown(async () => await db.close())
+  const faults = injectFaults(db)
+  const guard = guardStorage(db, { fsync: 'none', healIntervalMs: 5 })
+  t.teardown(() => guard.close())
+  faults.fault = ioError('No space left on device')
+  await t.rejects(db.put('x', 'y'), { code: 'STORAGE_FULL' })
+  await faults.nextProbe()
+  await faults.nextProbe()
+  t.equal(guard.problem()?.code, 'STORAGE_FULL', 'two failed probes later, still refusing')
+  faults.fault = undefined
+  await guard.writable()
+  await db.put('x', 'y')
+  t.equal(await db.get('x'), 'y')
+})
+
+t.test('another I/O error stops writes as SERVER_UNAVAILABLE; other errors leave the store alone', async (t) => {
+  const db = await openDatabase(await makeTempDir(t))
+  t.teardown(async () => await db.close())
+  const faults = injectFaults(db)
+  const guard = guardStorage(db, { fsync: 'batch', healIntervalMs: 5 })
+  t.teardown(() => guard.close())
+
+  faults.fault = Object.assign(new Error('something else'), { code: 'LEVEL_NOT_SUPPORTED' })
+  await t.rejects(db.put('x', 'y'), { code: 'LEVEL_NOT_SUPPORTED' })
+  t.equal(guard.problem(), null, 'not an I/O error: the store still writes')
+
+  faults.fault = ioError('Input/output error')
+  await t.rejects(db.put('x', 'y'), { code: 'SERVER_UNAVAILABLE' })
+  t.equal(guard.problem()?.code, 'SERVER_UNAVAILABLE')
+  faults.fault = undefined
+  await guard.writable()
+  await db.put('x', 'y')
+})
