@@ -3,6 +3,7 @@ import Type, { type Static } from 'typebox'
 import { assertPublishTopic } from '../../acl/index.js'
 import { HeraldError } from '../../errors/index.js'
 import type { HttpContext } from '../context.js'
+import { assertFitsInPacket } from '../packet-size.js'
 
 const PublishBody = Type.Object({
   // an empty topic is TOPIC_INVALID (assertPublishTopic), not a schema error
@@ -27,9 +28,8 @@ export function registerPublishRoutes (app: FastifyInstance, ctx: HttpContext): 
     const { topic, encoding = 'utf8', qos = 0, retain = false } = request.body
     assertPublishTopic(topic, ctx.config.limits)
     const payload = encodePayload(request.body.payload, encoding)
-    if (payload.length > ctx.config.limits.maxPacketBytes) {
-      throw new HeraldError('PAYLOAD_TOO_LARGE', 'the payload is larger than limits.maxPacketBytes')
-    }
+    // the whole packet, not the payload alone: a payload of exactly maxPacketBytes made a larger packet
+    assertFitsInPacket(topic, payload.length, qos, ctx.config.limits.maxPacketBytes)
     if (!ctx.acl.forPrincipal(request.principal).canPublish(topic)) throw new HeraldError('PUBLISH_DENIED')
     await ctx.broker.publish({ topic, payload, qos, retain })
     ctx.metrics.messagesIn.inc({ transport: 'http' })

@@ -7,6 +7,7 @@ import { HeraldError } from '../../errors/index.js'
 import { buildEnvelope, checkPushContent, PushRequest, type PushTarget } from '../../push/message.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
+import { assertFitsInPacket } from '../packet-size.js'
 import { installationTopic, userInboxTopic } from '../../push/topics.js'
 import { findOwnInstallation } from './installation-access.js'
 import type { RelayContent } from '../../../plugins/push-core/index.js'
@@ -35,12 +36,16 @@ export function registerPushRoutes (app: FastifyInstance, ctx: HttpContext): voi
     const id = randomUUID()
     const envelope = buildEnvelope({ id, now: new Date(), sender: request.principal.sub, topic: target.topic, request: push })
 
+    const overMqtt = push.mqtt?.enabled !== false && (target.installation === undefined || target.installation.mqtt)
+    const message = { topic: target.topic, payload: Buffer.from(JSON.stringify(envelope)), qos: push.mqtt?.qos ?? 1, retain: false }
+    // checked before the relay: a push refused here goes nowhere
+    if (overMqtt) assertFitsInPacket(message.topic, message.payload.length, message.qos, ctx.config.limits.maxPacketBytes)
+
     // relay first: the outbox holds the jobs for offline devices before anything is sent anywhere
     const recipients = target.installation !== undefined ? [target.installation.id] : await ctx.broker.persistentSubscribers(target.topic)
     await ctx.relay.relayPush(recipients, relayContent(id, target.topic, push), push.ttl)
 
     if (push.mqtt?.enabled !== false) {
-      const message = { topic: target.topic, payload: Buffer.from(JSON.stringify(envelope)), qos: push.mqtt?.qos ?? 1, retain: false }
       ctx.relay.markRelayed(message.payload)
       if (target.installation === undefined) await ctx.broker.publish(message)
       else if (target.installation.mqtt) await ctx.broker.deliverTo(target.installation.id, message)
