@@ -115,6 +115,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
           messageIn: () => metrics.messagesIn.inc({ transport: 'mqtt' }),
           messageOut: () => metrics.messagesOut.inc(),
           connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
+          publishDenied: () => metrics.publishDenied.inc(),
         },
       })
       const relay = createRelayGateway({

@@ -51,6 +51,7 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
     acl,
     anonymous: { enabled: config.auth.anonymous.enabled, grants: config.auth.anonymous.acl },
     limits: config.limits,
+    deniedPublish: config.mqtt.deniedPublish,
     owners: clientIds,
     sessions,
     connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec),

@@ -1,14 +1,16 @@
 import type { Aedes, AuthenticateError, Client, ConnectPacket, PublishPacket, Subscription } from 'aedes'
 import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
+import { assertPublishTopic, assertTopicFilter, type TopicLimits } from '../acl/topic-validation.js'
 import { anonymousPrincipal, ownerKey, type Grants, type Principal, type TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import { HeraldError, isHeraldError } from '../errors/index.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { SessionStore } from '../store/session-store.js'
 import type { ConnectLimiter } from './connect-limiter.js'
-import { ConnectionRegistry } from './connection-registry.js'
+import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
+import { capQueuedQos, deliverOncePerMessage } from './delivery.js'
 
 /**
  * The only module that knows aedes' hook signatures and internals: an aedes
@@ -20,6 +22,8 @@ export interface HookDeps {
   readonly acl: Acl
   readonly anonymous: { readonly enabled: boolean, readonly grants: Grants }
   readonly limits: HeraldConfig['limits']
+  /** what a PUBLISH the ACL refuses costs its client (`mqtt.deniedPublish`) */
+  readonly deniedPublish: HeraldConfig['mqtt']['deniedPublish']
   readonly owners: ClientOwnerStore
   readonly sessions: SessionStore
   readonly connectLimiter: ConnectLimiter
@@ -32,6 +36,7 @@ export interface BrokerObserver {
   messageIn (): void
   messageOut (): void
   connectRefused (code: string): void
+  publishDenied (): void
 }
 
 /** What the CONNECT packet said, kept from preConnect until authenticate. */
@@ -40,6 +45,9 @@ interface ConnectRequest {
   readonly clean: boolean
   readonly willTopic: string | undefined
 }
+
+/** aedes' Client keeps the will it is about to publish while it closes (lib/client.js `close`). */
+interface Willing { will?: PublishPacket | null }
 
 /** aedes' publish as its handlers call it (the typings know only `publish(packet, done)`). */
 type AedesPublish = (packet: PublishPacket, client?: Client | null | ((error?: Error | null) => void), done?: (error?: Error | null) => void) => void
@@ -54,6 +62,13 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   const { verifier, acl, limits, owners, sessions, logger } = deps
   const registry = new ConnectionRegistry<Client>()
   const requests = new WeakMap<Client, ConnectRequest>()
+  /**
+   * Sessions of closed connections, for their wills: aedes 1.2 authorizes a
+   * will only after the asynchronous unsubscribe of the closing client's
+   * subscriptions (lib/client.js `close`), by which time the connection has
+   * left the registry.
+   */
+  const departed = new WeakMap<Client, Session>()
   const expiries = new Deadlines<Client>(EXPIRY_RESOLUTION_MS, (client) => {
     logger.info({ clientId: client.id }, 'token expired; closing the connection')
     client.close()
@@ -64,7 +79,9 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     const client = this.client
     if (client === undefined) return
     const session = registry.get(client)
-    if (session?.expiresAt != null) expiries.delete(client, session.expiresAt)
+    if (session === undefined) return
+    if (session.expiresAt !== null) expiries.delete(client, session.expiresAt)
+    departed.set(client, session)
     registry.remove(client)
   }
 
@@ -108,6 +125,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     const principal = principalOf(password)
     const owner = ownerKey(principal)
     const principalAcl = acl.forPrincipal(principal)
+    if (request.willTopic !== undefined) assertPublishTopic(request.willTopic, limits)
     if (request.willTopic !== undefined && !principalAcl.canPublish(request.willTopic)) {
       throw new HeraldError('PUBLISH_DENIED', 'the will topic may not be published to')
     }
@@ -126,6 +144,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     if (principal.expiresAt !== null) expiries.add(client, principal.expiresAt)
     client.conn.on('close', forget)
     disableCounterDedupe(client)
+    deliverOncePerMessage(client)
     slimParser(client)
 
     // a persistent session claims its client id until its owner discards it with clean=true;
@@ -143,12 +162,25 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   broker.authorizePublish = (client, packet, callback) => {
     // a null client is a will of a client gone before a restart; its topic was checked at CONNECT
     if (client === null) return callback(null)
-    const session = registry.get(client)
+    const will = (client as Willing).will === packet
+    const session = registry.get(client) ?? (will ? departed.get(client) : undefined)
     if (session === undefined) return callback(new HeraldError('NOT_AUTHORIZED'))
-    if (packet.topic.length > limits.maxTopicLength) {
-      return callback(new HeraldError('TOPIC_INVALID', 'the topic is longer than limits.maxTopicLength'))
+    try {
+      assertPublishTopic(packet.topic, limits)
+    } catch (err) {
+      return callback(err as HeraldError)
     }
     if (!session.acl.canPublish(packet.topic)) {
+      deps.observer?.publishDenied()
+      if (will) {
+        logger.info({ clientId: client.id, topic: packet.topic }, 'will refused: its topic may no longer be published to')
+        return callback(new HeraldError('PUBLISH_DENIED'))
+      }
+      if (deps.deniedPublish === 'drop') {
+        logger.info({ clientId: client.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
+        handled.add(packet)
+        return callback(null)
+      }
       logger.info({ clientId: client.id, topic: packet.topic }, 'publish denied; closing the connection')
       // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the connection is closed
       return callback(new HeraldError('PUBLISH_DENIED'))
@@ -176,7 +208,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     identified.brokerId = internals.id
     identified.brokerCounter = ++internals.counter
     sessions.expectAcknowledgement(identified)
-    publishedEarly.add(packet)
+    handled.add(packet)
     publish(packet, client, (err) => {
       const safe = sessions.safeToAck(identified)
       if (err != null) {
@@ -198,13 +230,16 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     })
   }
 
-  /** Publishes run by publishBeforeAck, whose second run by aedes' handler is skipped. */
-  const publishedEarly = new WeakSet<PublishPacket>()
+  /**
+   * Publishes aedes' handler must not run: already run by publishBeforeAck, or
+   * dropped by the `drop` policy (acknowledged, delivered to nobody).
+   */
+  const handled = new WeakSet<PublishPacket>()
   /** Each client's last PUBACK wait: the next one waits for it too. */
   const ackTails = new WeakMap<Client, Promise<unknown>>()
   const publish = broker.publish.bind(broker) as unknown as AedesPublish
   ;(broker as unknown as { publish: AedesPublish }).publish = (packet, client, done) => {
-    if (publishedEarly.delete(packet)) {
+    if (handled.delete(packet)) {
       (typeof client === 'function' ? client : done)?.(null)
       return
     }
@@ -214,7 +249,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   broker.authorizeSubscribe = (client, subscription: Subscription, callback) => {
     const session = registry.get(client)
     const allowed = session !== undefined &&
-      subscription.topic.length <= limits.maxTopicLength &&
+      isValidFilter(subscription.topic, limits) &&
       session.acl.canSubscribe(subscription.topic)
     if (!allowed) {
       logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription denied')
@@ -229,6 +264,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   broker.authorizeForward = (client, packet) => {
     const session = registry.get(client)
     if (session === undefined || !session.acl.canReceive(packet.topic)) return null
+    capQueuedQos(client, packet)
     deps.observer?.messageOut()
     return packet
   }
@@ -300,6 +336,15 @@ function slimParser (client: Client): void {
   // bytes of a packet that has not fully arrived yet move over
   if (parser._list.length > 0) list.append(parser._list)
   parser._list = list as unknown as ParserInternals['_list']
+}
+
+function isValidFilter (filter: string, limits: TopicLimits): boolean {
+  try {
+    assertTopicFilter(filter, limits)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function remoteAddress (client: Client): string | undefined {

@@ -25,6 +25,7 @@ const envKeys: Record<string, { path: string[], type: 'string' | 'integer' }> = 
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },
+  HERALD_MQTT_DENIED_PUBLISH: { path: ['mqtt', 'deniedPublish'], type: 'string' },
   HERALD_HTTP_PORT: { path: ['http', 'port'], type: 'integer' },
 }
 

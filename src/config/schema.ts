@@ -60,6 +60,10 @@ export const ConfigSchema = Type.Object({
   }, { additionalProperties: false, default: {} }),
   mqtt: Type.Object({
     port: Type.Integer({ ...Port, default: 1883 }),
+    deniedPublish: Type.Union([Type.Literal('disconnect'), Type.Literal('drop')], {
+      default: 'disconnect',
+      description: 'a PUBLISH the ACL refuses: `disconnect` closes the connection (MQTT 3.1.1 has no negative PUBACK); `drop` acknowledges it, delivers it to nobody, logs and counts it',
+    }),
   }, { additionalProperties: false, default: {} }),
   http: Type.Object({
     port: Type.Integer({ ...Port, default: 8080 }),

@@ -14,6 +14,7 @@ export interface Metrics {
   /** HTTP requests refused unverified: their address had too many failed authentications. */
   readonly httpAuthRateLimited: Counter
   readonly authFailures: Counter<'transport' | 'code'>
+  readonly publishDenied: Counter
   readonly relay: RelayObserver
 }
 
@@ -52,6 +53,7 @@ export function createMetrics (gauges: Gauges): Metrics {
     httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
     httpAuthRateLimited: new Counter({ name: 'herald_http_auth_rate_limited_total', help: 'HTTP requests answered 429 without verifying their token: their IP exceeded http.authFailureLimit', registers }),
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
+    publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
     relay: {
       sent: (provider, ms) => {
         sent.inc({ provider })

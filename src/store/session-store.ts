@@ -5,8 +5,9 @@ import { Readable } from 'node:stream'
 import { groupCommitTarget } from './batch-target.js'
 import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, type FreshMessage } from './fresh-messages.js'
 import { GroupCommit, type BatchOperation, type BatchTarget, type HeldOperation } from './group-commit.js'
+import { OfflineSubscriptions } from './offline-subscriptions.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
-import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange } from './session-keys.js'
+import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
 
 /** Decides whether a subscription may be written into a client's persistent session. */
 export type SubscriptionGuard = (clientId: string, topic: string) => boolean
@@ -118,6 +119,8 @@ export class SessionStore extends AsyncLevelPersistence {
   #inFlightCount = 0
   /** which clients have stored subscriptions or a will: spares CONNECT the reads when they have none */
   readonly #index = new SessionIndex()
+  /** the stored subscriptions that queue messages, by topic (replaces the library's trie: see OfflineSubscriptions) */
+  readonly #offline = new OfflineSubscriptions()
   /** brokerCounter → messages whose queue entries are not written yet, oldest first (see #freshOf) */
   readonly #fresh = new Map<number, FreshMessage>()
   #freshTimer: NodeJS.Timeout | undefined
@@ -174,6 +177,10 @@ export class SessionStore extends AsyncLevelPersistence {
     await super.setup(broker)
     await this.#recoverFresh()
     await this.#index.load(this.#db)
+    for await (const [, value] of this.#db.iterator(prefixRange(SUBSCRIPTIONS_PREFIX))) {
+      const sub = msgpack.decode(value) as Partial<StoredSubscription>
+      if (typeof sub.clientId === 'string' && typeof sub.topic === 'string' && typeof sub.qos === 'number') this.#offline.add(sub.clientId, sub.topic, sub.qos)
+    }
   }
 
   override async addSubscriptions (client: { id: string }, subs: Array<{ topic: string, qos: number }>): Promise<void> {
@@ -181,11 +188,17 @@ export class SessionStore extends AsyncLevelPersistence {
     if (allowed.length === 0) return
     this.#index.addFilters(client.id, allowed.map((sub) => sub.topic))
     await super.addSubscriptions(client, allowed)
+    for (const sub of allowed) this.#offline.add(client.id, sub.topic, sub.qos)
   }
 
   override async removeSubscriptions (client: { id: string }, topics: string[]): Promise<void> {
     await super.removeSubscriptions(client, topics)
     this.#index.removeFilters(client.id, topics)
+    for (const topic of topics) this.#offline.remove(client.id, topic)
+  }
+
+  override async subscriptionsByTopic (topic: string): Promise<StoredSubscription[]> {
+    return this.#offline.match(topic)
   }
 
   override async subscriptionsByClient (client: { id: string }): Promise<Array<{ topic: string, qos: number }>> {

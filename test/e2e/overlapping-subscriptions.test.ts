@@ -1,0 +1,160 @@
+import type { IPublishPacket, MqttClient, Packet } from 'mqtt'
+import t from 'tap'
+import { brokerEvent, connect, makeTempDir, sign, startBroker, type Teardown, type TestBroker } from '../helpers/broker.js'
+
+// [MQTT-3.3.5-1] a message matching several of a client's subscriptions is delivered
+// respecting the maximum QoS of all of them, and never above what a subscription was
+// granted (MQTT 3.1.1 section 3.8.4: the QoS of a delivery is the minimum of the
+// message's and the subscription's). Herald sends one copy.
+
+type QoS = 0 | 1 | 2
+const levels: QoS[] = [0, 1, 2]
+
+interface Case {
+  readonly name: string
+  /** filter suffixes under `users/<user>/ov/` and the QoS each is subscribed with */
+  readonly filters: ReadonlyArray<readonly [string, QoS]>
+  readonly published: QoS
+  readonly clean: boolean
+}
+
+const cases: Case[] = []
+for (const wildQos of levels) {
+  for (const plusQos of levels) {
+    for (const published of levels) {
+      cases.push({ name: `# at ${wildQos}, + at ${plusQos}, published at ${published}`, filters: [['#', wildQos], ['+', plusQos]], published, clean: true })
+    }
+  }
+}
+for (const granted of levels) {
+  for (const published of levels) {
+    cases.push({ name: `one wildcard at ${granted}, published at ${published}`, filters: [['+', granted]], published, clean: true })
+    cases.push({ name: `one exact filter at ${granted}, published at ${published}`, filters: [['t', granted]], published, clean: true })
+  }
+}
+// aedes caps a delivery by the exact-topic subscription even when a wildcard one grants more
+cases.push({ name: 'exact at 0 and # at 1, published at 1', filters: [['t', 0], ['#', 1]], published: 1, clean: true })
+cases.push({ name: 'exact at 1 and + at 2, published at 2', filters: [['t', 1], ['+', 2]], published: 2, clean: true })
+for (const published of [1, 2] as const) {
+  cases.push({ name: `persistent: # at 2, + at 2, published at ${published}`, filters: [['#', 2], ['+', 2]], published, clean: false })
+  cases.push({ name: `persistent: # at 1, + at 2, published at ${published}`, filters: [['#', 1], ['+', 2]], published, clean: false })
+}
+
+const expectedQos = (c: Case): QoS => Math.min(c.published, Math.max(...c.filters.map(([, qos]) => qos))) as QoS
+
+t.test('one copy at the highest QoS any matching subscription was granted', async (t) => {
+  const broker = await startBroker(t)
+  const publisher = await connect(t, broker.mqttUrl, { clientId: 'publisher', password: sign({ sub: 'svc', role: 'service' }) })
+  await Promise.all(cases.map(async (c, n) => {
+    const user = `u${n}`
+    const subscriber = await subscribe(t, broker, user, c)
+    const copies = await copiesOf(subscriber, `users/${user}/ov`, async () => {
+      await publisher.publishAsync(`users/${user}/ov/t`, 'message', { qos: c.published })
+    }, publisher)
+    t.same(copies, [expectedQos(c)], `${c.name}: one copy at QoS ${expectedQos(c)}`)
+  }))
+})
+
+t.test('a persistent session with overlapping QoS 2 subscriptions stays connected and gets nothing again on reconnect', async (t) => {
+  const broker = await startBroker(t)
+  const publisher = await connect(t, broker.mqttUrl, { clientId: 'publisher', password: sign({ sub: 'svc', role: 'service' }) })
+  const c: Case = { name: 'persistent', filters: [['#', 2], ['+', 2]], published: 2, clean: false }
+  const errors: string[] = []
+  broker.server.broker?.aedes.on('clientError', (client, err) => { if (client.id === 'sub-alice') errors.push(err.message) })
+  const first = await subscribe(t, broker, 'alice', c)
+  const completed = new Promise<void>((resolve) => first.on('packetsend', (packet) => { if (packet.cmd === 'pubcomp') resolve() }))
+  const copies = await copiesOf(first, 'users/alice/ov', async () => {
+    await publisher.publishAsync('users/alice/ov/t', 'message', { qos: 2 })
+  }, publisher)
+  t.same(copies, [2])
+  // the QoS 2 exchange with the subscriber (PUBREC, PUBREL, PUBCOMP), then one more round trip
+  await completed
+  await first.subscribeAsync('users/alice/other', { qos: 0 })
+  t.same(errors, [], 'no error closed the connection')
+  t.ok(first.connected, 'still connected')
+  await first.endAsync()
+
+  const ready = brokerEvent(broker, 'clientReady', 'sub-alice')
+  const again = await connect(t, broker.mqttUrl, { clientId: 'sub-alice', clean: false, password: sign({ sub: 'alice' }) })
+  await ready
+  const afterReconnect = await copiesOf(again, 'users/alice/ov', async () => {}, publisher)
+  t.same(afterReconnect, [], 'the message was not queued again')
+})
+
+t.test('a message queued for an offline persistent session goes out at the QoS its subscription was granted', async (t) => {
+  const broker = await startBroker(t)
+  const publisher = await connect(t, broker.mqttUrl, { clientId: 'publisher', password: sign({ sub: 'svc', role: 'service' }) })
+  const first = await subscribe(t, broker, 'alice', { name: 'offline', filters: [['#', 1]], published: 2, clean: false })
+  await first.endAsync()
+  await publisher.publishAsync('users/alice/ov/t', 'queued', { qos: 2 })
+
+  let onPacket = (_packet: IPublishPacket): void => {}
+  const arrived = new Promise<IPublishPacket>((resolve) => { onPacket = resolve })
+  await connect(t, broker.mqttUrl, { clientId: 'sub-alice', clean: false, password: sign({ sub: 'alice' }) }, (_topic, _payload, packet) => onPacket(packet))
+  const packet = await arrived
+  t.same([String(packet.payload), packet.qos], ['queued', 1])
+})
+
+/** A client of `user` subscribed to each of the case's filters under `users/<user>/ov/`, and to the marker. */
+async function subscribe (t: Teardown, broker: TestBroker, user: string, c: Case): Promise<MqttClient> {
+  const client = await connect(t, broker.mqttUrl, { clientId: `sub-${user}`, clean: c.clean, password: sign({ sub: user }) })
+  for (const [suffix, qos] of c.filters) {
+    const granted = await client.subscribeAsync(`users/${user}/ov/${suffix}`, { qos })
+    if (granted[0]?.qos !== qos) throw new Error(`subscription ${suffix} at ${qos} was granted ${granted[0]?.qos}`)
+  }
+  // the marker of copiesOf(), which no filter but this one may match in some cases
+  await client.subscribeAsync(`users/${user}/ov/marker`, { qos: 0 })
+  return client
+}
+
+/**
+ * The QoS of every copy of the message `send` publishes to `users/<user>/ov/t`, as
+ * the subscriber received them up to a marker published after it: each copy of a
+ * message is on its way to the subscriber before the next message is delivered.
+ */
+async function copiesOf (subscriber: MqttClient, prefix: string, send: () => Promise<void>, publisher: MqttClient): Promise<number[]> {
+  const copies: number[] = []
+  // the PUBLISH packets as they arrive: mqtt.js emits a QoS 2 message only once its PUBREL has come
+  const markerArrived = new Promise<void>((resolve) => {
+    const onPacket = (packet: Packet): void => {
+      if (packet.cmd !== 'publish') return
+      if (packet.topic === `${prefix}/marker`) {
+        subscriber.off('packetreceive', onPacket)
+        resolve()
+      } else if (String(packet.payload) === 'message') {
+        copies.push(packet.qos)
+      }
+    }
+    subscriber.on('packetreceive', onPacket)
+  })
+  await send()
+  await publisher.publishAsync(`${prefix}/marker`, 'marker', { qos: 0 })
+  await markerArrived
+  return copies
+}
+
+t.test('a QoS 0 subscription inside a persistent wildcard one does not stop the wildcard queueing, before and after a restart', async (t) => {
+  const dataDir = await makeTempDir(t)
+  let broker = await startBroker(t, { dataDir })
+  const alice = { clientId: 'sub-alice', clean: false, password: sign({ sub: 'alice' }) }
+  const first = await connect(t, broker.mqttUrl, alice)
+  await first.subscribeAsync('users/alice/ov/#', { qos: 1 })
+  await first.subscribeAsync('users/alice/ov/b', { qos: 0 })
+  await first.endAsync()
+
+  const queuedFor = async (topic: string): Promise<string> => {
+    const publisher = await connect(t, broker.mqttUrl, { clientId: 'publisher', password: sign({ sub: 'svc', role: 'service' }) })
+    await publisher.publishAsync(topic, 'queued', { qos: 1 })
+    await publisher.endAsync()
+    let onMessage = (_topic: string): void => {}
+    const arrived = new Promise<string>((resolve) => { onMessage = resolve })
+    const client = await connect(t, broker.mqttUrl, alice, (received) => onMessage(received))
+    const received = await arrived
+    await client.endAsync()
+    return received
+  }
+  t.equal(await queuedFor('users/alice/ov/c'), 'users/alice/ov/c', 'queued while the broker ran')
+  await broker.stop()
+  broker = await startBroker(t, { dataDir })
+  t.equal(await queuedFor('users/alice/ov/d'), 'users/alice/ov/d', 'queued after a restart')
+})
