@@ -57,7 +57,7 @@ t.test('deniedPublish "disconnect" (the default) closes the connection', async (
   t.notOk(result.ok, 'mosquitto_pub saw the connection close before its PUBACK')
 })
 
-t.test('a topic with NUL is refused and a filter with a partial-level wildcard gets SUBACK 0x80', async (t) => {
+t.test('a topic with NUL is refused and a filter with `+` in part of a level gets SUBACK 0x80', async (t) => {
   const broker = await startBroker(t)
   // raw packets: mqtt.js and mosquitto_sub refuse to send such filters themselves
   const socket = netConnect(broker.ports.mqtt, '127.0.0.1')
@@ -68,16 +68,22 @@ t.test('a topic with NUL is refused and a filter with a partial-level wildcard g
   socket.on('data', (bytes) => parser.parse(bytes))
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
   socket.on('error', () => {})
+  let isClosed = false
+  void closed.then(() => { isClosed = true; onPacket() })
   const next = async (cmd: string): Promise<mqttPacket.Packet> => {
-    while (!packets.some((packet) => packet.cmd === cmd)) await new Promise<void>((resolve) => { onPacket = resolve })
+    while (!packets.some((packet) => packet.cmd === cmd)) {
+      if (isClosed) throw new Error(`the connection closed before a ${cmd}`)
+      await new Promise<void>((resolve) => { onPacket = resolve })
+    }
     return packets.find((packet) => packet.cmd === cmd) as mqttPacket.Packet
   }
   socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'raw', keepalive: 30, username: 'alice', password: Buffer.from(sign({ sub: 'alice' })) }))
   t.equal((await next('connack') as mqttPacket.IConnackPacket).returnCode, 0)
-  // [MQTT-4.7.1-3] `+` fills a whole level; [MQTT-4.7.1-2] so does `#`
-  const subscriptions = ['users/alice/+x', 'users/alice/a#', 'users/alice/+'].map((topic) => ({ topic, qos: 1 as const }))
+  // [MQTT-4.7.1-3] `+` fills a whole level. aedes closes the connection for most misplaced wildcards
+  // itself (lib/utils.js validateTopic), but lets `+x` in the last level through
+  const subscriptions = ['users/alice/+x', 'users/alice/+'].map((topic) => ({ topic, qos: 1 as const }))
   socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions }))
-  t.same((await next('suback') as mqttPacket.ISubackPacket).granted, [128, 128, 1])
+  t.same((await next('suback') as mqttPacket.ISubackPacket).granted, [128, 1])
 
   // [MQTT-4.7.3-2] no NUL in a topic name
   socket.write(mqttPacket.generate({ cmd: 'publish', topic: 'users/alice/a\u0000b', payload: Buffer.from('x'), qos: 0, retain: true, dup: false }))
