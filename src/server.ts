@@ -22,6 +22,7 @@ import { openInstallationStore } from './store/installations.js'
 import { openDatabase, type Database } from './store/open-store.js'
 import { guardStorage, type StorageGuard } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
+import { ConnectionBudget, readOpenFiles } from './transport/connection-budget.js'
 import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
 import { createTlsTransport } from './transport/tls.js'
@@ -57,6 +58,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let ready = false
   let db: Database | undefined
   let storage: StorageGuard | undefined
+  let budget: ConnectionBudget | undefined
   let broker: Broker | undefined
   let gateway: RelayGateway | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
@@ -75,6 +77,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   async function startHttp (ctx: HttpContext, port: number, tls?: { cert: Buffer, key: Buffer }): Promise<number> {
     const app = await buildHttpApp(ctx, tls !== undefined ? { https: tls } : {})
     httpApps.push(app)
+    budget?.watch(app.server, 'http')
     // an MQTT packet may be split over several WebSocket messages; one message never needs more than a packet
     webSocketServers.push(attachWebSocketTransport(app.server, { path: config.http.wsPath, maxPayload: config.limits.maxPacketBytes }, handleConnection))
     await app.listen({ port, host })
@@ -103,6 +106,13 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         connectedClients: () => broker?.connections.size ?? 0,
         relayOutboxDepth: () => gateway?.depth ?? 0,
         storageWritable: () => storage?.problem() === null ? 1 : 0,
+        openFiles: readOpenFiles,
+      })
+      // every listener's connections within the open-files limit, refusals counted and logged
+      budget = new ConnectionBudget({
+        logger,
+        relayConcurrency: config.push.fcm !== undefined || config.push.apns !== undefined ? config.push.concurrency : 0,
+        onRefused: (listener) => metrics.connectionsRefused.inc({ listener, reason: 'open_files' }),
       })
       broker = await createBroker({
         config,
@@ -137,12 +147,13 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, buckets, clientIds, metrics, relay,
-        readiness: () => ready ? (storage?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
+        readiness: () => ready ? (storage?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         ports: publicPorts,
       }
 
       const tcp = createTcpTransport(handleConnection)
       netServers.push(tcp)
+      budget.watch(tcp, 'mqtt')
       const mqtt = await listen(tcp, config.mqtt.port, host)
       const http = await startHttp(ctx, config.http.port)
       let mqtts: number | null = null
@@ -151,10 +162,13 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         const tls = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
         const tlsServer = createTlsTransport(tls, handleConnection)
         netServers.push(tlsServer)
+        budget.watch(tlsServer, 'mqtt')
         mqtts = await listen(tlsServer, config.tls.mqttPort, host)
         https = await startHttp(ctx, config.tls.httpsPort, tls)
       }
       ports = { mqtt, http, mqtts, https }
+      // every listener is bound: what is open now is what Herald needs besides its connections
+      budget.start()
       ready = true
       logger.info({ host, ports, wsPath: config.http.wsPath, dataDir: config.dataDir }, 'herald listening')
       return ports
@@ -170,6 +184,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // in-flight deliveries settle; pending jobs stay in the outbox for the next start
       if (gateway !== undefined) await gateway.close()
       await Promise.all(httpApps.map(async (app) => await app.close()))
+      budget?.close()
+      budget = undefined
       storage?.close()
       if (db !== undefined) await db.close()
       storage = undefined

@@ -14,6 +14,8 @@ export interface Metrics {
   /** HTTP requests refused unverified: their address had too many failed authentications. */
   readonly httpAuthRateLimited: Counter
   readonly authFailures: Counter<'transport' | 'code'>
+  /** Connections closed as they were accepted: the open-files limit left no room (transport/connection-budget.ts). */
+  readonly connectionsRefused: Counter<'listener' | 'reason'>
   readonly publishDenied: Counter
   readonly relay: RelayObserver
 }
@@ -24,6 +26,8 @@ export interface Gauges {
   relayOutboxDepth (): number
   /** 1 while the store writes, 0 while it refuses writes (full disk, I/O error) */
   storageWritable (): number
+  /** the process's open file descriptors and its limit; null where unknown */
+  openFiles (): { readonly limit: number | null, readonly open: number | null }
 }
 
 export function createMetrics (gauges: Gauges): Metrics {
@@ -36,6 +40,18 @@ export function createMetrics (gauges: Gauges): Metrics {
   new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
   // eslint-disable-next-line no-new
   new Gauge({ name: 'herald_storage_writable', help: '1 while the store writes; 0 while it refuses writes (full disk or I/O error) until it heals', registers, collect () { this.set(gauges.storageWritable()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'herald_open_files',
+    help: 'Open file descriptors of the process (sockets, LevelDB files, …), and its open-files limit (kind="limit")',
+    labelNames: ['kind'],
+    registers,
+    collect () {
+      const { limit, open } = gauges.openFiles()
+      if (open !== null) this.set({ kind: 'open' }, open)
+      if (limit !== null) this.set({ kind: 'limit' }, limit)
+    },
+  })
 
   const sent = new Counter({ name: 'herald_relay_sent_total', help: 'Notifications accepted by a provider', labelNames: ['provider'], registers })
   const retried = new Counter({ name: 'herald_relay_retried_total', help: 'Relay attempts that failed transiently and were scheduled again', labelNames: ['provider'], registers })
@@ -53,6 +69,7 @@ export function createMetrics (gauges: Gauges): Metrics {
     httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
     httpAuthRateLimited: new Counter({ name: 'herald_http_auth_rate_limited_total', help: 'HTTP requests answered 429 without verifying their token: their IP exceeded http.authFailureLimit', registers }),
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
+    connectionsRefused: new Counter({ name: 'herald_connections_refused_total', help: 'Connections closed as they were accepted, by listener (mqtt: TCP and TLS; http: HTTP, WebSocket) and reason (open_files: the open-files limit left no room)', labelNames: ['listener', 'reason'], registers }),
     publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
     relay: {
       sent: (provider, ms) => {

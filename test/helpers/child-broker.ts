@@ -13,14 +13,24 @@ export interface ChildBroker {
   readonly mqttUrl: string
   /** Resolves with the exit code (or signal name) once the process is gone. */
   readonly exited: Promise<number | string>
+  /** Every JSON log line the broker wrote on stdout so far. */
+  readonly logs: Array<Record<string, unknown>>
+  /** Resolves with the first log line, past or future, that `match` accepts. */
+  nextLog (match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>
+}
+
+export interface SpawnOptions {
+  /** A command that runs the broker, e.g. `['prlimit', '--nofile=256:256', '--']`: node and its arguments follow it. */
+  readonly wrapper?: readonly string[]
 }
 
 /**
  * Runs `herald start` as a child process on free loopback ports, for tests
  * that kill or signal the broker. Resolves once it logs its ports.
  */
-export async function spawnBroker (t: Teardown, env: Record<string, string>): Promise<ChildBroker> {
-  const child = spawn(process.execPath, [heraldBin, 'start'], {
+export async function spawnBroker (t: Teardown, env: Record<string, string>, options: SpawnOptions = {}): Promise<ChildBroker> {
+  const [command, ...args] = [...(options.wrapper ?? []), process.execPath, heraldBin, 'start']
+  const child = spawn(command as string, args, {
     env: {
       PATH: process.env.PATH ?? '',
       HERALD_LISTEN_HOST: '127.0.0.1',
@@ -41,17 +51,34 @@ export async function spawnBroker (t: Teardown, env: Record<string, string>): Pr
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
 
+  const logs: Array<Record<string, unknown>> = []
+  const watchers = new Set<(line: Record<string, unknown>) => void>()
+  const nextLog = async (match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+    const found = logs.find(match)
+    if (found !== undefined) return found
+    return await new Promise((resolve) => {
+      const watcher = (line: Record<string, unknown>): void => {
+        if (!match(line)) return
+        watchers.delete(watcher)
+        resolve(line)
+      }
+      watchers.add(watcher)
+    })
+  }
   const ports = await new Promise<ListeningPorts>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! })
     lines.on('line', (line) => {
+      let entry: Record<string, unknown> & { msg?: string, ports?: ListeningPorts }
       try {
-        const entry = JSON.parse(line) as { msg?: string, ports?: ListeningPorts }
-        if (entry.msg === 'herald listening' && entry.ports !== undefined) resolve(entry.ports)
+        entry = JSON.parse(line) as typeof entry
       } catch {
-        // not a log line
+        return // not a log line
       }
+      logs.push(entry)
+      for (const watcher of [...watchers]) watcher(entry)
+      if (entry.msg === 'herald listening' && entry.ports !== undefined) resolve(entry.ports)
     })
     void exited.then((code) => reject(new Error(`broker exited (${String(code)}) before listening: ${stderr}`)))
   })
-  return { child, ports, mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`, exited }
+  return { child, ports, mqttUrl: `mqtt://127.0.0.1:${ports.mqtt}`, exited, logs, nextLog }
 }
