@@ -18,6 +18,10 @@ interface ImplementationBatch {
  * already prefixed for their sublevel), so nothing that abstract-level would
  * do applies to them. Any other database, or one not open, goes through the
  * public API (which also reports a closed database properly).
+ *
+ * `_batch` is looked up at each call: storage-guard.ts replaces it on the
+ * database, so a group commit is synced (storage.fsync) and refused while the
+ * disk is full like every other write.
  */
 export function groupCommitTarget (db: BatchTarget): BatchTarget {
   if (!(db instanceof Level)) return db
