@@ -19,6 +19,7 @@ import { openAppTopicStore } from './store/app-topics.js'
 import { openBucketStore } from './store/buckets.js'
 import { openClientOwnerStore } from './store/client-owners.js'
 import { openInstallationStore } from './store/installations.js'
+import { openPrincipalDirectory, type PrincipalDirectory } from './store/known-principals.js'
 import { openDatabase, type Database } from './store/open-store.js'
 import { guardStorage, type StorageGuard } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
@@ -61,6 +62,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let budget: ConnectionBudget | undefined
   let broker: Broker | undefined
   let gateway: RelayGateway | undefined
+  let principals: PrincipalDirectory | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
   const netServers: NetServer[] = []
   const httpApps: FastifyInstance[] = []
@@ -91,7 +93,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
     get relay () { return gateway },
 
     async start () {
-      const verifier = createTokenVerifier(config.auth.jwt)
+      const tokens = createTokenVerifier(config.auth.jwt)
       db = await openDatabase(config.dataDir, config.storage.engine)
       options.onDatabaseOpen?.(db)
       // before any store writes: every write honours storage.fsync, and a full disk stops writes until it heals
@@ -100,6 +102,9 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const appTopics = await openAppTopicStore(db)
       const installations = await openInstallationStore(db)
       const clientIds = await openClientOwnerStore(db)
+      principals = await openPrincipalDirectory(db, logger)
+      // every token accepted, at MQTT CONNECT or on an HTTP call, tells who its user is now (the relay's ACL)
+      const verifier = principals.watch(tokens)
       const buckets = await openBucketStore(db, config.buckets)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics, appBuckets: buckets })
       const metrics = createMetrics({
@@ -132,6 +137,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         config,
         logger,
         installations,
+        principals,
         acl,
         broker: broker.port,
         store: createRelayOutbox(db),
@@ -146,7 +152,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
-        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, appTopics, buckets, clientIds, metrics, relay,
+        config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
         readiness: () => ready ? (storage?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         ports: publicPorts,
       }
@@ -186,6 +192,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       await Promise.all(httpApps.map(async (app) => await app.close()))
       budget?.close()
       budget = undefined
+      await principals?.idle()
+      principals = undefined
       storage?.close()
       if (db !== undefined) await db.close()
       storage = undefined

@@ -1,7 +1,8 @@
 import type { AclRuleConfig } from '../config/index.js'
 import type { Grants, Identity, Principal } from '../auth/principal.js'
-import { eventsTopicBucket } from '../buckets/scope.js'
-import { noAppBuckets, type AppBucketDirectory } from './app-buckets.js'
+import { bucketRights as scopeRights, type BucketRights } from '../buckets/access.js'
+import { bucketEventsTopic, eventsTopicBucket, type BucketScope } from '../buckets/scope.js'
+import { noAppBuckets, type AppBucketAcl, type AppBucketDirectory } from './app-buckets.js'
 import type { AppTopicDirectory } from './app-topics.js'
 import { principalMatches } from './principal-match.js'
 import { covers, hasWildcard } from './topic-match.js'
@@ -26,6 +27,15 @@ export interface AclOptions {
 
 export interface Acl {
   forPrincipal (principal: Principal): PrincipalAcl
+  /**
+   * What `principal` may do with a bucket over HTTP: the scope rules
+   * (buckets/access.ts; `appAcl` is the app bucket's, undefined when it does
+   * not exist), then the principal's deny filters on the bucket's events
+   * topic, the topic the bucket is read through over MQTT. A `sub` deny there
+   * closes reading and writing (a write answers with the object); a `pub`
+   * deny closes writing.
+   */
+  bucketRights (principal: Principal, scope: BucketScope, bucket: string, appAcl: AppBucketAcl | undefined): BucketRights
 }
 
 interface FilterSet {
@@ -94,12 +104,22 @@ export function createAcl (options: AclOptions): Acl {
     },
   }
 
+  function access (principal: Principal): PrincipalAccess {
+    const sources = grantSources(principal, options)
+    const write = filterSet(sources.flatMap((g) => g.pub), principal, pool)
+    const read = filterSet(sources.flatMap((g) => g.sub), principal, pool)
+    return new PrincipalAccess(principal, write, read, namespace)
+  }
+
   return {
-    forPrincipal (principal) {
-      const sources = grantSources(principal, options)
-      const write = filterSet(sources.flatMap((g) => g.pub), principal, pool)
-      const read = filterSet(sources.flatMap((g) => g.sub), principal, pool)
-      return new PrincipalAccess(principal, write, read, namespace)
+    forPrincipal: access,
+    bucketRights (principal, scope, bucket, appAcl) {
+      const rights = scopeRights(principal, scope, appAcl)
+      if (!rights.read && !rights.write) return rights
+      const topic = bucketEventsTopic(scope, bucket)
+      const who = access(principal)
+      const readDenied = who.denies('read', topic)
+      return { read: rights.read && !readDenied, write: rights.write && !readDenied && !who.denies('write', topic) }
     },
   }
 }
@@ -132,7 +152,7 @@ class PrincipalAccess implements PrincipalAcl, Identity {
     if (topic.startsWith('$')) return false
     // bucket change events come from Herald only (src/store/buckets.ts): nobody may forge one
     if (eventsTopicBucket(topic) !== undefined) return false
-    if (this.#write.deny.some((f) => covers(f, topic))) return false
+    if (this.denies('write', topic)) return false
     return this.#namespace.allowsWrite(this, topic) || this.#write.allow.some((f) => covers(f, topic))
   }
 
@@ -141,8 +161,13 @@ class PrincipalAccess implements PrincipalAcl, Identity {
   }
 
   canReceive (topic: string): boolean {
-    if (this.#read.deny.some((f) => covers(f, topic))) return false
+    if (this.denies('read', topic)) return false
     return this.#namespace.allowsRead(this, topic) || this.#read.allow.some((f) => covers(f, topic))
+  }
+
+  /** Does a deny filter (`!filter`) of the principal's cover `topic`? */
+  denies (action: 'read' | 'write', topic: string): boolean {
+    return (action === 'read' ? this.#read : this.#write).deny.some((f) => covers(f, topic))
   }
 }
 

@@ -10,7 +10,7 @@ const noGroups: readonly string[] = Object.freeze([])
 
 /** Turns the verified claims of a token into a principal, refusing claims Herald cannot use safely. */
 export function principalFromClaims (claims: Record<string, unknown>): Principal {
-  const { sub, groups = noGroups, role = 'device', acl, exp } = claims
+  const { sub, groups = noGroups, role = 'device', acl, exp, iat } = claims
   if (typeof sub !== 'string' || !topicLevelId.test(sub)) {
     throw new HeraldError('TOKEN_INVALID', 'the sub claim is missing or is not a usable user id')
   }
@@ -27,6 +27,7 @@ export function principalFromClaims (claims: Record<string, unknown>): Principal
     role: role as Role,
     grants: parseGrants(acl),
     expiresAt: typeof exp === 'number' ? exp * 1000 : null,
+    ...(typeof iat === 'number' && { issuedAt: iat * 1000 }),
   }
 }
 

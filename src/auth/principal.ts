@@ -19,6 +19,8 @@ export interface Principal {
   readonly grants: Grants
   /** When the token stops being accepted (exp plus the clock tolerance), ms since the epoch; null if it never expires. */
   readonly expiresAt: number | null
+  /** When the token was issued (`iat`), ms since the epoch; absent when it does not say. Orders a user's tokens (store/known-principals.ts). */
+  readonly issuedAt?: number
 }
 
 /** Who a principal is, without what its token grants: what the namespace table and ACL entries look at. */

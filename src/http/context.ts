@@ -10,6 +10,7 @@ import type { AppTopicStore } from '../store/app-topics.js'
 import type { BucketStore } from '../store/buckets.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
+import type { PrincipalDirectory } from '../store/known-principals.js'
 
 /** The ports devices are told to connect to. */
 export interface PublicPorts {
@@ -29,6 +30,8 @@ export interface HttpContext {
   readonly acl: Acl
   readonly broker: BrokerPort
   readonly installations: InstallationStore
+  /** The newest principal of each user: for decisions about a user's installations without the user's token. */
+  readonly principals: PrincipalDirectory
   readonly appTopics: AppTopicStore
   readonly buckets: BucketStore
   readonly clientIds: ClientOwnerStore

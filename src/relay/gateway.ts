@@ -1,10 +1,10 @@
 import type { Logger } from 'pino'
 import { createPushRelay, type PushSender, type RelayContent, type RelayObserver } from '../../plugins/push-core/index.js'
-import type { Acl } from '../acl/index.js'
-import type { Principal } from '../auth/index.js'
+import type { Acl, PrincipalAcl } from '../acl/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { InstallationStore } from '../store/installations.js'
+import { installationOwner, type PrincipalDirectory } from '../store/known-principals.js'
 import type { PersistedPacket, RoutingHook } from '../store/session-store.js'
 import type { RelayStore } from '../../plugins/push-core/index.js'
 
@@ -34,6 +34,8 @@ export interface GatewayDeps {
   readonly config: HeraldConfig
   readonly logger: Logger
   readonly installations: InstallationStore
+  /** Whose ACL an offline device's messages are checked against: its owner's newest token. */
+  readonly principals: PrincipalDirectory
   readonly acl: Acl
   readonly broker: BrokerPort
   readonly store: RelayStore
@@ -58,11 +60,16 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
       isPushOnly: (id) => installations.isPushOnly(id),
       isConnected: (id) => broker.isConnected(id),
       async mayReceive (ids, topic) {
-        return (await installations.getMany(ids)).map((installation) => {
+        // the ACL MQTT delivery applies, with the newest token of each owner in place of a connection's
+        const found = await installations.getMany(ids)
+        const owners = [...new Set(found.flatMap((installation) => installation === undefined ? [] : [installation.owner]))]
+        const known = new Map(zip(owners, await deps.principals.latest(owners)))
+        const acls = new Map<string, PrincipalAcl>()
+        return found.map((installation) => {
           if (installation === undefined) return false
-          // the owner as the installation knows it: its user id and the groups last seen in its token
-          const owner: Principal = { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
-          return deps.acl.forPrincipal(owner).canReceive(topic)
+          let acl = acls.get(installation.owner)
+          if (acl === undefined) acls.set(installation.owner, acl = deps.acl.forPrincipal(installationOwner(installation, known.get(installation.owner))))
+          return acl.canReceive(topic)
         })
       },
     },
@@ -90,6 +97,10 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+function zip<A, B> (a: readonly A[], b: readonly B[]): Array<[A, B]> {
+  return a.map((item, i) => [item, b[i] as B])
+}
 
 /** A raw message as the relay carries it: the payload only when it is text. */
 function rawContent (packet: PersistedPacket): RelayContent {

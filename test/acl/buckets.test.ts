@@ -72,3 +72,21 @@ t.test('app bucket events: no wildcards across buckets, the ACL read live', asyn
   buckets.delete('late')
   t.notOk(other.canReceive('app/buckets/late/events'))
 })
+
+t.test('bucket rights over HTTP: the scope rules, then deny filters on the events topic', async (t) => {
+  const ops = { kind: 'group', id: 'ops' } as const
+  const rights = (who: Principal, scope: Parameters<typeof acl.bucketRights>[1], bucket: string): { read: boolean, write: boolean } =>
+    acl.bucketRights(who, scope, bucket, scope.kind === 'app' ? buckets.get(bucket) : undefined)
+  t.strictSame(rights(cast.member, ops, 'tasks'), { read: true, write: true }, 'a member, no grants')
+  t.strictSame(rights(user('f', 'device', ['ops'], { pub: ['!groups/ops/#'], sub: ['!groups/ops/#'] }), ops, 'tasks'), { read: false, write: false }, 'denied both ways')
+  t.strictSame(rights(user('g', 'device', ['ops'], { pub: ['!groups/ops/#'], sub: [] }), ops, 'tasks'), { read: true, write: false }, 'publishing denied')
+  t.strictSame(rights(user('h', 'device', ['ops'], { pub: [], sub: ['!groups/ops/#'] }), ops, 'tasks'), { read: false, write: false }, 'reading denied: a write answers with the object')
+  t.strictSame(rights(user('h', 'device', ['ops'], { pub: [], sub: ['!groups/ops/buckets/+/events'] }), ops, 'tasks'), { read: false, write: false }, 'a wildcard deny')
+  t.strictSame(rights(user('h', 'device', ['ops'], { pub: [], sub: ['!groups/ops/buckets/other/#'] }), ops, 'tasks'), { read: true, write: true }, 'another bucket denied')
+  t.strictSame(rights(user('i', 'device', [], { pub: [], sub: ['!users/%u/buckets/private/#'] }), { kind: 'user', id: 'i' }, 'private'), { read: false, write: false }, 'a user scope, %u resolved')
+  t.strictSame(rights(user('i', 'device', [], { pub: [], sub: ['!users/%u/buckets/private/#'] }), { kind: 'user', id: 'i' }, 'notes'), { read: true, write: true })
+  t.strictSame(rights(user('r', 'admin', [], { pub: ['!app/#'], sub: [] }), { kind: 'app' }, 'news'), { read: true, write: false }, 'deny filters bind admins')
+  t.strictSame(rights(user('j', 'device', [], { pub: [], sub: ['!app/buckets/news/events'] }), { kind: 'app' }, 'news'), { read: false, write: false }, 'an app bucket')
+  t.strictSame(rights(cast.other, { kind: 'app' }, 'unknown'), { read: false, write: false }, 'no such app bucket')
+  t.strictSame(rights(cast.other, ops, 'tasks'), { read: false, write: false }, 'not a member: grants do not open buckets')
+})

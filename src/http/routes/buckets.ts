@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import Type, { type Static, type TSchema } from 'typebox'
 import type { Principal } from '../../auth/index.js'
 import {
-  BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, bucketEventsTopic, bucketRights, etagOf, parseIfMatch, parseIfNoneMatch, scopePath,
+  BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, bucketEventsTopic, etagOf, parseIfMatch, parseIfNoneMatch, scopePath,
   type BucketScope, type JsonObject, type Preconditions,
 } from '../../buckets/index.js'
 import { HeraldError } from '../../errors/index.js'
@@ -98,12 +98,13 @@ export function registerBucketRoutes (app: FastifyInstance, ctx: HttpContext): v
   })
 
   /**
-   * Scope rules of the topic namespace. An app bucket the caller may neither
+   * Scope rules of the topic namespace, then the caller's deny filters (the
+   * ACL MQTT applies: acl.bucketRights). An app bucket the caller may neither
    * read nor write answers 404, as if it did not exist (like app topics).
    */
   function authorize (principal: Principal, scope: BucketScope, bucket: string, need: 'read' | 'write'): void {
     const appBucket = scope.kind === 'app' ? buckets.getAppBucket(bucket) : undefined
-    const rights = bucketRights(principal, scope, appBucket?.acl)
+    const rights = ctx.acl.bucketRights(principal, scope, bucket, appBucket?.acl)
     if (scope.kind === 'app' && (appBucket === undefined || (!rights.read && !rights.write))) throw new HeraldError('NOT_FOUND', 'no such bucket')
     if (!rights[need]) throw new HeraldError('NOT_AUTHORIZED', `the caller may not ${need} ${scopePath(scope)}/buckets/${bucket}`)
   }
@@ -238,7 +239,10 @@ export function registerBucketRoutes (app: FastifyInstance, ctx: HttpContext): v
       const bucket = params.bucket as string
       if (scope.kind === 'app') {
         requireRole(request.principal, 'admin')
-        if (buckets.getAppBucket(bucket) === undefined) throw new HeraldError('NOT_FOUND', 'no such bucket')
+        const appBucket = buckets.getAppBucket(bucket)
+        if (appBucket === undefined) throw new HeraldError('NOT_FOUND', 'no such bucket')
+        // deny filters bind admins too
+        if (!ctx.acl.bucketRights(request.principal, scope, bucket, appBucket.acl).write) throw new HeraldError('NOT_AUTHORIZED', `the caller may not write app/buckets/${bucket}`)
       } else {
         authorize(request.principal, scope, bucket, 'write')
       }
@@ -270,7 +274,7 @@ export function registerBucketRoutes (app: FastifyInstance, ctx: HttpContext): v
     schema: { summary: 'List the app buckets the caller may read or write', response: { 200: Type.Object({ buckets: Type.Array(BucketView) }) } },
   }, async (request) => {
     const visible = buckets.listAppBuckets().filter((bucket) => {
-      const rights = bucketRights(request.principal, { kind: 'app' }, bucket.acl)
+      const rights = ctx.acl.bucketRights(request.principal, { kind: 'app' }, bucket.name, bucket.acl)
       return rights.read || rights.write
     })
     return { buckets: visible.map(appBucketView) }

@@ -63,10 +63,16 @@ async function resolveTarget (to: PushTarget, principal: Principal, ctx: HttpCon
   }
   if ('user' in to) {
     requireRole(principal, 'service', 'admin')
-    return { topic: userInboxTopic(to.user) }
+    return { topic: mayPublish(userInboxTopic(to.user), principal, ctx) }
   }
   const installation = await findOwnInstallation(ctx, principal, to.installation)
-  return { topic: installationTopic(installation), installation: { id: installation.id, mqtt: installation.mqtt } }
+  return { topic: mayPublish(installationTopic(installation), principal, ctx), installation: { id: installation.id, mqtt: installation.mqtt } }
+}
+
+/** A direct or installation push publishes on the caller's behalf: the caller's deny filters apply as to any publish. */
+function mayPublish (topic: string, principal: Principal, ctx: HttpContext): string {
+  if (!ctx.acl.forPrincipal(principal).canPublish(topic)) throw new HeraldError('PUBLISH_DENIED')
+  return topic
 }
 
 function relayContent (messageId: string, topic: string, push: PushRequest): RelayContent {

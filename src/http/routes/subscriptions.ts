@@ -4,6 +4,7 @@ import { assertTopicFilter } from '../../acl/index.js'
 import type { Principal } from '../../auth/index.js'
 import { HeraldError } from '../../errors/index.js'
 import type { Installation } from '../../store/installations.js'
+import { installationOwner } from '../../store/known-principals.js'
 import type { HttpContext } from '../context.js'
 import { findOwnInstallation } from './installation-access.js'
 import { userInboxTopic } from '../../push/topics.js'
@@ -28,14 +29,16 @@ type QosQuery = Static<typeof QosQuery>
  * push-only devices have them without ever connecting.
  */
 export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpContext): void {
-  /** Checks the filter against the owner's ACL; an admin may subscribe anyone to anything. */
-  function assertMaySubscribe (caller: Principal, installation: Installation, filter: string): void {
+  /**
+   * Checks the filter against the owner's ACL: the caller's token when the owner calls, else the
+   * owner's newest token seen (groups, role and grants, deny filters too). An admin may subscribe
+   * anyone to anything; delivery and the relay still apply the owner's ACL to every message.
+   */
+  async function assertMaySubscribe (caller: Principal, installation: Installation, filter: string): Promise<void> {
     assertTopicFilter(filter, ctx.config.limits)
     if (caller.role === 'admin') return
-    const subscriber: Principal = caller.sub === installation.owner
-      ? caller
-      : { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
-    if (!ctx.acl.forPrincipal(subscriber).canSubscribe(filter)) throw new HeraldError('SUBSCRIBE_DENIED')
+    const [known] = caller.sub === installation.owner ? [caller] : await ctx.principals.latest([installation.owner])
+    if (!ctx.acl.forPrincipal(installationOwner(installation, known)).canSubscribe(filter)) throw new HeraldError('SUBSCRIBE_DENIED')
   }
 
   app.get<{ Params: IdParams }>('/installations/:id/subscriptions', {
@@ -51,7 +54,7 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     const topic = request.params['*']
     const qos = request.query.qos ?? 1
-    assertMaySubscribe(request.principal, installation, topic)
+    await assertMaySubscribe(request.principal, installation, topic)
     await ctx.broker.subscribe(installation.id, topic, qos)
     return { topic, qos }
   })

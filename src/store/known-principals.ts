@@ -1,0 +1,177 @@
+import type { Logger } from 'pino'
+import type { Grants, Principal, Role, TokenVerifier } from '../auth/index.js'
+import { isHeraldError } from '../errors/index.js'
+import type { Installation } from './installations.js'
+import type { Database } from './open-store.js'
+
+/**
+ * The newest principal Herald knows of each user: what the relay checks a
+ * message against for an offline device, and what a service subscribing a
+ * user's installation is checked against. MQTT delivery checks the ACL of the
+ * connection's own token; a device that is offline has no connection, so the
+ * next best is the user's newest token seen anywhere, over MQTT or HTTP.
+ * Without it, a user who left a group kept getting its messages through
+ * FCM/APNs on a device that subscribed while a member (issue 14, item 7).
+ */
+export interface PrincipalDirectory {
+  /**
+   * A token Herald accepted (an MQTT CONNECT or an HTTP call). It becomes the
+   * user's known principal unless one issued later is known already.
+   * Synchronous: the write to LevelDB happens behind it; `latest` waits for it.
+   */
+  seen (principal: Principal): void
+  /** The newest known principal of each user id, in order; undefined for a user never seen. */
+  latest (subs: readonly string[]): Promise<Array<Principal | undefined>>
+  /** The verifier, recording every principal it returns: MQTT CONNECT and HTTP both verify through it. */
+  watch (verifier: TokenVerifier): TokenVerifier
+  /** Every write asked for so far is done (tests, shutdown). */
+  idle (): Promise<void>
+}
+
+/** What is stored per user: the token's rights, and when the token was issued. */
+interface KnownRecord {
+  readonly groups: readonly string[]
+  readonly role: Role
+  readonly grants: Grants
+  /** ms since the epoch: the token's `iat`, or when it was seen for a token without one. */
+  readonly issuedAt: number
+}
+
+interface Cached {
+  record: KnownRecord
+  /** False until LevelDB has it; such an entry is written again the next time the user is seen. */
+  persisted: boolean
+}
+
+/**
+ * Users whose record stays in memory (least recently seen leaves first). Every
+ * CONNECT and HTTP call asks for its user's; a miss costs one LevelDB read.
+ */
+const CACHE_SIZE = 10_000
+
+/**
+ * "Newest" is by issue time (`iat`), not by arrival: a stale token still in
+ * use on a second device must not bring back a group its user left in a token
+ * issued since. A token without `iat` counts as issued when it is seen.
+ */
+export async function openPrincipalDirectory (db: Database, logger: Logger): Promise<PrincipalDirectory> {
+  const stored = db.sublevel<string, KnownRecord>('known-principals', { valueEncoding: 'json' })
+  const cache = new Map<string, Cached>()
+  /** Each user's update in progress: `latest` waits for it, and the next one goes after it. */
+  const pending = new Map<string, Promise<void>>()
+
+  const remember = (sub: string, entry: Cached): void => {
+    cache.delete(sub)
+    cache.set(sub, entry)
+    if (cache.size > CACHE_SIZE) {
+      const oldest = cache.keys().next().value
+      if (oldest !== undefined) cache.delete(oldest)
+    }
+  }
+
+  /** The update step, one at a time per user: read what is known (cache or LevelDB), write when newer. */
+  async function update (sub: string, candidate: KnownRecord, hasIat: boolean): Promise<void> {
+    const cached = cache.get(sub)
+    const known = cached?.record ?? await stored.get(sub)
+    const newer = known === undefined || supersedes(candidate, hasIat, known)
+    if (!newer && cached?.persisted !== false) {
+      // known, and in LevelDB already
+      if (cached === undefined) remember(sub, { record: known, persisted: true })
+      return
+    }
+    const entry: Cached = { record: newer ? candidate : known, persisted: false }
+    // in memory first: the relay decides by it from now on, even if the disk cannot take it
+    remember(sub, entry)
+    await stored.put(sub, entry.record)
+    entry.persisted = true
+  }
+
+  function seen (principal: Principal): void {
+    if (principal.kind !== 'user' || principal.sub === null) return
+    const sub = principal.sub
+    const hasIat = principal.issuedAt !== undefined
+    const candidate: KnownRecord = { groups: principal.groups, role: principal.role, grants: principal.grants, issuedAt: principal.issuedAt ?? Date.now() }
+    const cached = cache.get(sub)
+    // the path of nearly every call: nothing new about this user
+    if (cached !== undefined && cached.persisted && !pending.has(sub) && !supersedes(candidate, hasIat, cached.record)) {
+      remember(sub, cached)
+      return
+    }
+    const previous = pending.get(sub) ?? Promise.resolve()
+    const step = previous.then(async () => await update(sub, candidate, hasIat)).catch((err: unknown) => {
+      // retried the next time the user is seen (the entry is not marked persisted); until then memory has it.
+      // A store refusing writes (full disk) is reported by the storage guard already: not once per call here.
+      if (isHeraldError(err)) logger.debug({ code: err.code, sub }, 'could not store the newest principal of a user')
+      else logger.warn({ err, sub }, 'could not store the newest principal of a user')
+    })
+    pending.set(sub, step)
+    void step.finally(() => {
+      if (pending.get(sub) === step) pending.delete(sub)
+    })
+  }
+
+  return {
+    seen,
+
+    async latest (subs) {
+      await Promise.all(subs.map(async (sub) => await pending.get(sub)))
+      const misses = subs.filter((sub) => !cache.has(sub))
+      const read = misses.length === 0 ? [] : await stored.getMany(misses)
+      const found = new Map<string, KnownRecord | undefined>(misses.map((sub, i) => [sub, read[i]]))
+      for (const [sub, record] of found) {
+        // unless an update started meanwhile: it knows better
+        if (record !== undefined && !cache.has(sub) && !pending.has(sub)) remember(sub, { record, persisted: true })
+      }
+      return subs.map((sub) => {
+        const record = cache.get(sub)?.record ?? found.get(sub)
+        return record === undefined ? undefined : principalOf(sub, record)
+      })
+    },
+
+    watch: (verifier) => ({
+      verify (token) {
+        const principal = verifier.verify(token)
+        seen(principal)
+        return principal
+      },
+    }),
+
+    async idle () {
+      while (pending.size > 0) await Promise.all(pending.values())
+    },
+  }
+}
+
+/**
+ * Does a newly seen token replace what is known? When it was issued no
+ * earlier and says something else, or the same with a later `iat` (so that
+ * an older token seen after it cannot win). A token without `iat` saying the
+ * same thing changes nothing: no write per call.
+ */
+function supersedes (candidate: KnownRecord, hasIat: boolean, known: KnownRecord): boolean {
+  if (candidate.issuedAt < known.issuedAt) return false
+  if (!sameRights(candidate, known)) return true
+  return hasIat && candidate.issuedAt > known.issuedAt
+}
+
+function sameRights (a: KnownRecord, b: KnownRecord): boolean {
+  return a.role === b.role && sameList(a.groups, b.groups) && sameList(a.grants.pub, b.grants.pub) && sameList(a.grants.sub, b.grants.sub)
+}
+
+function sameList (a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i])
+}
+
+function principalOf (sub: string, record: KnownRecord): Principal {
+  return { kind: 'user', sub, groups: record.groups, role: record.role, grants: record.grants, expiresAt: null, issuedAt: record.issuedAt }
+}
+
+/**
+ * Who an installation's owner is, for a decision taken without the owner's
+ * token: the newest principal known, else what the installation recorded
+ * (its owner's groups at registration, no grants: installations registered
+ * before principals were recorded, or by a service for a user never seen).
+ */
+export function installationOwner (installation: Installation, known: Principal | undefined): Principal {
+  return known ?? { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
+}
