@@ -8,6 +8,7 @@ import { createAcl } from './acl/index.js'
 import { HeraldError } from './errors/index.js'
 import { createTokenVerifier } from './auth/index.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
+import { applySessionLimits, type SessionLimits } from './broker/session-limits.js'
 import type { HeraldConfig } from './config/index.js'
 import { buildHttpApp } from './http/app.js'
 import type { HttpContext, PublicPorts } from './http/context.js'
@@ -51,6 +52,8 @@ export interface ServerOptions {
   readonly logger?: Logger
   /** Called with the database once it is open, before Herald wraps or uses it: tests observe its writes. */
   readonly onDatabaseOpen?: (db: Database) => void
+  /** The clock session expiry (`limits.sessionExpirySec`) reads; tests move it. */
+  readonly now?: () => number
 }
 
 export function buildServer (config: HeraldConfig, options: ServerOptions = {}): HeraldServer {
@@ -61,6 +64,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let storage: StorageGuard | undefined
   let budget: ConnectionBudget | undefined
   let broker: Broker | undefined
+  let sessionLimits: SessionLimits | undefined
   let gateway: RelayGateway | undefined
   let principals: PrincipalDirectory | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
@@ -133,6 +137,19 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
           publishDenied: () => metrics.publishDenied.inc(),
         },
       })
+      // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects
+      sessionLimits = await applySessionLimits({
+        config,
+        db,
+        broker,
+        owners: clientIds,
+        logger,
+        observer: {
+          queueDropped: (count) => metrics.queueDropped.inc(count),
+          sessionExpired: (kind) => metrics.sessionsExpired.inc({ kind }),
+        },
+        ...(options.now !== undefined && { now: options.now }),
+      })
       const relay = createRelayGateway({
         config,
         logger,
@@ -186,6 +203,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const closing = netServers.map(async (server) => await closeServer(server))
       for (const wss of webSocketServers) wss.close()
       if (broker !== undefined) await broker.close()
+      await sessionLimits?.close()
+      sessionLimits = undefined
       await Promise.all(closing)
       // in-flight deliveries settle; pending jobs stay in the outbox for the next start
       if (gateway !== undefined) await gateway.close()

@@ -11,6 +11,12 @@ export interface Session {
   readonly expiresAt: number | null
 }
 
+/** Hears of every connection as it is added to and removed from the registry. */
+export interface RegistryListener {
+  added (session: Session): void
+  removed (session: Session): void
+}
+
 /**
  * Live authenticated connections, keyed by the connection object aedes hands
  * to every hook. Counts connections per owner for `limits.maxConnectionsPerUser`
@@ -21,6 +27,12 @@ export class ConnectionRegistry<C extends object> {
   readonly #latestById = new Map<string, C>()
   readonly #byOwner = new Multimap<string, C>()
   #size = 0
+  readonly #listeners: RegistryListener[] = []
+
+  /** Tells `listener` of every connection added or removed from now on (session expiry). */
+  watch (listener: RegistryListener): void {
+    this.#listeners.push(listener)
+  }
 
   get (connection: C): Session | undefined {
     return this.#sessions.get(connection)
@@ -56,6 +68,7 @@ export class ConnectionRegistry<C extends object> {
     this.#latestById.set(session.clientId, connection)
     this.#byOwner.add(session.owner, connection)
     this.#size++
+    for (const listener of this.#listeners) listener.added(session)
   }
 
   remove (connection: C): void {
@@ -65,5 +78,6 @@ export class ConnectionRegistry<C extends object> {
     if (this.#latestById.get(session.clientId) === connection) this.#latestById.delete(session.clientId)
     this.#byOwner.delete(session.owner, connection)
     this.#size--
+    for (const listener of this.#listeners) listener.removed(session)
   }
 }

@@ -10,6 +10,8 @@ import type { SessionStore } from '../store/session-store.js'
 import type { ConnectLimiter } from './connect-limiter.js'
 import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
+import { sortableBrokerId } from './broker-id.js'
+import { SubscriptionLimit } from './subscription-limit.js'
 import { capQueuedQos, deliverOncePerMessage } from './delivery.js'
 
 /**
@@ -61,6 +63,9 @@ const EXPIRY_RESOLUTION_MS = 1000
 export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry<Client> {
   const { verifier, acl, limits, owners, sessions, logger } = deps
   const registry = new ConnectionRegistry<Client>()
+  // before listen(): queue keys then sort by the time messages were queued, across restarts (broker-id.ts)
+  ;(broker as unknown as { id: string }).id = sortableBrokerId()
+  const subscriptionLimit = new SubscriptionLimit<Client>(limits.maxSubscriptionsPerClient)
   const requests = new WeakMap<Client, ConnectRequest>()
   /**
    * Sessions of closed connections, for their wills: aedes 1.2 authorizes a
@@ -88,8 +93,9 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
   sessions.setSubscriptionGuard((clientId, topic) => {
-    const session = registry.byClientId(clientId)
-    return session === undefined || session.acl.canSubscribe(topic)
+    const connection = registry.connectionByClientId(clientId)
+    const session = connection === undefined ? undefined : registry.get(connection)
+    return connection === undefined || session === undefined || (session.acl.canSubscribe(topic) && !subscriptionLimit.wasRefused(connection, topic))
   })
   sessions.setPresence((clientId) => registry.connectionByClientId(clientId) !== undefined)
 
@@ -251,12 +257,14 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     const allowed = session !== undefined &&
       isValidFilter(subscription.topic, limits) &&
       session.acl.canSubscribe(subscription.topic)
-    if (!allowed) {
-      logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription denied')
-      // a null subscription is SUBACK 0x80 for this filter; the others go on
-      return callback(null, null)
-    }
-    callback(null, subscription)
+    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions
+    const admitted = allowed && subscriptionLimit.admit(client, held, subscription.topic)
+    if (allowed && !admitted) logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription refused: limits.maxSubscriptionsPerClient')
+    else if (!allowed) logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription denied')
+    // answered on the next tick: every filter of the SUBSCRIBE is decided before aedes stores the
+    // first, with the whole list, and the guard above must know which ones the limit refused
+    // (a null subscription is SUBACK 0x80 for this filter; the others go on)
+    process.nextTick(callback, null, admitted ? subscription : null)
   }
 
   // Checked on every delivery, so ACL changes (app topics, deny rules) apply to live sessions

@@ -162,6 +162,11 @@ export const ConfigSchema = Type.Object({
     maxTopicLevels: Type.Integer({ minimum: 1, maximum: 100, default: 16 }),
     maxClientIdLength: Type.Integer({ minimum: 1, maximum: 65535, default: 128 }),
     maxConnectionsPerUser: Type.Integer({ minimum: 1, default: 64 }),
+    maxQueuedMessagesPerSession: Type.Integer({ minimum: 0, default: 1000, description: 'QoS 1 and 2 messages one persistent session keeps queued; beyond it its oldest are dropped (and counted), so a device coming back gets the newest; 0: no bound' }),
+    sessionExpirySec: Type.Integer({ minimum: 0, default: 2592000, description: 'a persistent session not connected for this long is deleted (an installation keeps its subscriptions and loses its queue); 0: never' }),
+    sessionExpirySweepSec: Type.Integer({ minimum: 1, default: 3600, description: 'how often expired sessions are looked for (also at start)' }),
+    maxSubscriptionsPerClient: Type.Integer({ minimum: 1, default: 100, description: 'subscriptions one MQTT connection may hold; filters beyond it get SUBACK 0x80' }),
+    maxInstallationsPerUser: Type.Integer({ minimum: 1, default: 100, description: 'installations one user may have; POST /v1/installations beyond it answers 409 TOO_MANY_INSTALLATIONS' }),
     connectRatePerIp: Type.Object({
       points: Type.Integer({ minimum: 1, default: 60, description: 'CONNECTs allowed per IP per window' }),
       windowSec: Type.Integer({ minimum: 1, default: 10 }),

@@ -33,6 +33,9 @@ export const errorCodes = {
   CLIENT_ID_INVALID: { status: 400, connack: Connack.identifierRejected, message: 'the client id is not acceptable' },
   CLIENT_ID_TAKEN: { status: 403, connack: Connack.notAuthorized, message: 'the client id belongs to another user' },
   TOO_MANY_CONNECTIONS: { status: 429, connack: Connack.notAuthorized, message: 'too many connections for this user' },
+  // 409, not 429: waiting does not help (and HTTP clients retry 429 by themselves); deleting an installation does
+  TOO_MANY_INSTALLATIONS: { status: 409, connack: Connack.notAuthorized, message: 'the user has limits.maxInstallationsPerUser installations: delete one (DELETE /v1/installations/{id}) before registering another' },
+  TOO_MANY_SUBSCRIPTIONS: { status: 409, connack: Connack.notAuthorized, message: 'the installation has limits.maxSubscriptionsPerClient subscriptions: remove one before adding another' },
   RATE_LIMITED: { status: 429, connack: Connack.serverUnavailable, message: 'too many requests; retry later' },
   TOPIC_INVALID: { status: 400, connack: Connack.notAuthorized, message: 'the topic is not valid' },
   PUBLISH_DENIED: { status: 403, connack: Connack.notAuthorized, message: 'publishing to this topic is not allowed' },

@@ -17,6 +17,10 @@ export interface Metrics {
   /** Connections closed as they were accepted: the open-files limit left no room (transport/connection-budget.ts). */
   readonly connectionsRefused: Counter<'listener' | 'reason'>
   readonly publishDenied: Counter
+  /** Messages dropped from persistent sessions' queues past `limits.maxQueuedMessagesPerSession` (the oldest ones). */
+  readonly queueDropped: Counter
+  /** Persistent sessions deleted past `limits.sessionExpirySec` (`session`), or an installation's queue (`queue`). */
+  readonly sessionsExpired: Counter<'kind'>
   readonly relay: RelayObserver
 }
 
@@ -71,6 +75,8 @@ export function createMetrics (gauges: Gauges): Metrics {
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
     connectionsRefused: new Counter({ name: 'herald_connections_refused_total', help: 'Connections closed as they were accepted, by listener (mqtt: TCP and TLS; http: HTTP, WebSocket) and reason (open_files: the open-files limit left no room)', labelNames: ['listener', 'reason'], registers }),
     publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
+    queueDropped: new Counter({ name: 'herald_session_queue_dropped_total', help: 'Queued QoS 1/2 messages dropped from persistent sessions past limits.maxQueuedMessagesPerSession (the oldest of each queue)', registers }),
+    sessionsExpired: new Counter({ name: 'herald_sessions_expired_total', help: 'Persistent sessions deleted after limits.sessionExpirySec unused (kind="session"); installations lose only their queue (kind="queue")', labelNames: ['kind'], registers }),
     relay: {
       sent: (provider, ms) => {
         sent.inc({ provider })

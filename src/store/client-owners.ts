@@ -18,6 +18,8 @@ export interface ClientOwnerStore {
   get (clientId: string): ClientIdClaim | undefined
   set (clientId: string, claim: ClientIdClaim): Promise<void>
   delete (clientId: string): Promise<void>
+  /** Every claim (session expiry looks for persistent sessions that are only a claim). */
+  entries (): IterableIterator<[string, ClientIdClaim]>
 }
 
 /**
@@ -45,5 +47,6 @@ export async function openClientOwnerStore (db: Database): Promise<ClientOwnerSt
       await commit.write([{ type: 'del', key: key(clientId) }])
       claims.delete(clientId)
     },
+    entries: () => claims.entries(),
   }
 }

@@ -1,4 +1,5 @@
 import type { DeviceToken } from '../../plugins/push-core/types.js'
+import { HeraldError } from '../errors/index.js'
 import type { Database } from './open-store.js'
 import { Serial } from './serial.js'
 
@@ -33,8 +34,12 @@ export interface InstallationStore {
   /** Removes the push token the provider rejected, unless the installation has a new one by now. */
   prunePushToken (id: string, token: string): Promise<void>
   listByOwner (owner: string): Promise<Installation[]>
-  /** Stores a new or changed installation. A push token another installation holds moves to this one. */
-  put (installation: Installation): Promise<void>
+  /**
+   * Stores a new or changed installation. A push token another installation holds moves to this one.
+   * With `maxPerOwner`, a new installation whose owner has that many already is refused (TOO_MANY_INSTALLATIONS),
+   * checked and stored in one step.
+   */
+  put (installation: Installation, options?: { readonly maxPerOwner?: number }): Promise<void>
   delete (id: string): Promise<Installation | undefined>
 }
 
@@ -75,8 +80,14 @@ export async function openInstallationStore (db: Database): Promise<Installation
       return found.filter((i): i is Installation => i !== undefined)
     },
 
-    put: async (installation) => await serial.run(async () => {
+    put: async (installation, options) => await serial.run(async () => {
       const previous = await byId.get(installation.id)
+      const max = options?.maxPerOwner
+      if (previous === undefined && max !== undefined) {
+        let owned = 0
+        for await (const _ of byOwner.keys({ gte: ownerKey(installation.owner, ''), lt: `${installation.owner}\u0001`, limit: max })) owned++
+        if (owned >= max) throw new HeraldError('TOO_MANY_INSTALLATIONS', `the user has ${owned} installations (limits.maxInstallationsPerUser): delete one before registering another`)
+      }
       let displaced: string | undefined
       const batch = db.batch()
       if (previous?.pushToken != null && (installation.pushToken === null || tokenKey(previous.pushToken) !== tokenKey(installation.pushToken))) {

@@ -47,6 +47,11 @@ export class SessionIndex {
     this.#queues.delete(clientId)
   }
 
+  /** Every client id with stored subscriptions, a will or possibly queued messages. */
+  clientIds (): Set<string> {
+    return new Set([...this.#filters.keys(), ...this.#wills, ...this.#queues.keys()])
+  }
+
   hasFilters (clientId: string): boolean {
     return this.#filters.has(clientId)
   }

@@ -6,6 +6,7 @@ import { groupCommitTarget } from './batch-target.js'
 import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, type FreshMessage } from './fresh-messages.js'
 import { GroupCommit, type BatchOperation, type BatchTarget, type HeldOperation } from './group-commit.js'
 import { OfflineSubscriptions } from './offline-subscriptions.js'
+import { QueueBound } from './queue-bound.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
 import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
 
@@ -129,6 +130,8 @@ export class SessionStore extends AsyncLevelPersistence {
   readonly #unwritten = new Map<number, FreshMessage>()
   #unwrittenTimer: NodeJS.Timeout | undefined
   readonly #ackWaitMs: number
+  /** `limits.maxQueuedMessagesPerSession`, once limitQueues() is called */
+  #bound: QueueBound | undefined
 
   constructor (db: SessionDatabase, { onWriteBehindError = () => {}, holdMs = 1000, ackWaitMs = 20 }: SessionStoreOptions = {}) {
     super(db)
@@ -145,18 +148,54 @@ export class SessionStore extends AsyncLevelPersistence {
    * test/store/session-store.test.ts fails if an upgrade changes them.
    */
   async deleteSession (clientId: string): Promise<void> {
+    await this.cleanSubscriptions({ id: clientId })
+    await this.deleteQueue(clientId)
+  }
+
+  /** Removes a client id's queued and in-flight messages and its will, and keeps its subscriptions (an installation's, when its session expires). */
+  async deleteQueue (clientId: string): Promise<void> {
     const client = { id: clientId }
-    await this.cleanSubscriptions(client)
     await this.cleanIncoming(client)
     await this.delWill(client)
     // a write behind landing after the clear would bring an entry back
     await this.#settled()
     this.#index.forgetQueue(clientId)
+    this.#bound?.reset(clientId)
     for (const prefix of [outgoingPrefix(clientId), outgoingIdPrefix(clientId)]) await this.#db.clear(prefixRange(prefix))
+  }
+
+  /**
+   * Bounds every session's queue to its newest `max` messages
+   * (`limits.maxQueuedMessagesPerSession`; store/queue-bound.ts says how and
+   * why). Call once, after setup and before clients connect: it counts the
+   * queues on disk and trims those over the bound.
+   */
+  async limitQueues (max: number, { onDropped, onError }: { onDropped: (clientId: string, count: number) => void, onError: (err: unknown) => void }): Promise<void> {
+    const db = this.#db
+    this.#bound = new QueueBound({
+      max,
+      db,
+      remove: async (keys) => await this.#commit.write(keys.map((key) => ({ type: 'del', key: db.prefixKey(key, 'utf8') }))),
+      isConnected: (clientId) => this.#isConnected(clientId),
+      onDropped,
+      onError,
+    })
+    await this.#bound.load()
+  }
+
+  /** What is stored for a client id (session expiry asks). */
+  sessionState (clientId: string): { readonly subscriptions: boolean, readonly will: boolean, readonly queue: boolean } {
+    return { subscriptions: this.#index.hasFilters(clientId), will: this.#index.hasWill(clientId), queue: this.#index.queueMark(clientId) !== undefined }
+  }
+
+  /** Every client id with stored subscriptions, a will or possibly queued messages. */
+  sessionClientIds (): Set<string> {
+    return this.#index.clientIds()
   }
 
   /** Resolves once every write asked for so far, written-behind ones included, is in LevelDB; before the database closes. */
   async flush (): Promise<void> {
+    await this.#bound?.idle()
     await this.#settled()
   }
 
@@ -275,10 +314,15 @@ export class SessionStore extends AsyncLevelPersistence {
    */
   async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     if (subs.length === 0) return
-    for (const sub of subs) this.#index.markQueued(sub.clientId)
+    this.#markQueued(subs)
     const only = subs.length === 1 ? subs[0] : undefined
     if (only !== undefined) {
-      await this.#commit.write([this.#put(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), encodeEntry(packet))])
+      try {
+        await this.#commit.write([this.#put(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), encodeEntry(packet))])
+      } catch (err) {
+        this.#bound?.removed(only.clientId)
+        throw err
+      }
       return
     }
     const message = this.#addFresh(subs, packet)
@@ -292,7 +336,7 @@ export class SessionStore extends AsyncLevelPersistence {
 
   /** A fresh message whose record waits until ackWaitMs for its recipients to acknowledge it; resolves when the publisher may get its PUBACK. */
   #awaitAcks (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
-    for (const sub of subs) this.#index.markQueued(sub.clientId)
+    this.#markQueued(subs)
     const message = this.#addFresh(subs, packet)
     this.#unwritten.set(packet.brokerCounter, message)
     // not unref'd: a publisher waits for it, and nothing of the message is on disk yet
@@ -311,6 +355,15 @@ export class SessionStore extends AsyncLevelPersistence {
   /** Not stored: the publisher gets no PUBACK, and no entry may appear later. */
   #dropFresh (message: FreshMessage): void {
     if (this.#freshOf(message.packet) === message) this.#fresh.delete(message.packet.brokerCounter)
+    for (const clientId of message.waiting.keys()) this.#bound?.removed(clientId)
+  }
+
+  /** Before a message is written to these clients' queues (or its record to one of them): the index and the queue bound count it. */
+  #markQueued (subs: ReadonlyArray<{ clientId: string }>): void {
+    for (const sub of subs) {
+      this.#index.markQueued(sub.clientId)
+      this.#bound?.added(sub.clientId)
+    }
   }
 
   /** The record of a fresh message, with the recipients that still wait for it. */
@@ -425,8 +478,11 @@ export class SessionStore extends AsyncLevelPersistence {
     if (mark === undefined) return NOTHING_QUEUED
     const settled = this.#settled()
     const stored = super.outgoingStream.bind(this)
+    const bound = this.#bound
     return Readable.from((async function * () {
       await settled
+      // the newest limits.maxQueuedMessagesPerSession of it, and no more
+      await bound?.reconcile(client.id)
       let found = 0
       for await (const packet of stored(client)) {
         found++
@@ -474,9 +530,12 @@ export class SessionStore extends AsyncLevelPersistence {
     if (known === undefined) {
       // not put in flight by this process (a restart since): the library looks the id up
       await this.#settled()
-      return await super.outgoingClearMessageId(client, packet)
+      const cleared = await super.outgoingClearMessageId(client, packet)
+      if (cleared !== undefined) this.#bound?.removed(client.id)
+      return cleared
     }
     this.#forget(client.id, ofClient, known.messageId)
+    this.#bound?.removed(client.id)
     const fresh = this.#freshOf(known)
     if (fresh?.waiting.delete(client.id) === true) {
       // nothing was written for this recipient; the record goes once nobody waits for the message

@@ -117,7 +117,13 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
     }
     // the installation id is the device's MQTT client id, claimed for its owner from now on
     await ctx.clientIds.set(installation.id, { owner: userOwnerKey(owner), installation: true })
-    await ctx.installations.put(installation)
+    try {
+      // limits.maxInstallationsPerUser: every installation is a session, a claim and a copy of each message to its user
+      await ctx.installations.put(installation, { maxPerOwner: ctx.config.limits.maxInstallationsPerUser })
+    } catch (err) {
+      await ctx.clientIds.delete(installation.id)
+      throw err
+    }
     // stored in the session of the client id, so a device connecting later with clean=false finds it
     await ctx.broker.subscribe(installation.id, userInboxTopic(owner), 1)
 

@@ -29,6 +29,15 @@ type QosQuery = Static<typeof QosQuery>
  * push-only devices have them without ever connecting.
  */
 export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  /** limits.maxSubscriptionsPerClient, as MQTT SUBSCRIBE applies it: a filter the installation holds already always passes. */
+  async function assertRoomFor (installationId: string, filter: string): Promise<void> {
+    const held = await ctx.broker.subscriptions(installationId)
+    const max = ctx.config.limits.maxSubscriptionsPerClient
+    if (held.length >= max && !held.some((sub) => sub.topic === filter)) {
+      throw new HeraldError('TOO_MANY_SUBSCRIPTIONS', `installation ${installationId} has ${held.length} subscriptions (limits.maxSubscriptionsPerClient): remove one first`)
+    }
+  }
+
   /**
    * Checks the filter against the owner's ACL: the caller's token when the owner calls, else the
    * owner's newest token seen (groups, role and grants, deny filters too). An admin may subscribe
@@ -55,6 +64,7 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
     const topic = request.params['*']
     const qos = request.query.qos ?? 1
     await assertMaySubscribe(request.principal, installation, topic)
+    await assertRoomFor(installation.id, topic)
     await ctx.broker.subscribe(installation.id, topic, qos)
     return { topic, qos }
   })
@@ -85,6 +95,8 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
     assertTopicFilter(topic, ctx.config.limits)
     if (!ctx.acl.forPrincipal(principal).canSubscribe(topic)) throw new HeraldError('SUBSCRIBE_DENIED')
     const mine = principal.sub === null ? [] : await ctx.installations.listByOwner(principal.sub)
+    // all or none: every installation must have room before any is subscribed
+    for (const installation of mine) await assertRoomFor(installation.id, topic)
     for (const installation of mine) await ctx.broker.subscribe(installation.id, topic, qos)
     return { topic, qos, installations: mine.map((i) => i.id) }
   })

@@ -1,0 +1,197 @@
+import type { Logger } from 'pino'
+import { groupCommitTarget } from './batch-target.js'
+import type { ClientOwnerStore } from './client-owners.js'
+import { GroupCommit } from './group-commit.js'
+import type { Database } from './open-store.js'
+import { Serial } from './serial.js'
+
+/** What session expiry needs of the session store. */
+export interface ExpirableSessions {
+  sessionState (clientId: string): { readonly subscriptions: boolean, readonly will: boolean, readonly queue: boolean }
+  sessionClientIds (): Set<string>
+  deleteSession (clientId: string): Promise<void>
+  deleteQueue (clientId: string): Promise<void>
+}
+
+export interface SessionExpiryOptions {
+  /** `limits.sessionExpirySec`, above 0 */
+  readonly expirySec: number
+  /** `limits.sessionExpirySweepSec` */
+  readonly sweepSec: number
+  readonly sessions: ExpirableSessions
+  readonly owners: ClientOwnerStore
+  readonly isConnected: (clientId: string) => boolean
+  readonly logger: Logger
+  /** the clock; tests move it */
+  readonly now?: () => number
+  /** a session deleted (`session`), or an installation's queue (`queue`) */
+  readonly onExpired?: (kind: 'session' | 'queue') => void
+}
+
+export interface SessionExpiry {
+  /** An MQTT connection of this client id was accepted. */
+  connected (clientId: string): void
+  /** An MQTT connection of this client id closed. */
+  disconnected (clientId: string): void
+  /** Deletes what expired now; resolves with how many client ids expired. */
+  sweep (): Promise<number>
+  /** Sweeps now, then every `sweepSec`. */
+  start (): Promise<void>
+  /** Stops the timer; waits for a running sweep and the writes asked for. */
+  close (): Promise<void>
+}
+
+/**
+ * `limits.sessionExpirySec`: a persistent session nobody used for that long is
+ * deleted, as Mosquitto's `persistent_client_expiration` does. Without it,
+ * every client id that ever connected with clean=false kept its
+ * subscriptions, its claim and a copy of every message on its topics, for
+ * ever: one token made 1,583 such sessions, and each message on their topic
+ * was then queued 1,583 times.
+ *
+ * "Used" is an MQTT connection: the time a client id was last seen
+ * disconnecting is kept in LevelDB (`session-activity`), and refreshed while
+ * it stays connected (at CONNECT and at each sweep, once half the expiry has
+ * passed), so a crash while it was connected never makes it look older than
+ * it is by more than half the expiry. A session nobody has seen yet (made
+ * over HTTP, or stored before this existed) counts from the first sweep that
+ * finds it.
+ *
+ * What expires:
+ * - a client id that is not an installation: its subscriptions, queued and
+ *   in-flight messages, will, and its claim (another user may take the id);
+ * - an installation: its queued and in-flight messages and its will only.
+ *   Its subscriptions (the inbox, topics subscribed over HTTP) are part of the
+ *   installation, what the relay routes FCM/APNs pushes by, and stay as long
+ *   as it exists; so does its claim. Deleting the installation (HTTP) deletes
+ *   the rest.
+ */
+export async function openSessionExpiry (db: Database, options: SessionExpiryOptions): Promise<SessionExpiry> {
+  const { sessions, owners, isConnected, logger } = options
+  const now = options.now ?? Date.now
+  const expiryMs = options.expirySec * 1000
+  const stored = db.sublevel<string, number>('session-activity', { valueEncoding: 'json' })
+  /** client id → when it was last seen, ms since the epoch */
+  const lastSeen = new Map<string, number>()
+  for await (const [clientId, at] of stored.iterator()) lastSeen.set(clientId, at)
+  // writes nobody waits for, in shared batches: a disconnect storm is a few LevelDB writes
+  const commit = new GroupCommit(groupCommitTarget(db))
+  const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
+  const writes = new Set<Promise<void>>()
+  const serial = new Serial()
+  let timer: NodeJS.Timeout | undefined
+  let running: Promise<unknown> = Promise.resolve()
+
+  function behind (write: Promise<void>): void {
+    const tracked = write.catch((err: unknown) => logger.error({ err }, 'writing when a session was last used failed'))
+    writes.add(tracked)
+    void tracked.finally(() => writes.delete(tracked))
+  }
+
+  function seen (clientId: string, at: number): void {
+    lastSeen.set(clientId, at)
+    // the bytes the sublevel's json encoding would write
+    behind(commit.write([{ type: 'put', key: key(clientId), value: Buffer.from(JSON.stringify(at)) }]))
+  }
+
+  function forget (clientId: string): void {
+    if (!lastSeen.delete(clientId)) return
+    behind(commit.write([{ type: 'del', key: key(clientId) }]))
+  }
+
+  /** Client ids whose stored state expires: sessions that are not installations, and installations' queues and wills. */
+  function expirable (): Set<string> {
+    const ids = new Set<string>()
+    for (const [clientId, claim] of owners.entries()) if (!claim.installation) ids.add(clientId)
+    for (const clientId of sessions.sessionClientIds()) {
+      if (owners.get(clientId)?.installation !== true) {
+        ids.add(clientId)
+        continue
+      }
+      const state = sessions.sessionState(clientId)
+      if (state.queue || state.will) ids.add(clientId)
+    }
+    return ids
+  }
+
+  async function expire (clientId: string): Promise<'session' | 'queue' | undefined> {
+    if (isConnected(clientId)) return undefined
+    const claim = owners.get(clientId)
+    if (claim?.installation === true) {
+      await sessions.deleteQueue(clientId)
+      forget(clientId)
+      return 'queue'
+    }
+    await sessions.deleteSession(clientId)
+    // it connected again while its session was deleted: it keeps its id
+    if (isConnected(clientId)) {
+      seen(clientId, now())
+      return 'session'
+    }
+    if (claim !== undefined && owners.get(clientId) === claim) await owners.delete(clientId)
+    forget(clientId)
+    return 'session'
+  }
+
+  async function sweep (): Promise<number> {
+    return await serial.run(async () => {
+      const at = now()
+      const ids = expirable()
+      const due: string[] = []
+      for (const clientId of ids) {
+        const last = lastSeen.get(clientId)
+        if (isConnected(clientId)) {
+          if (last === undefined || at - last > expiryMs / 2) seen(clientId, at)
+        } else if (last === undefined) {
+          seen(clientId, at)
+        } else if (at - last >= expiryMs) {
+          due.push(clientId)
+        }
+      }
+      // deleted some other way (clean session, installation deleted, HTTP)
+      for (const clientId of [...lastSeen.keys()]) if (!ids.has(clientId) && !isConnected(clientId)) forget(clientId)
+      const counts = { session: 0, queue: 0 }
+      for (const clientId of due) {
+        const kind = await expire(clientId)
+        if (kind === undefined) continue
+        counts[kind]++
+        options.onExpired?.(kind)
+        logger.debug({ clientId, kind }, 'session expired')
+      }
+      if (due.length > 0) logger.info({ sessions: counts.session, installationQueues: counts.queue, expirySec: options.expirySec }, 'expired sessions unused for limits.sessionExpirySec deleted')
+      return counts.session + counts.queue
+    })
+  }
+
+  function sweepOnTimer (): void {
+    running = sweep().catch((err: unknown) => logger.error({ err }, 'session expiry sweep failed'))
+  }
+
+  return {
+    connected (clientId) {
+      const last = lastSeen.get(clientId)
+      if (last !== undefined && now() - last > expiryMs / 2) seen(clientId, now())
+    },
+    disconnected (clientId) {
+      if (lastSeen.has(clientId) || owners.get(clientId) !== undefined) {
+        seen(clientId, now())
+        return
+      }
+      const state = sessions.sessionState(clientId)
+      if (state.subscriptions || state.will || state.queue) seen(clientId, now())
+    },
+    sweep,
+    async start () {
+      await sweep()
+      // unref'd: a sweep never keeps the process alive
+      timer = setInterval(sweepOnTimer, options.sweepSec * 1000).unref()
+    },
+    async close () {
+      clearInterval(timer)
+      timer = undefined
+      await running
+      await serial.run(async () => {})
+      await Promise.all([...writes])
+    },
+  }
+}
