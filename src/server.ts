@@ -135,6 +135,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
           messageOut: () => metrics.messagesOut.inc(),
           connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
           publishDenied: () => metrics.publishDenied.inc(),
+          slowClientDropped: (qos) => metrics.slowClientDropped.inc({ qos: String(qos) }),
+          slowClientClosed: (reason) => metrics.slowClientClosed.inc({ reason }),
         },
       })
       // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects

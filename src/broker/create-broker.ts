@@ -42,6 +42,8 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
     // and, at QoS 1, by the PUBACK that waits for the session store.
     concurrency: 0,
     connectTimeout: config.limits.connectTimeoutMs,
+    // a connection whose peer reads nothing for this long is closed (slow or stalled subscriber)
+    drainTimeout: config.limits.slowClientTimeoutMs,
     maxTopicLevels: config.limits.maxTopicLevels,
     // Herald checks client ids itself (limits.maxClientIdLength); aedes' limit only concerns MQTT 3.1
     maxClientsIdLength: config.limits.maxClientIdLength,

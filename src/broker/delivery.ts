@@ -20,6 +20,8 @@ import { covers } from '../acl/topic-match.js'
  * the other: remembering the last message delivered is enough to drop the
  * others, in whatever order messages come. Retained messages sent on
  * SUBSCRIBE carry no broker id and are never dropped.
+ *
+ * It is also where a slow connection is bounded (DeliveryLimits).
  */
 
 /** aedes' per-connection delivery functions and granted subscriptions (lib/client.js, lib/handlers/subscribe.js). */
@@ -27,17 +29,40 @@ interface DeliveringClient {
   deliver0: Deliver
   deliverQoS: Deliver
   readonly subscriptions: Record<string, { qos: number } | undefined>
+  readonly clean: boolean
+  readonly conn: { readonly outgoingBytes?: number, readonly writableLength?: number }
 }
 type Deliver = (packet: DeliveredPacket, done: () => void) => void
 /** The copy of a message aedes makes for each subscription (aedes-packet). */
 type DeliveredPacket = PublishPacket & { brokerId?: string | null, brokerCounter?: number }
 
-export function deliverOncePerMessage (client: Client): void {
+/**
+ * How far a connection may fall behind. One that does not read its socket
+ * must not hold anybody else back: aedes waits for a subscriber's socket to
+ * drain before it calls a message delivered, and the publisher's next message
+ * waits for that (mqemitter), so one stalled device stopped a topic, the
+ * publisher's other topics and HTTP publishes to them.
+ */
+export interface DeliveryLimits {
+  /** bytes written to the connection and not yet taken by the peer */
+  readonly maxOutgoingBytes: number
+  /** messages handed to the connection whose write has not completed */
+  readonly maxOutgoingMessages: number
+  /** a message was not written to a connection past a limit: QoS 0 and clean sessions' messages are dropped */
+  onDropped (qos: number): void
+  /** a persistent session past a limit: its messages wait in its queue, and the connection is closed so it reconnects and drains it */
+  onBehind (client: Client): void
+}
+
+export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): void {
   const internals = client as unknown as DeliveringClient
   const deliver0 = internals.deliver0
   const deliverQoS = internals.deliverQoS
   let lastBrokerId: string | null | undefined
   let lastCounter: number | undefined
+  /** deliveries handed to aedes whose write has not completed */
+  let writing = 0
+  const written = (): void => { writing-- }
 
   const deliver: Deliver = (packet, done) => {
     if (packet.brokerId != null) {
@@ -49,15 +74,24 @@ export function deliverOncePerMessage (client: Client): void {
       lastBrokerId = packet.brokerId
       lastCounter = packet.brokerCounter
     }
+    // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
+    setImmediate(done)
     const qos = packet.qos === 0 ? 0 : Math.min(packet.qos, grantedQos(internals.subscriptions, packet.topic))
+    if (writing >= limits.maxOutgoingMessages || outgoingBytes(internals) >= limits.maxOutgoingBytes) {
+      // a persistent session's QoS 1 and 2 messages are in its queue already
+      if (qos > 0 && !internals.clean) limits.onBehind(client)
+      else limits.onDropped(qos)
+      return
+    }
+    writing++
     packet.qos = qos as PublishPacket['qos']
     if (qos === 0) {
-      deliver0(packet, done)
+      deliver0(packet, written)
       return
     }
     const exact = internals.subscriptions[packet.topic]
     if (exact === undefined || exact.qos >= qos) {
-      deliverQoS(packet, done)
+      deliverQoS(packet, written)
       return
     }
     // aedes would cap this copy at the QoS of the exact-topic subscription, read in the setImmediate
@@ -65,11 +99,16 @@ export function deliverOncePerMessage (client: Client): void {
     // and the one after it bracket that read, and nothing else runs in between.
     const granted = exact.qos
     setImmediate(() => { exact.qos = qos })
-    deliverQoS(packet, done)
+    deliverQoS(packet, written)
     setImmediate(() => { exact.qos = granted })
   }
   internals.deliver0 = deliver
   internals.deliverQoS = deliver
+}
+
+/** What the connection holds that the peer has not read (transport/guarded-stream.ts), or its write buffer. */
+function outgoingBytes (client: DeliveringClient): number {
+  return client.conn.outgoingBytes ?? client.conn.writableLength ?? 0
 }
 
 /**

@@ -12,7 +12,7 @@ import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
 import { sortableBrokerId } from './broker-id.js'
 import { SubscriptionLimit } from './subscription-limit.js'
-import { capQueuedQos, deliverOncePerMessage } from './delivery.js'
+import { capQueuedQos, deliverOncePerMessage, type DeliveryLimits } from './delivery.js'
 
 /**
  * The only module that knows aedes' hook signatures and internals: an aedes
@@ -39,6 +39,10 @@ export interface BrokerObserver {
   messageOut (): void
   connectRefused (code: string): void
   publishDenied (): void
+  /** a message not written to a connection past `limits.maxOutgoingBytes`/`maxOutgoingMessages` */
+  slowClientDropped (qos: number): void
+  /** a connection closed for falling behind (`behind`) or not reading for `limits.slowClientTimeoutMs` (`stalled`) */
+  slowClientClosed (reason: 'behind' | 'stalled'): void
 }
 
 /** What the CONNECT packet said, kept from preConnect until authenticate. */
@@ -79,10 +83,28 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     client.close()
   })
 
+  const deliveryLimits: DeliveryLimits = {
+    maxOutgoingBytes: limits.maxOutgoingBytes,
+    maxOutgoingMessages: limits.maxOutgoingMessages,
+    onDropped: (qos) => deps.observer?.slowClientDropped(qos),
+    onBehind: (client) => {
+      if (client.closed) return
+      logger.info({ clientId: client.id }, 'slow client: messages for its persistent session wait in its queue; closing the connection')
+      deps.observer?.slowClientClosed('behind')
+      client.close()
+    },
+  }
+
   /** The 'close' listener of every connection, one function for all (aedes sets `conn.client`). */
-  function forget (this: { client?: Client }): void {
+  function forget (this: { client?: Client, errored?: Error | null }): void {
     const client = this.client
     if (client === undefined) return
+    // aedes' drainTimeout (limits.slowClientTimeoutMs) destroys the connection with this error; its
+    // 'error' event comes after aedes has stopped listening, so it is only seen here
+    if (this.errored?.message === 'drain timeout') {
+      logger.info({ clientId: client.id }, 'slow client: nothing read for limits.slowClientTimeoutMs; connection closed')
+      deps.observer?.slowClientClosed('stalled')
+    }
     const session = registry.get(client)
     if (session === undefined) return
     if (session.expiresAt !== null) expiries.delete(client, session.expiresAt)
@@ -150,7 +172,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     if (principal.expiresAt !== null) expiries.add(client, principal.expiresAt)
     client.conn.on('close', forget)
     disableCounterDedupe(client)
-    deliverOncePerMessage(client)
+    deliverOncePerMessage(client, deliveryLimits)
     slimParser(client)
 
     // a persistent session claims its client id until its owner discards it with clean=true;

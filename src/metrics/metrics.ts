@@ -17,6 +17,8 @@ export interface Metrics {
   /** Connections closed as they were accepted: the open-files limit left no room (transport/connection-budget.ts). */
   readonly connectionsRefused: Counter<'listener' | 'reason'>
   readonly publishDenied: Counter
+  readonly slowClientDropped: Counter<'qos'>
+  readonly slowClientClosed: Counter<'reason'>
   /** Messages dropped from persistent sessions' queues past `limits.maxQueuedMessagesPerSession` (the oldest ones). */
   readonly queueDropped: Counter
   /** Persistent sessions deleted past `limits.sessionExpirySec` (`session`), or an installation's queue (`queue`). */
@@ -74,6 +76,8 @@ export function createMetrics (gauges: Gauges): Metrics {
     httpAuthRateLimited: new Counter({ name: 'herald_http_auth_rate_limited_total', help: 'HTTP requests answered 429 without verifying their token: their IP exceeded http.authFailureLimit', registers }),
     authFailures: new Counter({ name: 'herald_auth_failures_total', help: 'Refused credentials, by transport and error code', labelNames: ['transport', 'code'], registers }),
     connectionsRefused: new Counter({ name: 'herald_connections_refused_total', help: 'Connections closed as they were accepted, by listener (mqtt: TCP and TLS; http: HTTP, WebSocket) and reason (open_files: the open-files limit left no room)', labelNames: ['listener', 'reason'], registers }),
+    slowClientDropped: new Counter({ name: 'herald_mqtt_slow_client_dropped_total', help: 'Messages not written to a connection past limits.maxOutgoingBytes or maxOutgoingMessages (QoS 0, clean sessions)', labelNames: ['qos'], registers }),
+    slowClientClosed: new Counter({ name: 'herald_mqtt_slow_client_disconnects_total', help: 'Connections closed for falling behind (persistent session past the outgoing limits) or reading nothing for limits.slowClientTimeoutMs', labelNames: ['reason'], registers }),
     publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
     queueDropped: new Counter({ name: 'herald_session_queue_dropped_total', help: 'Queued QoS 1/2 messages dropped from persistent sessions past limits.maxQueuedMessagesPerSession (the oldest of each queue)', registers }),
     sessionsExpired: new Counter({ name: 'herald_sessions_expired_total', help: 'Persistent sessions deleted after limits.sessionExpirySec unused (kind="session"); installations lose only their queue (kind="queue")', labelNames: ['kind'], registers }),

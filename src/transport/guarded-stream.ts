@@ -82,6 +82,14 @@ export class GuardedStream extends Duplex {
     waiting?.()
   }
 
+  /**
+   * Bytes written to this connection that the peer has not taken yet: in this
+   * stream's buffer, pending coalescing, and in the socket's buffer.
+   */
+  get outgoingBytes (): number {
+    return this.writableLength + this.#pendingBytes + this.#inner.writableLength
+  }
+
   override _read (): void {
     this.#inner.resume()
   }
