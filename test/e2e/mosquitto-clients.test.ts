@@ -17,7 +17,8 @@ t.test('mosquitto_sub receives what mosquitto_pub publishes, with JWT auth', asy
   t.teardown(() => { sub.kill() })
   let output = ''
   sub.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)))
+  // 'close', not 'exit': 'exit' may come before the last stdout chunk has been read
+  const exited = new Promise<number | null>((resolve) => sub.once('close', (code) => resolve(code)))
   await subscribed
 
   await run('mosquitto_pub', ['-h', '127.0.0.1', '-p', port, '-i', 'mosq-pub', '-u', 'svc', '-P', sign({ sub: 'svc', role: 'service' }), '-t', 'users/alice/inbox', '-m', 'from mosquitto', '-q', '1'])

@@ -64,7 +64,8 @@ t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub wi
   let stderr = ''
   sub.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
   sub.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)))
+  // 'close', not 'exit': 'exit' may come before the last stdout chunk has been read
+  const exited = new Promise<number | null>((resolve) => sub.once('close', (code) => resolve(code)))
   await Promise.race([subscribed, exited.then((code) => { throw new Error(`mosquitto_sub exited (${code}) before subscribing: ${stderr}`) })])
 
   const request = {
