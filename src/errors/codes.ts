@@ -33,6 +33,7 @@ export const errorCodes = {
   CLIENT_ID_INVALID: { status: 400, connack: Connack.identifierRejected, message: 'the client id is not acceptable' },
   CLIENT_ID_TAKEN: { status: 403, connack: Connack.notAuthorized, message: 'the client id belongs to another user' },
   TOO_MANY_CONNECTIONS: { status: 429, connack: Connack.notAuthorized, message: 'too many connections for this user' },
+  TOO_MANY_RETAINED: { status: 409, connack: Connack.notAuthorized, message: 'too many retained messages: delete one (an empty retained message) before retaining on a new topic' },
   // 409, not 429: waiting does not help (and HTTP clients retry 429 by themselves); deleting an installation does
   TOO_MANY_INSTALLATIONS: { status: 409, connack: Connack.notAuthorized, message: 'the user has limits.maxInstallationsPerUser installations: delete one (DELETE /v1/installations/{id}) before registering another' },
   TOO_MANY_SUBSCRIPTIONS: { status: 409, connack: Connack.notAuthorized, message: 'the installation has limits.maxSubscriptionsPerClient subscriptions: remove one before adding another' },

@@ -6,6 +6,7 @@ import { groupCommitTarget } from './batch-target.js'
 import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, type FreshMessage } from './fresh-messages.js'
 import { GroupCommit, type BatchOperation, type BatchTarget, type HeldOperation } from './group-commit.js'
 import { OfflineSubscriptions } from './offline-subscriptions.js'
+import { RetainedMessages, type RetainedDatabase, type RetainedLimits } from './retained-messages.js'
 import { QueueBound } from './queue-bound.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
 import { outgoingIdKey, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
@@ -16,7 +17,7 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
 export type { PersistedPacket, StoredSubscription }
 
 /** The (sub)level the session store lives in. */
-export interface SessionDatabase extends KeyLister {
+export interface SessionDatabase extends KeyLister, RetainedDatabase {
   clear (range: { gte: string, lt: string }): Promise<void>
   iterator (range: { gte: string, lt: string }): AsyncIterable<[string, Buffer]>
   /** abstract-level sublevel API: this key as the root database stores it */
@@ -132,6 +133,8 @@ export class SessionStore extends AsyncLevelPersistence {
   readonly #ackWaitMs: number
   /** `limits.maxQueuedMessagesPerSession`, once limitQueues() is called */
   #bound: QueueBound | undefined
+  /** retained messages, indexed by topic in memory (replaces the library's scan of every one on each SUBSCRIBE) */
+  readonly #retained: RetainedMessages
 
   constructor (db: SessionDatabase, { onWriteBehindError = () => {}, holdMs = 1000, ackWaitMs = 20 }: SessionStoreOptions = {}) {
     super(db)
@@ -139,6 +142,7 @@ export class SessionStore extends AsyncLevelPersistence {
     this.#holdMs = holdMs
     this.#ackWaitMs = ackWaitMs
     this.#commit = new GroupCommit(groupCommitTarget(db.db), { holdMs, onHeldError: onWriteBehindError })
+    this.#retained = new RetainedMessages(db)
   }
 
   /**
@@ -199,6 +203,32 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.#settled()
   }
 
+  /** The bounds on retained messages (`limits.maxRetained*`); the defaults of config/default.json until called. */
+  limitRetained (limits: RetainedLimits): void {
+    this.#retained.setLimits(limits)
+  }
+
+  /**
+   * Whether a retained PUBLISH on `topic` may be stored now: false for a new
+   * topic beyond a retained bound (storeRetained would refuse it with
+   * TOO_MANY_RETAINED); an empty payload (a delete) always may.
+   */
+  mayRetain (topic: string, payloadLength: number): boolean {
+    return this.#retained.refusal(topic, payloadLength) === undefined
+  }
+
+  override async storeRetained (packet: PersistedPacket): Promise<void> {
+    await this.#retained.store(packet)
+  }
+
+  override createRetainedStreamCombi (patterns: string[]): NodeJS.ReadableStream {
+    return this.#retained.stream(patterns)
+  }
+
+  override createRetainedStream (pattern: string): NodeJS.ReadableStream {
+    return this.#retained.stream([pattern])
+  }
+
   setSubscriptionGuard (guard: SubscriptionGuard): void {
     this.#guard = guard
   }
@@ -216,6 +246,7 @@ export class SessionStore extends AsyncLevelPersistence {
     await super.setup(broker)
     await this.#recoverFresh()
     await this.#index.load(this.#db)
+    await this.#retained.load()
     for await (const [, value] of this.#db.iterator(prefixRange(SUBSCRIPTIONS_PREFIX))) {
       const sub = msgpack.decode(value) as Partial<StoredSubscription>
       if (typeof sub.clientId === 'string' && typeof sub.topic === 'string' && typeof sub.qos === 'number') this.#offline.add(sub.clientId, sub.topic, sub.qos)

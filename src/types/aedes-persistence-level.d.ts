@@ -10,6 +10,8 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     constructor (db: object)
     setup (broker: unknown): Promise<void>
     storeRetained (packet: PersistedPacket): Promise<void>
+    createRetainedStreamCombi (patterns: string[]): NodeJS.ReadableStream
+    createRetainedStream (pattern: string): NodeJS.ReadableStream
     addSubscriptions (client: { id: string }, subs: Array<{ topic: string, qos: number }>): Promise<void>
     removeSubscriptions (client: { id: string }, topics: string[]): Promise<void>
     subscriptionsByClient (client: { id: string }): Promise<Array<{ topic: string, qos: number }>>
