@@ -76,7 +76,7 @@ export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): 
     }
     // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
     setImmediate(done)
-    const qos = packet.qos === 0 ? 0 : Math.min(packet.qos, grantedQos(internals.subscriptions, packet.topic))
+    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, internals.subscriptions)
     if (writing >= limits.maxOutgoingMessages || outgoingBytes(internals) >= limits.maxOutgoingBytes) {
       // a persistent session's QoS 1 and 2 messages are in its queue already
       if (qos > 0 && !internals.clean) limits.onBehind(client)
@@ -112,12 +112,19 @@ function outgoingBytes (client: DeliveringClient): number {
 }
 
 /**
- * The highest QoS granted to a subscription of the client that matches the topic
- * (0 when none does: a message is only delivered through a subscription, so that
- * means the subscription just went away).
+ * The QoS a message goes out at: its own, capped by the highest QoS granted to
+ * the client's subscriptions that match it. A message no subscription matches
+ * was sent to this client directly (BrokerPort.deliverTo, aedes Client#publish)
+ * and keeps its QoS.
  */
+function deliveredQos (packet: PublishPacket, subscriptions: Record<string, { qos: number } | undefined>): number {
+  const granted = grantedQos(subscriptions, packet.topic)
+  return granted < 0 ? packet.qos : Math.min(packet.qos, granted)
+}
+
+/** The highest QoS granted to a subscription of the client that matches the topic; -1 when none does. */
 export function grantedQos (subscriptions: Record<string, { qos: number } | undefined>, topic: string): number {
-  let granted = 0
+  let granted = -1
   for (const filter in subscriptions) {
     const qos = subscriptions[filter]?.qos ?? 0
     if (qos > granted && covers(filter, topic)) {
