@@ -198,18 +198,23 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
     } catch (err) {
       return callback(err as HeraldError)
     }
-    if (!session.acl.canPublish(packet.topic)) {
+    const refusal = !session.acl.canPublish(packet.topic)
+      ? 'its topic may not be published to'
+      : packet.retain && packet.payload.length > 0 && !sessions.mayRetain(packet.topic, packet.payload.length)
+        ? 'a retained-message bound (limits.maxRetained*) is reached'
+        : undefined
+    if (refusal !== undefined) {
       deps.observer?.publishDenied()
       if (will) {
-        logger.info({ clientId: client.id, topic: packet.topic }, 'will refused: its topic may no longer be published to')
+        logger.info({ clientId: client.id, topic: packet.topic, reason: refusal }, 'will refused')
         return callback(new HeraldError('PUBLISH_DENIED'))
       }
       if (deps.deniedPublish === 'drop') {
-        logger.info({ clientId: client.id, topic: packet.topic }, 'publish denied; acknowledged and dropped')
+        logger.info({ clientId: client.id, topic: packet.topic, reason: refusal }, 'publish denied; acknowledged and dropped')
         handled.add(packet)
         return callback(null)
       }
-      logger.info({ clientId: client.id, topic: packet.topic }, 'publish denied; closing the connection')
+      logger.info({ clientId: client.id, topic: packet.topic, reason: refusal }, 'publish denied; closing the connection')
       // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the connection is closed
       return callback(new HeraldError('PUBLISH_DENIED'))
     }

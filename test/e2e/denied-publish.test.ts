@@ -90,3 +90,19 @@ t.test('a topic with NUL is refused and a filter with `+` in part of a level get
   await closed
   t.pass('the connection was closed')
 })
+
+t.test('a retained message beyond limits.maxRetainedPerUser is refused by the deniedPublish policy', async (t) => {
+  const broker = await startBroker(t, { overrides: { mqtt: { deniedPublish: 'drop' }, limits: { maxRetainedPerUser: 1 } } })
+  const alice = await connect(t, broker.mqttUrl, { clientId: 'alice', password: sign({ sub: 'alice' }) })
+  await alice.publishAsync('users/alice/state/a', 'kept', { qos: 1, retain: true })
+  // a second retained topic is over the bound: acknowledged and dropped, the connection stays
+  await alice.publishAsync('users/alice/state/b', 'refused', { qos: 1, retain: true })
+  t.ok(alice.connected, 'still connected')
+  const retained: string[] = []
+  const reader = await connect(t, broker.mqttUrl, { clientId: 'reader', password: sign({ sub: 'alice' }) }, (topic) => { retained.push(topic) })
+  const kept = new Promise<void>((resolve) => reader.on('message', (topic) => { if (topic === 'users/alice/state/a') resolve() }))
+  await reader.subscribeAsync(['users/alice/state/b', 'users/alice/state/a'], { qos: 1 })
+  await kept
+  t.same(retained, ['users/alice/state/a'])
+  t.match((await api(broker, 'GET', '/metrics')).text, /herald_mqtt_publish_denied_total 1/)
+})

@@ -64,7 +64,7 @@ t.test('a will refused at close (the ACL changed since CONNECT) is logged', asyn
   const gone = brokerEvent(broker, 'clientDisconnect', 'willer-refused')
   dying.kill('SIGKILL')
   await gone
-  t.ok(broker.logs.some((line) => line.msg === 'will refused: its topic may no longer be published to' && line.clientId === 'willer-refused'), 'the refusal was logged')
+  t.ok(broker.logs.some((line) => line.msg === 'will refused' && line.clientId === 'willer-refused'), 'the refusal was logged')
 })
 
 /** Starts a mosquitto client with a will on `users/alice/w/<name>`; resolves once the broker has it connected (and subscribed). */
