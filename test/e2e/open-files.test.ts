@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { TEST_SECRET, connackCode, makeTempDir, sign } from '../helpers/broker.js'
 import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
+import { within } from '../helpers/within.js'
 
 // A broker under a low open-files limit (prlimit --nofile=256:256): it prints the
 // limit at start with a warning, and once connections would exhaust it, it
@@ -76,16 +77,6 @@ async function openSocket (broker: ChildBroker): Promise<Socket> {
 
 function refusals (broker: ChildBroker): number {
   return broker.logs.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('connections refused')).length
-}
-
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /** Resolves once `condition` holds; checked every 50 ms for up to 10 s (closing sockets is seen by the broker, not by the test). */

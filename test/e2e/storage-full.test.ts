@@ -8,6 +8,7 @@ import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { connect, sign, startBroker } from '../helpers/broker.js'
 import { api, type ApiResponse } from '../helpers/http.js'
+import { within } from '../helpers/within.js'
 
 // The data directory on a small tmpfs, filled up: writes are refused with
 // STORAGE_FULL (HTTP 503 with Retry-After; a QoS 1 PUBLISH that cannot be
@@ -123,15 +124,5 @@ async function until (condition: () => Promise<boolean>): Promise<void> {
   while (!await condition()) {
     if (Date.now() > deadline) throw new Error('condition not met within 20 s')
     await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
-async function within<T> (ms: number, what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms) })
-  try {
-    return await Promise.race([promise, late])
-  } finally {
-    clearTimeout(timer)
   }
 }
