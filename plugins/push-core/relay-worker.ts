@@ -75,10 +75,6 @@ export class RelayWorker {
     return this.#jobs.size
   }
 
-  hasSender (provider: PushProvider): boolean {
-    return this.#senders.has(provider)
-  }
-
   /** Loads what the outbox holds (jobs left by a crash or a restart) and starts sending. */
   async start (): Promise<void> {
     for await (const job of this.#options.store.loadAll()) this.#schedule(job)
