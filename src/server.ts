@@ -24,6 +24,7 @@ import { openPrincipalDirectory, type PrincipalDirectory } from './store/known-p
 import { openDatabase, type Database } from './store/open-store.js'
 import { guardStorage, type StorageGuard } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
+import { maxConnectBytes, PendingConnects } from './transport/pre-auth.js'
 import { ConnectionBudget, readOpenFiles } from './transport/connection-budget.js'
 import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
@@ -63,6 +64,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   let db: Database | undefined
   let storage: StorageGuard | undefined
   let budget: ConnectionBudget | undefined
+  let pending: PendingConnects | undefined
   let broker: Broker | undefined
   let sessionLimits: SessionLimits | undefined
   let gateway: RelayGateway | undefined
@@ -72,12 +74,13 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   const httpApps: FastifyInstance[] = []
   const webSocketServers: WebSocketServer[] = []
 
-  function handleConnection (stream: Duplex, remoteAddress: string | undefined): void {
-    if (broker === undefined) {
+  function handleConnection (stream: Duplex, remoteAddress: string | undefined, onConnect?: () => void): void {
+    // until its CONNECT is in, a connection counts against its address's limits.maxPendingConnectsPerIp
+    if (broker === undefined || pending === undefined || !pending.admit(remoteAddress)) {
       stream.destroy()
       return
     }
-    broker.aedes.handle(new GuardedStream(stream, config.limits.maxPacketBytes, remoteAddress))
+    broker.aedes.handle(new GuardedStream(stream, config.limits.maxPacketBytes, remoteAddress, pending, onConnect))
   }
 
   async function startHttp (ctx: HttpContext, port: number, tls?: { cert: Buffer, key: Buffer }): Promise<number> {
@@ -85,7 +88,11 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
     httpApps.push(app)
     budget?.watch(app.server, 'http')
     // an MQTT packet may be split over several WebSocket messages; one message never needs more than a packet
-    webSocketServers.push(attachWebSocketTransport(app.server, { path: config.http.wsPath, maxPayload: config.limits.maxPacketBytes }, handleConnection))
+    webSocketServers.push(attachWebSocketTransport(app.server, {
+      path: config.http.wsPath,
+      maxPayload: config.limits.maxPacketBytes,
+      maxConnectPayload: maxConnectBytes(config),
+    }, handleConnection))
     await app.listen({ port, host })
     const address = app.server.address()
     if (address === null || typeof address === 'string') throw new Error('HTTP listener has no TCP address')
@@ -116,12 +123,19 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         relayOutboxDepth: () => gateway?.depth ?? 0,
         storageWritable: () => storage?.problem() === null ? 1 : 0,
         openFiles: readOpenFiles,
+        pendingConnects: () => pending?.size ?? 0,
       })
       // every listener's connections within the open-files limit, refusals counted and logged
       budget = new ConnectionBudget({
         logger,
         relayConcurrency: config.push.fcm !== undefined || config.push.apns !== undefined ? config.push.concurrency : 0,
         onRefused: (listener) => metrics.connectionsRefused.inc({ listener, reason: 'open_files' }),
+      })
+      pending = new PendingConnects({
+        maxConnectBytes: maxConnectBytes(config),
+        maxPerIp: config.limits.maxPendingConnectsPerIp,
+        logger,
+        onRefused: (reason) => metrics.preAuthRefused.inc({ reason }),
       })
       broker = await createBroker({
         config,
@@ -186,7 +200,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       let https: number | null = null
       if (config.tls.certFile !== null && config.tls.keyFile !== null) {
         const tls = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
-        const tlsServer = createTlsTransport(tls, handleConnection)
+        // a stalled handshake holds memory as a stalled CONNECT does
+        const tlsServer = createTlsTransport({ ...tls, handshakeTimeout: config.limits.connectTimeoutMs }, handleConnection)
         netServers.push(tlsServer)
         budget.watch(tlsServer, 'mqtt')
         mqtts = await listen(tlsServer, config.tls.mqttPort, host)
@@ -213,6 +228,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       if (gateway !== undefined) await gateway.close()
       await Promise.all(httpApps.map(async (app) => await app.close()))
       budget?.close()
+      pending?.close()
+      pending = undefined
       budget = undefined
       await principals?.idle()
       principals = undefined

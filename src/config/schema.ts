@@ -177,7 +177,12 @@ export const ConfigSchema = Type.Object({
       points: Type.Integer({ minimum: 1, default: 60, description: 'CONNECTs allowed per IP per window' }),
       windowSec: Type.Integer({ minimum: 1, default: 10 }),
     }, { additionalProperties: false, default: {} }),
-    connectTimeoutMs: Type.Integer({ minimum: 100, default: 30000 }),
+    maxConnectBytes: Type.Union([Type.Integer({ minimum: 64, maximum: 268435455 }), Type.Null()], {
+      default: null,
+      description: 'largest CONNECT packet, checked from its fixed header before it is buffered; null: derived from auth.jwt.maxTokenBytes, maxClientIdLength and maxTopicLength (10,880 bytes with the defaults); at most maxPacketBytes',
+    }),
+    maxPendingConnectsPerIp: Type.Integer({ minimum: 0, default: 100, description: 'connections from one address whose CONNECT has not fully arrived; a new one beyond it is closed at once; 0: no cap' }),
+    connectTimeoutMs: Type.Integer({ minimum: 100, default: 10000, description: 'time a new connection has to send its whole CONNECT (counted once TLS or the WebSocket upgrade is done; a TLS handshake gets as long again)' }),
   }, { additionalProperties: false, default: {} }),
 }, { additionalProperties: false })
 

@@ -17,6 +17,8 @@ export interface Metrics {
   /** Connections closed as they were accepted: the open-files limit left no room (transport/connection-budget.ts). */
   readonly connectionsRefused: Counter<'listener' | 'reason'>
   readonly publishDenied: Counter
+  /** MQTT connections closed before their CONNECT was read (transport/pre-auth.ts), by reason. */
+  readonly preAuthRefused: Counter<'reason'>
   readonly slowClientDropped: Counter<'qos'>
   readonly slowClientClosed: Counter<'reason'>
   /** Messages dropped from persistent sessions' queues past `limits.maxQueuedMessagesPerSession` (the oldest ones). */
@@ -34,6 +36,8 @@ export interface Gauges {
   storageWritable (): number
   /** the process's open file descriptors and its limit; null where unknown */
   openFiles (): { readonly limit: number | null, readonly open: number | null }
+  /** MQTT connections whose CONNECT has not fully arrived yet */
+  pendingConnects (): number
 }
 
 export function createMetrics (gauges: Gauges): Metrics {
@@ -44,6 +48,8 @@ export function createMetrics (gauges: Gauges): Metrics {
   new Gauge({ name: 'herald_mqtt_connected_clients', help: 'Authenticated MQTT connections open now', registers, collect () { this.set(gauges.connectedClients()) } })
   // eslint-disable-next-line no-new
   new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_mqtt_pending_connects', help: 'MQTT connections whose CONNECT has not fully arrived yet (limits.maxPendingConnectsPerIp per address)', registers, collect () { this.set(gauges.pendingConnects()) } })
   // eslint-disable-next-line no-new
   new Gauge({ name: 'herald_storage_writable', help: '1 while the store writes; 0 while it refuses writes (full disk or I/O error) until it heals', registers, collect () { this.set(gauges.storageWritable()) } })
   // eslint-disable-next-line no-new
@@ -78,6 +84,12 @@ export function createMetrics (gauges: Gauges): Metrics {
     connectionsRefused: new Counter({ name: 'herald_connections_refused_total', help: 'Connections closed as they were accepted, by listener (mqtt: TCP and TLS; http: HTTP, WebSocket) and reason (open_files: the open-files limit left no room)', labelNames: ['listener', 'reason'], registers }),
     slowClientDropped: new Counter({ name: 'herald_mqtt_slow_client_dropped_total', help: 'Messages not written to a connection past limits.maxOutgoingBytes or maxOutgoingMessages (QoS 0, clean sessions)', labelNames: ['qos'], registers }),
     slowClientClosed: new Counter({ name: 'herald_mqtt_slow_client_disconnects_total', help: 'Connections closed for falling behind (persistent session past the outgoing limits) or reading nothing for limits.slowClientTimeoutMs', labelNames: ['reason'], registers }),
+    preAuthRefused: new Counter({
+      name: 'herald_mqtt_preauth_refused_total',
+      help: 'MQTT connections closed before their CONNECT was read, by reason: pending_per_ip (limits.maxPendingConnectsPerIp), connect_too_large (limits.maxConnectBytes), not_connect (a first packet that is not a CONNECT)',
+      labelNames: ['reason'],
+      registers,
+    }),
     publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
     queueDropped: new Counter({ name: 'herald_session_queue_dropped_total', help: 'Queued QoS 1/2 messages dropped from persistent sessions past limits.maxQueuedMessagesPerSession (the oldest of each queue)', registers }),
     sessionsExpired: new Counter({ name: 'herald_sessions_expired_total', help: 'Persistent sessions deleted after limits.sessionExpirySec unused (kind="session"); installations lose only their queue (kind="queue")', labelNames: ['kind'], registers }),

@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream'
-import { FrameLimit } from './frame-limit.js'
+import { FrameLimit, type FrameViolation } from './frame-limit.js'
 
 /**
  * Bytes buffered for one connection before they are written without waiting
@@ -7,6 +7,20 @@ import { FrameLimit } from './frame-limit.js'
  * making on its own).
  */
 const COALESCE_BYTES = 64 * 1024
+
+/**
+ * The limits of a connection whose CONNECT has not fully arrived yet (transport/pre-auth.ts),
+ * one object for every connection.
+ */
+export interface PreAuth {
+  /** the largest first packet, the CONNECT */
+  readonly maxConnectBytes: number
+  /**
+   * Told once per connection: when its CONNECT has fully arrived (`null`), when it closes
+   * before that (`null`), or when its first packet broke the CONNECT rules (the violation).
+   */
+  settled (remoteAddress: string | undefined, violation: FrameViolation | null): void
+}
 
 /** The GuardedStream over each inner connection, for the listeners all connections share. */
 const guards = new WeakMap<Duplex, GuardedStream>()
@@ -35,12 +49,22 @@ export class GuardedStream extends Duplex {
   #waiting: (() => void) | undefined
   /** The peer's address, for per-IP limits and logs. */
   readonly remoteAddress: string | undefined
+  /** Present until the CONNECT has arrived or the connection has closed. */
+  #preAuth: PreAuth | undefined
+  /** The transport's own step once the CONNECT has arrived (WebSocket: a larger message size). */
+  #onConnect: (() => void) | undefined
 
-  constructor (inner: Duplex, maxPacketBytes: number, remoteAddress: string | undefined) {
+  /**
+   * With `preAuth`, the first packet must be a CONNECT of at most
+   * `preAuth.maxConnectBytes`; `onConnect` runs once it has fully arrived.
+   */
+  constructor (inner: Duplex, maxPacketBytes: number, remoteAddress: string | undefined, preAuth?: PreAuth, onConnect?: () => void) {
     super({ allowHalfOpen: false })
     this.#inner = inner
-    this.#limit = new FrameLimit(maxPacketBytes)
+    this.#limit = new FrameLimit(maxPacketBytes, preAuth?.maxConnectBytes)
     this.remoteAddress = remoteAddress
+    this.#preAuth = preAuth
+    this.#onConnect = onConnect
     // functions shared by every connection rather than closures per connection: an idle
     // connection's memory is mostly such small objects
     guards.set(inner, this)
@@ -55,9 +79,11 @@ export class GuardedStream extends Duplex {
     if (guard === undefined) return
     const violation = guard.#limit.feed(chunk)
     if (violation !== null) {
+      guard.#endPreAuth(violation.violation)
       guard.destroy(violation)
       return
     }
+    if (guard.#preAuth !== undefined && !guard.#limit.awaitingConnect) guard.#connectArrived()
     if (!guard.push(chunk)) this.pause()
   }
 
@@ -70,7 +96,25 @@ export class GuardedStream extends Duplex {
   }
 
   static #onClose (this: Duplex): void {
-    guards.get(this)?.destroy()
+    const guard = guards.get(this)
+    if (guard === undefined) return
+    guard.#endPreAuth(null)
+    guard.destroy()
+  }
+
+  #connectArrived (): void {
+    const onConnect = this.#onConnect
+    this.#endPreAuth(null)
+    onConnect?.()
+  }
+
+  /** Ends this connection's pre-auth phase, once. */
+  #endPreAuth (violation: FrameViolation | null): void {
+    const preAuth = this.#preAuth
+    if (preAuth === undefined) return
+    this.#preAuth = undefined
+    this.#onConnect = undefined
+    preAuth.settled(this.remoteAddress, violation)
   }
 
   static #onDrain (this: Duplex): void {

@@ -8,6 +8,12 @@ export interface WebSocketOptions {
   readonly path: string
   /** Largest WebSocket message accepted; an MQTT packet spans one or more messages. */
   readonly maxPayload: number
+  /**
+   * Largest message until the connection's CONNECT has arrived: ws holds a
+   * whole message before passing it on, so without it a peer could make the
+   * broker hold `maxPayload` bytes without ever authenticating.
+   */
+  readonly maxConnectPayload: number
 }
 
 /**
@@ -28,8 +34,13 @@ export function attachWebSocketTransport (server: Server, options: WebSocketOpti
       return
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      // ws 8 has no per-connection message limit: its Receiver reads `_maxPayload` at each frame header,
+      // and nothing has been read when handleUpgrade calls back
+      const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } })._receiver
+      const limited = receiver !== undefined && typeof receiver._maxPayload === 'number'
+      if (limited) receiver._maxPayload = options.maxConnectPayload
       const stream = createWebSocketStream(ws)
-      onConnection(stream, req.socket.remoteAddress)
+      onConnection(stream, req.socket.remoteAddress, limited ? () => { receiver._maxPayload = options.maxPayload } : undefined)
     })
   })
   return wss

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { access } from 'node:fs/promises'
+import { access, writeFile } from 'node:fs/promises'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
@@ -30,7 +30,12 @@ const canLimit = process.platform === 'linux' && await onPath('prlimit')
 t.test('running out of file descriptors is logged, counted and shown by /readyz; it passes when connections close', {
   skip: !canLimit && 'needs Linux and prlimit (util-linux)',
 }, async (t) => {
-  const broker = await spawnBroker(t, { HERALD_DATA_DIR: await makeTempDir(t), HERALD_JWT_SECRET: TEST_SECRET }, { wrapper: ['prlimit', `--nofile=${LIMIT}:${LIMIT}`, '--'] })
+  const dir = await makeTempDir(t)
+  // the sockets below all come from 127.0.0.1 and send nothing: without this, limits.maxPendingConnectsPerIp
+  // and limits.connectTimeoutMs would close them before the open-files limit is reached
+  await writeFile(join(dir, 'herald.json'), JSON.stringify({ limits: { maxPendingConnectsPerIp: 0, connectTimeoutMs: 600_000 } }))
+  const env = { HERALD_DATA_DIR: join(dir, 'data'), HERALD_JWT_SECRET: TEST_SECRET, HERALD_CONFIG: join(dir, 'herald.json') }
+  const broker = await spawnBroker(t, env, { wrapper: ['prlimit', `--nofile=${LIMIT}:${LIMIT}`, '--'] })
   const http = `http://127.0.0.1:${broker.ports.http}`
 
   const start = await within(5000, 'the open-files line at start', broker.nextLog((line) => line.openFilesLimit !== undefined))
