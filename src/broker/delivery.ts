@@ -46,7 +46,7 @@ type DeliveredPacket = PublishPacket & { brokerId?: string | null, brokerCounter
 export interface DeliveryLimits {
   /** bytes written to the connection and not yet taken by the peer */
   readonly maxOutgoingBytes: number
-  /** messages handed to the connection whose write has not completed */
+  /** messages handed to the connection whose write has not completed, counted while it is backed up (BACKED_UP_BYTES) */
   readonly maxOutgoingMessages: number
   /** a message was not written to a connection past a limit: QoS 0 and clean sessions' messages are dropped */
   onDropped (qos: number): void
@@ -77,7 +77,8 @@ export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): 
     // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
     setImmediate(done)
     const qos = packet.qos === 0 ? 0 : deliveredQos(packet, internals.subscriptions)
-    if (writing >= limits.maxOutgoingMessages || outgoingBytes(internals) >= limits.maxOutgoingBytes) {
+    const backlog = outgoingBytes(internals)
+    if (backlog >= limits.maxOutgoingBytes || (backlog >= BACKED_UP_BYTES && writing >= limits.maxOutgoingMessages)) {
       // a persistent session's QoS 1 and 2 messages are in its queue already
       if (qos > 0 && !internals.clean) limits.onBehind(client)
       else limits.onDropped(qos)
@@ -105,6 +106,14 @@ export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): 
   internals.deliver0 = deliver
   internals.deliverQoS = deliver
 }
+
+/**
+ * A connection holding this much its peer has not read is backed up, and only
+ * then does the message count apply: the messages of one busy event-loop turn
+ * are all handed over before the first of them is written, so a healthy
+ * connection may briefly have thousands in hand.
+ */
+const BACKED_UP_BYTES = 64 * 1024
 
 /** What the connection holds that the peer has not read (transport/guarded-stream.ts), or its write buffer. */
 function outgoingBytes (client: DeliveringClient): number {
