@@ -6,7 +6,7 @@ import type { DeliveryResult, PushSender } from './types.js'
  * the relay would prune a live token), and it is dropped, not pruned: the token is
  * fine, only handed to the wrong sender. The relay worker routes by provider, so
  * this catches a routing bug; each sender factory wraps itself with it, so the rule
- * holds for any caller (test/plugins/push-core/sender-contract.test.ts).
+ * holds for any caller (test/contracts/push-sender.test.ts).
  */
 export function ownTokensOnly (sender: PushSender): PushSender {
   const { provider } = sender

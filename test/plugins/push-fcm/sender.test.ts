@@ -322,7 +322,7 @@ t.test('the fake with recordMessages: false keeps nothing; onMessage and answere
   t.same(seen.map((m) => [m.token, m.status]).sort(), tokens.map((token, i) => [token, i === 1 ? 404 : 200]).sort())
 })
 
-// a token of another provider: test/plugins/push-core/sender-contract.test.ts, for every sender
+// a token of another provider: test/contracts/push-sender.test.ts, for every sender
 
 t.test('close deletes the app; later sends retry; close is idempotent', async (t) => {
   const env = await setup(t)
