@@ -5,10 +5,10 @@
  */
 import { pino } from 'pino'
 import t, { type Test } from 'tap'
-import type { Delivery, DeliveryResult, PushProvider, PushSender } from '../../../plugins/push-core/types.js'
-import { createApnsSender } from '../../../plugins/push-apns/sender.js'
-import { createFcmSender } from '../../../plugins/push-fcm/sender.js'
-import { apnsDeviceToken, fcmDeviceToken, startProviderFakes } from '../../helpers/providers.js'
+import type { Delivery, DeliveryResult, PushProvider, PushSender } from '../../plugins/push-core/types.js'
+import { createApnsSender } from '../../plugins/push-apns/sender.js'
+import { createFcmSender } from '../../plugins/push-fcm/sender.js'
+import { apnsDeviceToken, fcmDeviceToken, startProviderFakes } from '../helpers/providers.js'
 
 /** One sender implementation, with the hooks the contract needs into its fake provider. */
 interface Subject {
