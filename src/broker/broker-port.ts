@@ -1,5 +1,5 @@
 import type { Aedes, Client } from 'aedes'
-import AedesPacket from 'aedes-packet'
+import { newPacket, publishToClient, unsubscribeClient } from './aedes-internals.js'
 import type { SessionStore } from '../store/session-store.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
@@ -41,8 +41,6 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
     const client = registry.connectionByClientId(clientId)
     return client !== undefined && !client.closed ? client : undefined
   }
-  const packetOf = (message: OutboundMessage): AedesPacket =>
-    new AedesPacket({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain }, aedes)
 
   return {
     publish: async (message) => await new Promise<void>((resolve, reject) => {
@@ -56,10 +54,10 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
       const client = live(clientId)
       if (client !== undefined) {
         // aedes' Client#publish queues the packet first when the session is persistent
-        await new Promise<void>((resolve, reject) => client.publish(packetOf(message) as never, (err) => err ? reject(err) : resolve()))
+        await publishToClient(client, newPacket(aedes, message))
         return
       }
-      if (message.qos > 0) await sessions.outgoingEnqueue({ clientId }, packetOf(message))
+      if (message.qos > 0) await sessions.outgoingEnqueue({ clientId }, newPacket(aedes, message))
     },
 
     async subscribe (clientId, topic, qos) {
@@ -73,11 +71,7 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
 
     async unsubscribe (clientId, topic) {
       const client = live(clientId)
-      if (client !== undefined) {
-        // aedes' Client#unsubscribe wants topic strings (its types say Subscription objects): an object
-        // matches nothing and leaves the live subscription in place. No messageId: no UNSUBACK is written.
-        await new Promise<void>((resolve, reject) => client.unsubscribe({ cmd: 'unsubscribe', unsubscriptions: [topic] }, (err) => err ? reject(err) : resolve()))
-      }
+      if (client !== undefined) await unsubscribeClient(client, topic)
       await sessions.removeSubscriptions({ id: clientId }, [topic])
     },
 

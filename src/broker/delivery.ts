@@ -1,5 +1,6 @@
 import type { Client, PublishPacket } from 'aedes'
 import { covers } from '../acl/topic-match.js'
+import { clientSubscriptions, outgoingBytes, replaceDelivery, type Deliver } from './aedes-internals.js'
 
 /**
  * One copy of each message per client, at the highest QoS granted to the
@@ -9,10 +10,10 @@ import { covers } from '../acl/topic-match.js'
  * delivered respecting the maximum QoS of all of them. aedes 1.2 calls the
  * delivery function of every matching subscription, and relies on its
  * per-client brokerCounter check to drop the copies after the first, which
- * Herald turns off (hooks.ts `disableCounterDedupe`: with an asynchronous store
+ * Herald turns off (aedes-internals.ts `disableCounterDedupe`: with an asynchronous store
  * messages are emitted out of counter order). It also caps the QoS by the
- * subscription whose filter equals the topic name (lib/client.js
- * `deliverQoS`), so a wildcard subscription granted QoS 1 received QoS 2
+ * subscription whose filter equals the topic name (lib/client.js, its
+ * QoS>0 delivery function), so a wildcard subscription granted QoS 1 received QoS 2
  * messages at QoS 2.
  *
  * mqemitter hands one message to all the subscriptions it matches in one
@@ -23,18 +24,6 @@ import { covers } from '../acl/topic-match.js'
  *
  * It is also where a slow connection is bounded (DeliveryLimits).
  */
-
-/** aedes' per-connection delivery functions and granted subscriptions (lib/client.js, lib/handlers/subscribe.js). */
-interface DeliveringClient {
-  deliver0: Deliver
-  deliverQoS: Deliver
-  readonly subscriptions: Record<string, { qos: number } | undefined>
-  readonly clean: boolean
-  readonly conn: { readonly outgoingBytes?: number, readonly writableLength?: number }
-}
-type Deliver = (packet: DeliveredPacket, done: () => void) => void
-/** The copy of a message aedes makes for each subscription (aedes-packet). */
-type DeliveredPacket = PublishPacket & { brokerId?: string | null, brokerCounter?: number }
 
 /**
  * How far a connection may fall behind. One that does not read its socket
@@ -55,16 +44,18 @@ export interface DeliveryLimits {
 }
 
 export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): void {
-  const internals = client as unknown as DeliveringClient
-  const deliver0 = internals.deliver0
-  const deliverQoS = internals.deliverQoS
+  replaceDelivery(client, (sendQos0, sendQos12) => deliverOnce(client, limits, sendQos0, sendQos12))
+}
+
+/** aedes' two delivery functions, sendQos0 and sendQos12, behind one that delivers once and bounds the connection. */
+function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver, sendQos12: Deliver): Deliver {
   let lastBrokerId: string | null | undefined
   let lastCounter: number | undefined
   /** deliveries handed to aedes whose write has not completed */
   let writing = 0
   const written = (): void => { writing-- }
 
-  const deliver: Deliver = (packet, done) => {
+  return (packet, done) => {
     if (packet.brokerId != null) {
       if (packet.brokerId === lastBrokerId && packet.brokerCounter === lastCounter) {
         // the same message again, through an overlapping subscription
@@ -76,35 +67,34 @@ export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): 
     }
     // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
     setImmediate(done)
-    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, internals.subscriptions)
-    const backlog = outgoingBytes(internals)
+    const subscriptions = clientSubscriptions(client)
+    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, subscriptions)
+    const backlog = outgoingBytes(client)
     if (backlog >= limits.maxOutgoingBytes || (backlog >= BACKED_UP_BYTES && writing >= limits.maxOutgoingMessages)) {
       // a persistent session's QoS 1 and 2 messages are in its queue already
-      if (qos > 0 && !internals.clean) limits.onBehind(client)
+      if (qos > 0 && !client.clean) limits.onBehind(client)
       else limits.onDropped(qos)
       return
     }
     writing++
     packet.qos = qos as PublishPacket['qos']
     if (qos === 0) {
-      deliver0(packet, written)
+      sendQos0(packet, written)
       return
     }
-    const exact = internals.subscriptions[packet.topic]
+    const exact = subscriptions[packet.topic]
     if (exact === undefined || exact.qos >= qos) {
-      deliverQoS(packet, written)
+      sendQos12(packet, written)
       return
     }
     // aedes would cap this copy at the QoS of the exact-topic subscription, read in the setImmediate
-    // that deliverQoS schedules; immediates run in the order they were scheduled, so the one before
+    // that sendQos12 schedules; immediates run in the order they were scheduled, so the one before
     // and the one after it bracket that read, and nothing else runs in between.
     const granted = exact.qos
     setImmediate(() => { exact.qos = qos })
-    deliverQoS(packet, written)
+    sendQos12(packet, written)
     setImmediate(() => { exact.qos = granted })
   }
-  internals.deliver0 = deliver
-  internals.deliverQoS = deliver
 }
 
 /**
@@ -114,11 +104,6 @@ export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): 
  * connection may briefly have thousands in hand.
  */
 const BACKED_UP_BYTES = 64 * 1024
-
-/** What the connection holds that the peer has not read (transport/guarded-stream.ts), or its write buffer. */
-function outgoingBytes (client: DeliveringClient): number {
-  return client.conn.outgoingBytes ?? client.conn.writableLength ?? 0
-}
 
 /**
  * The QoS a message goes out at: its own, capped by the highest QoS granted to
@@ -151,6 +136,6 @@ export function grantedQos (subscriptions: Record<string, { qos: number } | unde
  */
 export function capQueuedQos (client: Client, packet: PublishPacket): void {
   if (packet.qos !== 2) return
-  const granted = grantedQos((client as unknown as DeliveringClient).subscriptions, packet.topic)
+  const granted = grantedQos(clientSubscriptions(client), packet.topic)
   if (granted === 1) packet.qos = 1
 }

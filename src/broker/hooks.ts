@@ -13,10 +13,11 @@ import { Deadlines } from './deadlines.js'
 import { sortableBrokerId } from './broker-id.js'
 import { SubscriptionLimit } from './subscription-limit.js'
 import { capQueuedQos, deliverOncePerMessage, type DeliveryLimits } from './delivery.js'
+import { clientSubscriptions, disableCounterDedupe, identify, interceptPublish, remoteAddress, setBrokerId, slimParser, willOf, type ClosingConnection } from './aedes-internals.js'
 
 /**
- * The only module that knows aedes' hook signatures and internals: an aedes
- * upgrade is a change to this file alone.
+ * The only module that knows aedes' hook signatures; its internals are in
+ * aedes-internals.ts. An aedes upgrade is a change to these two files.
  */
 
 export interface HookDeps {
@@ -52,15 +53,6 @@ interface ConnectRequest {
   readonly willTopic: string | undefined
 }
 
-/** aedes' Client keeps the will it is about to publish while it closes (lib/client.js `close`). */
-interface Willing { will?: PublishPacket | null }
-
-/** aedes' publish as its handlers call it (the typings know only `publish(packet, done)`). */
-type AedesPublish = (packet: PublishPacket, client?: Client | null | ((error?: Error | null) => void), done?: (error?: Error | null) => void) => void
-
-/** A connection stream that knows its peer (transport/guarded-stream.ts). */
-interface Addressed { remoteAddress?: string | undefined }
-
 /** Token expiry is checked at this granularity: a connection is closed at most this long after its token expires. */
 const EXPIRY_RESOLUTION_MS = 1000
 
@@ -68,7 +60,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   const { verifier, acl, limits, owners, sessions, logger } = deps
   const registry = new ConnectionRegistry<Client>()
   // before listen(): queue keys then sort by the time messages were queued, across restarts (broker-id.ts)
-  ;(broker as unknown as { id: string }).id = sortableBrokerId()
+  setBrokerId(broker, sortableBrokerId())
   const subscriptionLimit = new SubscriptionLimit<Client>(limits.maxSubscriptionsPerClient)
   const requests = new WeakMap<Client, ConnectRequest>()
   /**
@@ -96,7 +88,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   }
 
   /** The 'close' listener of every connection, one function for all (aedes sets `conn.client`). */
-  function forget (this: { client?: Client, errored?: Error | null }): void {
+  function forget (this: ClosingConnection): void {
     const client = this.client
     if (client === undefined) return
     // aedes' drainTimeout (limits.slowClientTimeoutMs) destroys the connection with this error; its
@@ -114,12 +106,12 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
 
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
-  sessions.setSubscriptionGuard((clientId, topic) => {
+  sessions.policy.subscriptionGuard = (clientId, topic) => {
     const connection = registry.connectionByClientId(clientId)
     const session = connection === undefined ? undefined : registry.get(connection)
     return connection === undefined || session === undefined || (session.acl.canSubscribe(topic) && !subscriptionLimit.wasRefused(connection, topic))
-  })
-  sessions.setPresence((clientId) => registry.connectionByClientId(clientId) !== undefined)
+  }
+  sessions.policy.isConnected = (clientId) => registry.connectionByClientId(clientId) !== undefined
 
   broker.preConnect = (client: Client, packet: ConnectPacket, callback) => {
     requests.set(client, { clientIdGiven: packet.clientId.length > 0, clean: packet.clean !== false, willTopic: packet.will?.topic })
@@ -190,7 +182,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   broker.authorizePublish = (client, packet, callback) => {
     // a null client is a will of a client gone before a restart; its topic was checked at CONNECT
     if (client === null) return callback(null)
-    const will = (client as Willing).will === packet
+    const will = willOf(client) === packet
     const session = registry.get(client) ?? (will ? departed.get(client) : undefined)
     if (session === undefined) return callback(new HeraldError('NOT_AUTHORIZED'))
     try {
@@ -235,11 +227,8 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
    * sends the message again.
    */
   function publishBeforeAck (client: Client, packet: PublishPacket, callback: (error: Error | null) => void): void {
-    const internals = broker as unknown as { id: string, counter: number }
     // aedes-packet keeps a brokerId and brokerCounter it is given: the store knows the message by them
-    const identified = packet as PublishPacket & { brokerId: string, brokerCounter: number }
-    identified.brokerId = internals.id
-    identified.brokerCounter = ++internals.counter
+    const identified = identify(broker, packet)
     sessions.expectAcknowledgement(identified)
     handled.add(packet)
     publish(packet, client, (err) => {
@@ -270,21 +259,14 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   const handled = new WeakSet<PublishPacket>()
   /** Each client's last PUBACK wait: the next one waits for it too. */
   const ackTails = new WeakMap<Client, Promise<unknown>>()
-  const publish = broker.publish.bind(broker) as unknown as AedesPublish
-  ;(broker as unknown as { publish: AedesPublish }).publish = (packet, client, done) => {
-    if (handled.delete(packet)) {
-      (typeof client === 'function' ? client : done)?.(null)
-      return
-    }
-    publish(packet, client, done)
-  }
+  const publish = interceptPublish(broker, (packet) => handled.delete(packet))
 
   broker.authorizeSubscribe = (client, subscription: Subscription, callback) => {
     const session = registry.get(client)
     const allowed = session !== undefined &&
       isValidFilter(subscription.topic, limits) &&
       session.acl.canSubscribe(subscription.topic)
-    const held = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions
+    const held = clientSubscriptions(client)
     const admitted = allowed && subscriptionLimit.admit(client, held, subscription.topic)
     if (allowed && !admitted) logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription refused: limits.maxSubscriptionsPerClient')
     else if (!allowed) logger.debug({ clientId: client.id, topic: subscription.topic }, 'subscription denied')
@@ -318,61 +300,6 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   return registry
 }
 
-/**
- * aedes drops a delivery as a duplicate unless its brokerCounter is higher than
- * the last one this client got from the same broker (lib/client.js `dedupe`),
- * which assumes messages are emitted in counter order. With an asynchronous
- * store (LevelDB) concurrent QoS1 publishes finish persisting, and are emitted,
- * out of order, so acknowledged messages were silently dropped: 15 of 3,000 per
- * subscriber on bare aedes 1.2 + aedes-persistence-level 9, 35 with Herald's
- * write before PUBACK. The dedupe only matters for duplicates between brokers
- * of a cluster; a single Herald process has none, so every counter passes.
- */
-const neverSeen: Record<string, number> = new Proxy(Object.create(null) as Record<string, number>, {
-  get: () => 0,
-  set: () => true,
-  deleteProperty: () => true,
-})
-
-function disableCounterDedupe (client: Client): void {
-  (client as unknown as { duplicates: Record<string, number> }).duplicates = neverSeen
-}
-
-/** What Herald touches of mqtt-packet's parser (aedes' `client._parser`). */
-interface ParserInternals {
-  settings: { protocolVersion?: number, bridgeMode?: boolean }
-  _list: { length: number, constructor: { BufferList?: new () => BufferListInternals } }
-}
-interface BufferListInternals { append (list: unknown): unknown }
-
-/** The part of a CONNECT packet mqtt-packet's parser reads after CONNECT, one object per combination. */
-const parserSettings = new Map<string, ParserInternals['settings']>()
-
-/**
- * Two things of mqtt-packet 9's parser outlive CONNECT for no use: `settings`
- * is the whole CONNECT packet (it only reads protocolVersion and bridgeMode
- * from it), so the token in the password stayed in memory, with the socket
- * chunk it was sliced from, as long as the connection; and the input buffer is
- * a BufferListStream, a full Duplex stream, where the plain BufferList whose
- * methods it borrows (bl) is all the parser calls. ~1.7 kB per connection.
- * Runs between two reads (after an await), never inside parse().
- */
-function slimParser (client: Client): void {
-  const parser = (client as unknown as { _parser?: ParserInternals })._parser
-  if (parser === undefined) return
-  const { protocolVersion, bridgeMode } = parser.settings
-  const key = `${protocolVersion}:${bridgeMode}`
-  let settings = parserSettings.get(key)
-  if (settings === undefined) parserSettings.set(key, settings = Object.freeze({ protocolVersion, bridgeMode }))
-  parser.settings = settings
-  const PlainList = parser._list.constructor.BufferList
-  if (PlainList === undefined) return
-  const list = new PlainList()
-  // bytes of a packet that has not fully arrived yet move over
-  if (parser._list.length > 0) list.append(parser._list)
-  parser._list = list as unknown as ParserInternals['_list']
-}
-
 function isValidFilter (filter: string, limits: TopicLimits): boolean {
   try {
     assertTopicFilter(filter, limits)
@@ -380,8 +307,4 @@ function isValidFilter (filter: string, limits: TopicLimits): boolean {
   } catch {
     return false
   }
-}
-
-function remoteAddress (client: Client): string | undefined {
-  return (client.conn as Addressed).remoteAddress
 }
