@@ -5,7 +5,7 @@ import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { Database } from '../store/open-store.js'
-import { SessionStore } from '../store/session-store.js'
+import { createSessionPolicy, SessionStore } from '../store/session-store.js'
 import { createBrokerPort, type BrokerPort } from './broker-port.js'
 import { createConnectLimiter } from './connect-limiter.js'
 import type { ConnectionRegistry } from './connection-registry.js'
@@ -32,6 +32,8 @@ export interface BrokerDeps {
 
 export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), {
+    // filled in by installHooks (guard, presence) and server.ts (routing), which are built after the store
+    policy: createSessionPolicy(),
     ackWaitMs: config.storage.ackWaitMs,
     onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
   })

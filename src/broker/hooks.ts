@@ -106,12 +106,12 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
 
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
-  sessions.setSubscriptionGuard((clientId, topic) => {
+  sessions.policy.subscriptionGuard = (clientId, topic) => {
     const connection = registry.connectionByClientId(clientId)
     const session = connection === undefined ? undefined : registry.get(connection)
     return connection === undefined || session === undefined || (session.acl.canSubscribe(topic) && !subscriptionLimit.wasRefused(connection, topic))
-  })
-  sessions.setPresence((clientId) => registry.connectionByClientId(clientId) !== undefined)
+  }
+  sessions.policy.isConnected = (clientId) => registry.connectionByClientId(clientId) !== undefined
 
   broker.preConnect = (client: Client, packet: ConnectPacket, callback) => {
     requests.set(client, { clientIdGiven: packet.clientId.length > 0, clean: packet.clean !== false, willTopic: packet.will?.topic })

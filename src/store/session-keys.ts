@@ -1,8 +1,13 @@
+import Packet from 'aedes-packet'
+import type { PersistedPacket } from 'aedes-persistence-level/asyncPersistence.js'
+import msgpack from 'msgpack-lite'
+
 /**
  * Key layout of aedes-persistence-level 9's queues (asyncPersistence.js
- * `outgoingKey`, `outgoingByIdKey`, `padId`; not exported there). Herald
- * writes the hot queue operations itself, so it must write the same keys;
- * test/store/session-store.test.ts reads them back through the library.
+ * `outgoingKey`, `outgoingByIdKey`, `padId`; not exported there), and how it
+ * encodes a queue entry. Herald writes the hot queue operations itself, so it
+ * must write the same keys and values; test/store/session-store.test.ts reads
+ * them back through the library.
  */
 
 /** Message ids and broker counters are zero-padded to 16 digits so keys sort in queue order. */
@@ -26,6 +31,11 @@ export function outgoingIdPrefix (clientId: string): string {
 /** A queued message: one per persistent subscriber and message. */
 export function outgoingKey (clientId: string, brokerId: string, brokerCounter: number): string {
   return `${outgoingPrefix(clientId)}${brokerId}:${padId(brokerCounter)}`
+}
+
+/** A queue entry's bytes: aedes-packet's fields, as aedes-persistence-level stores them. */
+export function encodeQueueEntry (packet: PersistedPacket): Buffer {
+  return msgpack.encode(new Packet(packet))
 }
 
 /** A message in flight to a client under a message id. */

@@ -1,7 +1,7 @@
 import AedesPacket from 'aedes-packet'
 import t from 'tap'
 import { openDatabase, type Database } from '../../src/store/open-store.js'
-import { SessionStore, type PersistedPacket, type SessionStoreOptions } from '../../src/store/session-store.js'
+import { createSessionPolicy, SessionStore, type PersistedPacket, type SessionPolicy, type SessionStoreOptions } from '../../src/store/session-store.js'
 import { makeTempDir } from '../helpers/broker.js'
 
 /** The session store of the database in `dir`, as the broker opens it at start; the caller closes `db`. */
@@ -12,10 +12,15 @@ async function openStoreAt (dir: string, options: SessionStoreOptions = {}): Pro
   return { db, store }
 }
 
-async function openStore (t: Parameters<typeof makeTempDir>[0]): Promise<SessionStore> {
-  const { db, store } = await openStoreAt(await makeTempDir(t))
+async function openStore (t: Parameters<typeof makeTempDir>[0], options: SessionStoreOptions = {}): Promise<SessionStore> {
+  const { db, store } = await openStoreAt(await makeTempDir(t), options)
   t.teardown(async () => await db.close())
   return store
+}
+
+/** The store's policy with some of its decisions given (the rest as createBroker's before the wiring fills them in). */
+function policy (given: Partial<SessionPolicy>): SessionPolicy {
+  return { ...createSessionPolicy(), ...given }
 }
 
 const fakeBroker = { id: 'broker-1', counter: 0 }
@@ -34,17 +39,15 @@ async function queued (store: SessionStore, clientId: string): Promise<string[]>
 }
 
 t.test('the subscription guard keeps refused filters out of the session', async (t) => {
-  const store = await openStore(t)
-  store.setSubscriptionGuard((_clientId, topic) => !topic.startsWith('secret/'))
+  const store = await openStore(t, { policy: policy({ subscriptionGuard: (_clientId, topic) => !topic.startsWith('secret/') }) })
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }, { topic: 'secret/#', qos: 1 }])
   t.same((await store.subscriptionsByClient({ id: 'phone' })).map((s) => s.topic), ['news/#'])
 })
 
 t.test('the routing hook decides who queues', async (t) => {
-  const store = await openStore(t)
+  const store = await openStore(t, { policy: policy({ routing: async (subs) => subs.filter((s) => s.clientId !== 'push-only') }) })
   await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
   await store.addSubscriptions({ id: 'push-only' }, [{ topic: 'news/#', qos: 1 }])
-  store.setRoutingHook(async (subs) => subs.filter((s) => s.clientId !== 'push-only'))
   await enqueue(store, packet('news/today', 'one'))
   t.same(await queued(store, 'phone'), ['one'])
   t.same(await queued(store, 'push-only'), [])
@@ -237,9 +240,8 @@ t.test('fresh messages are settled after the hold without any read', async (t) =
 
 t.test('recipients all connected: the message waits for their acknowledgements, and then nothing is written', async (t) => {
   const dir = await makeTempDir(t)
-  const { db, store } = await openStoreAt(dir, { ackWaitMs: 60_000 })
+  const { db, store } = await openStoreAt(dir, { ackWaitMs: 60_000, policy: policy({ isConnected: () => true }) })
   t.teardown(async () => await db.close())
-  store.setPresence(() => true)
   for (const id of ['phone', 'tablet']) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
   store.expectAcknowledgement(message)
@@ -260,8 +262,7 @@ t.test('recipients all connected: the message waits for their acknowledgements, 
 
 t.test('recipients all connected but one does not acknowledge in time: the record is written before the PUBACK', async (t) => {
   const dir = await makeTempDir(t)
-  const before = await openStoreAt(dir, { ackWaitMs: 5, holdMs: 60_000 })
-  before.store.setPresence(() => true)
+  const before = await openStoreAt(dir, { ackWaitMs: 5, holdMs: 60_000, policy: policy({ isConnected: () => true }) })
   for (const id of ['phone', 'tablet']) await before.store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
   const message = packet('news/today', 'one')
   before.store.expectAcknowledgement(message)
@@ -286,9 +287,8 @@ t.test('a recipient offline: the message is on disk when enqueue returns', async
     { recipients: ['watch'], written: true, why: 'the only recipient is offline' },
   ]
   for (const { recipients, written, why } of cases) {
-    const { db, store } = await openStoreAt(await makeTempDir(t), { ackWaitMs: 60_000 })
+    const { db, store } = await openStoreAt(await makeTempDir(t), { ackWaitMs: 60_000, policy: policy({ isConnected: (clientId) => clientId !== 'watch' }) })
     t.teardown(async () => await db.close())
-    store.setPresence((clientId) => clientId !== 'watch')
     for (const id of recipients) await store.addSubscriptions({ id }, [{ topic: 'news/#', qos: 1 }])
     const message = packet('news/today', 'one')
     store.expectAcknowledgement(message)
