@@ -178,7 +178,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         observer: metrics.relay,
       })
       gateway = relay
-      broker.sessions.setRoutingHook(relay.routingHook)
+      broker.sessions.policy.routing = relay.routingHook
       broker.sessions.limitRetained(config.limits)
       await relay.start()
       // bucket events a crash left unpublished go out before any new write (with the relay in place)

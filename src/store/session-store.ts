@@ -200,11 +200,6 @@ export class SessionStore extends AsyncLevelPersistence {
     return this.#retained.stream([pattern])
   }
 
-  /** The relay's routing hook (server.ts still sets it this way; it is `policy.routing`). */
-  setRoutingHook (hook: RoutingHook): void {
-    this.policy.routing = hook
-  }
-
   override async setup (broker: unknown): Promise<void> {
     await super.setup(broker)
     await this.#fresh.recover()
