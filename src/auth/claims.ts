@@ -3,6 +3,7 @@ import { roles, type Grants, type Principal, type Role } from './principal.js'
 
 // A user or group id becomes one topic level (`users/{sub}/…`), so it must not
 // contain level separators, wildcards or NUL, and must not start with `$` ([MQTT-4.7.2-1]).
+// eslint-disable-next-line no-control-regex -- NUL is one of the characters refused
 const topicLevelId = /^[^/+#\u0000$][^/+#\u0000]{0,127}$/
 
 /** Most tokens name no group: they all share this one empty list (a principal lives as long as its connection). */

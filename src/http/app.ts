@@ -61,7 +61,8 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) => {
     if (body.length === 0) done(null, undefined)
-    else parseJson(request, body, done)
+    // fastify's default parser is synchronous and answers through `done`
+    else void parseJson(request, body, done)
   })
   app.setErrorHandler(sendError)
   app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })

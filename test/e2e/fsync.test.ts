@@ -128,6 +128,7 @@ async function attached (pid: number, tracerExit: Promise<unknown>): Promise<boo
   let exited = false
   void tracerExit.then(() => { exited = true })
   const deadline = Date.now() + 10_000
+  // eslint-disable-next-line no-unmodified-loop-condition -- set by tracerExit, read after each await
   while (!exited && Date.now() < deadline) {
     const status = await readFile(`/proc/${pid}/status`, 'utf8')
     if (!/^TracerPid:\s+0$/m.test(status)) return true

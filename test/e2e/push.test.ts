@@ -46,7 +46,6 @@ function envelopeOf (message: Received): Record<string, unknown> {
   return JSON.parse(message.payload.toString('utf8')) as Record<string, unknown>
 }
 
-
 t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub with the same envelope', async (t) => {
   const broker = await startBroker(t)
   await createTopic(t, broker, 'news')

@@ -171,7 +171,7 @@ t.test('a session unused for limits.sessionExpirySec is deleted at start, with i
   // the installation lost its queue, and keeps its subscriptions and its id
   t.same(await reconnectAndDrain(t, second, installation), [], 'its queued message expired')
   const subs = await api<{ subscriptions: Array<{ topic: string }> }>(second, 'GET', `/v1/installations/${installation}/subscriptions`, { token: alice })
-  t.same(subs.body.subscriptions.map((s) => s.topic).sort(), [`users/alice/inbox`, `users/alice/to/${installation}`], 'it keeps its subscriptions')
+  t.same(subs.body.subscriptions.map((s) => s.topic).sort(), ['users/alice/inbox', `users/alice/to/${installation}`], 'it keeps its subscriptions')
   t.equal(await connackCode(second.mqttUrl, { clientId: installation, clean: false, password: bob }), 5, 'its id stays claimed')
 
   const metrics = (await api(second, 'GET', '/metrics')).text

@@ -27,7 +27,7 @@ export async function api<T = any> (broker: TestBroker, method: string, path: st
   }
   const response = await fetch(`http://127.0.0.1:${broker.ports.http}${path}`, { method, headers, ...(body !== undefined && { body }) })
   const text = await response.text()
-  return { status: response.status, headers: response.headers, body: (text === "" ? undefined : tryJson(text)) as T, text }
+  return { status: response.status, headers: response.headers, body: (text === '' ? undefined : tryJson(text)) as T, text }
 }
 
 function tryJson (text: string): unknown {

@@ -13,6 +13,7 @@ class MemoryStore implements RelayStore {
     this.deleteWrites.push(ids.length)
     for (const id of ids) this.jobs.delete(id)
   }
+
   async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason }) }
   async * loadAll (): AsyncIterable<RelayJob> { yield * [...this.jobs.values()] }
 }
@@ -32,6 +33,7 @@ class ScriptedSender implements PushSender {
       return typeof answer === 'string' ? { jobId: delivery.jobId, outcome: answer, reason: 'scripted' } as DeliveryResult : answer
     })
   }
+
   async close (): Promise<void> {}
 }
 
