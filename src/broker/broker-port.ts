@@ -1,5 +1,6 @@
 import type { Aedes, Client } from 'aedes'
 import { newPacket, publishToClient, unsubscribeClient } from './aedes-internals.js'
+import type { RoutedMessage } from './routed-message.js'
 import type { SessionStore } from '../store/session-store.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
@@ -9,6 +10,15 @@ export interface OutboundMessage {
   readonly payload: Buffer
   readonly qos: 0 | 1
   readonly retain: boolean
+}
+
+export interface PublishOptions {
+  /**
+   * The relay has had this message already (`POST /v1/push` relays it with
+   * the full push content first): the relay skips it on its way into the
+   * offline queues (`relayedAlready`).
+   */
+  readonly relayed?: boolean
 }
 
 export interface SubscriptionInfo {
@@ -22,7 +32,9 @@ export interface SubscriptionInfo {
  */
 export interface BrokerPort {
   /** Routes a message to every subscriber; resolves once QoS1 copies are in the offline queues. */
-  publish (message: OutboundMessage): Promise<void>
+  publish (message: OutboundMessage, options?: PublishOptions): Promise<void>
+  /** Whether this message was published with `relayed`; asked while it is routed, before publish() resolves. */
+  relayedAlready (message: RoutedMessage): boolean
   /** Sends a message to one client id only: now when connected, from its queue when it reconnects. */
   deliverTo (clientId: string, message: OutboundMessage): Promise<void>
   /** Adds a subscription to a client id's session, live or stored. */
@@ -42,13 +54,32 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
     return client !== undefined && !client.closed ? client : undefined
   }
 
+  /** brokerCounter → brokerId of the messages published with `relayed` whose publish has not finished */
+  const relayed = new Map<number, string>()
+  const publish = async (packet: Parameters<Aedes['publish']>[0]): Promise<void> => await new Promise<void>((resolve, reject) => {
+    aedes.publish(packet, (err) => {
+      if (err) reject(err)
+      else resolve()
+    })
+  })
+
   return {
-    publish: async (message) => await new Promise<void>((resolve, reject) => {
-      aedes.publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false }, (err) => {
-        if (err) reject(err)
-        else resolve()
-      })
-    }),
+    async publish (message, options) {
+      if (options?.relayed !== true) {
+        await publish({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain, dup: false })
+        return
+      }
+      // identified now (aedes-packet keeps the identity it is given), so the routing can recognise it
+      const packet = newPacket(aedes, message)
+      relayed.set(packet.brokerCounter, packet.brokerId)
+      try {
+        await publish(packet)
+      } finally {
+        relayed.delete(packet.brokerCounter)
+      }
+    },
+
+    relayedAlready: (message) => relayed.get(message.brokerCounter) === message.brokerId,
 
     async deliverTo (clientId, message) {
       const client = live(clientId)

@@ -2,25 +2,25 @@ import type { Logger } from 'pino'
 import { createPushRelay, type PushSender, type RelayContent, type RelayObserver } from '../../plugins/push-core/index.js'
 import type { Acl, PrincipalAcl } from '../acl/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
+import type { MessageRouter, RoutedMessage } from '../broker/routed-message.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { InstallationStore } from '../store/installations.js'
 import { installationOwner, type PrincipalDirectory } from '../store/known-principals.js'
-import type { PersistedPacket, RoutingHook } from '../store/session-store.js'
 import type { RelayStore } from '../../plugins/push-core/index.js'
 
 /**
  * Where Herald meets the relay plugin. Messages reach it two ways:
  * - `POST /v1/push` relays with the full push content (notification, data,
- *   per-network options) to the offline recipients it computed, then marks
- *   the MQTT payload so the routing hook does not relay it a second time;
+ *   per-network options) to the offline recipients it computed, then
+ *   publishes with `relayed` so the routing hook does not relay it a second
+ *   time (BrokerPort.relayedAlready);
  * - every other QoS>0 message, through the session store's routing hook,
  *   is relayed as a raw data message to offline installations it reached.
  * Push-only installations keep no MQTT queue either way.
  */
 export interface RelayGateway {
   relayPush (clientIds: Iterable<string>, content: RelayContent, ttlSec: number | undefined): Promise<void>
-  markRelayed (payload: Buffer): void
-  readonly routingHook: RoutingHook
+  readonly routingHook: MessageRouter
   start (): Promise<void>
   idle (): Promise<void>
   /** The outbox is empty, retries included (tests). */
@@ -45,8 +45,6 @@ export interface GatewayDeps {
 
 export function createRelayGateway (deps: GatewayDeps): RelayGateway {
   const { installations, broker } = deps
-  // payload Buffers travel by reference from publish to the session store, so they can carry the mark
-  const relayedByPush = new WeakSet<Buffer>()
   const relay = createPushRelay({
     logger: deps.logger.child({ component: 'relay' }),
     store: deps.store,
@@ -82,11 +80,10 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     async relayPush (clientIds, content, ttlSec) {
       await relay.routed(clientIds, content, ttlSec)
     },
-    markRelayed: (payload) => { relayedByPush.add(payload) },
-    routingHook: async (subs, packet) => {
+    routingHook: async (subs, message) => {
       // most subscribers are no installation with a push token: build the relay content (a UTF-8 decode) only when one is
       const relayable = subs.some((sub) => installations.hasPushToken(sub.clientId))
-      if (relayable && !relayedByPush.has(packet.payload)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(packet))
+      if (relayable && !broker.relayedAlready(message)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(message))
       return subs.filter((sub) => !installations.isPushOnly(sub.clientId))
     },
     start: async () => await relay.start(),
@@ -103,17 +100,17 @@ function zip<A, B> (a: readonly A[], b: readonly B[]): Array<[A, B]> {
 }
 
 /** A raw message as the relay carries it: the payload only when it is text. */
-function rawContent (packet: PersistedPacket): RelayContent {
+function rawContent (message: RoutedMessage): RelayContent {
   let payload: string | undefined
   try {
-    payload = utf8.decode(packet.payload)
+    payload = utf8.decode(message.payload)
   } catch {
     payload = undefined
   }
   return {
     kind: 'raw',
-    messageId: `${packet.brokerId}-${packet.brokerCounter}`,
-    topic: packet.topic,
+    messageId: `${message.brokerId}-${message.brokerCounter}`,
+    topic: message.topic,
     ...(payload !== undefined && { payload }),
   }
 }

@@ -46,8 +46,7 @@ export function registerPushRoutes (app: FastifyInstance, ctx: HttpContext): voi
     await ctx.relay.relayPush(recipients, relayContent(id, target.topic, push), push.ttl)
 
     if (push.mqtt?.enabled !== false) {
-      ctx.relay.markRelayed(message.payload)
-      if (target.installation === undefined) await ctx.broker.publish(message)
+      if (target.installation === undefined) await ctx.broker.publish(message, { relayed: true })
       else if (target.installation.mqtt) await ctx.broker.deliverTo(target.installation.id, message)
     }
     ctx.metrics.messagesIn.inc({ transport: 'http' })
