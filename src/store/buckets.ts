@@ -1,12 +1,16 @@
 import type { Logger } from 'pino'
 import type { AppBucketAcl, AppBucketDirectory } from '../acl/index.js'
-import type { BrokerPort } from '../broker/broker-port.js'
 import {
   buildEvent, checkPreconditions, generateObjectId, jsonBytes, KeyedLocks, mergePatch, scopePath,
   type BucketScope, type JsonObject, type PendingEvent, type Preconditions,
 } from '../buckets/index.js'
 import { HeraldError } from '../errors/index.js'
 import type { Database } from './open-store.js'
+
+/** Where bucket events go: the broker's publish, declared here so the store does not import the broker. */
+export interface EventPublisher {
+  publish (message: { topic: string, payload: Buffer, qos: 0 | 1, retain: boolean }): Promise<void>
+}
 
 /** One stored object, as the API returns it. */
 export interface BucketObject {
@@ -65,7 +69,7 @@ export interface WriteOptions extends Preconditions {
  */
 export interface BucketStore extends AppBucketDirectory {
   /** Publishes the events a crash left pending, then accepts writes. */
-  start (broker: Pick<BrokerPort, 'publish'>, logger: Logger): Promise<void>
+  start (broker: EventPublisher, logger: Logger): Promise<void>
   getObject (scope: BucketScope, bucket: string, id: string): Promise<BucketObject | undefined>
   /** Objects in id order, those after `after`. */
   listObjects (scope: BucketScope, bucket: string, options: { limit: number, after?: string }): Promise<ObjectPage>
@@ -111,7 +115,7 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
   }
 
   const locks = new KeyedLocks()
-  let broker: Pick<BrokerPort, 'publish'> | undefined
+  let broker: EventPublisher | undefined
   let log: Logger | undefined
 
   const bucketKey = (scope: BucketScope, bucket: string): string => `${scopePath(scope)}${SEP}${bucket}`

@@ -144,7 +144,7 @@ interface Deferred {
 function deferred (): Deferred {
   let resolve!: () => void
   let reject!: (err: unknown) => void
-  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  const promise = new Promise<void>((_resolve, _reject) => { resolve = _resolve; reject = _reject })
   // a write-behind caller may not wait on it; the failure is theirs to report
   promise.catch(() => undefined)
   return { promise, resolve, reject }

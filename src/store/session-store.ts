@@ -9,7 +9,7 @@ import { InFlightMessages } from './in-flight.js'
 import { OfflineSubscriptions } from './offline-subscriptions.js'
 import { RetainedMessages, type RetainedDatabase, type RetainedLimits } from './retained-messages.js'
 import { QueueBound } from './queue-bound.js'
-import { createSessionPolicy, type RoutingHook, type SessionPolicy } from './session-policy.js'
+import { createSessionPolicy, type SessionPolicy } from './session-policy.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
 import { encodeQueueEntry, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
 
