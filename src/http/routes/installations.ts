@@ -70,10 +70,19 @@ type IdParams = Static<typeof IdParams>
 
 /** Installations: devices with an owner, an MQTT client id, an inbox subscription and an optional push token. */
 export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpContext): void {
+  const view = installationView(ctx)
+  registerCreateInstallation(app, ctx, view)
+  registerInstallationItemRoutes(app, ctx, view)
+}
+
+type View = (installation: Installation) => Static<typeof InstallationView>
+
+/** What the API shows of an installation: never the push token itself. */
+function installationView (ctx: HttpContext): View {
   // the APNs sender applies the same default at send time (plugins/push-apns/sender.ts)
   const apnsDefault = ctx.config.push.apns === undefined ? null : ctx.config.push.apns.production ? 'production' : 'development'
   const effectiveEnvironment = (token: PushToken): string | null => token.provider === 'apns' ? token.environment ?? apnsDefault : null
-  const view = (installation: Installation): Static<typeof InstallationView> => ({
+  return (installation) => ({
     id: installation.id,
     user: installation.owner,
     mqtt: installation.mqtt,
@@ -90,7 +99,10 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
     createdAt: installation.createdAt,
     updatedAt: installation.updatedAt,
   })
+}
 
+/** `POST /installations`: register a device and tell it how to connect over MQTT. */
+function registerCreateInstallation (app: FastifyInstance, ctx: HttpContext, view: View): void {
   app.post<{ Body: CreateBody }>('/installations', {
     // every field is optional, so an empty request is a valid registration
     preValidation: async (request) => { request.body ??= {} },
@@ -115,17 +127,7 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
       createdAt: now,
       updatedAt: now,
     }
-    // the installation id is the device's MQTT client id, claimed for its owner from now on
-    await ctx.clientIds.set(installation.id, { owner: userOwnerKey(owner), installation: true })
-    try {
-      // limits.maxInstallationsPerUser: every installation is a session, a claim and a copy of each message to its user
-      await ctx.installations.put(installation, { maxPerOwner: ctx.config.limits.maxInstallationsPerUser })
-    } catch (err) {
-      await ctx.clientIds.delete(installation.id)
-      throw err
-    }
-    // stored in the session of the client id, so a device connecting later with clean=false finds it
-    await ctx.broker.subscribe(installation.id, userInboxTopic(owner), 1)
+    await storeInstallation(ctx, installation)
 
     const ports = ctx.ports()
     return await reply.code(201).send({
@@ -140,7 +142,25 @@ export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpConte
       installation: view(installation),
     })
   })
+}
 
+/** Claims the client id, stores the installation and subscribes it to its owner's inbox. */
+async function storeInstallation (ctx: HttpContext, installation: Installation): Promise<void> {
+  // the installation id is the device's MQTT client id, claimed for its owner from now on
+  await ctx.clientIds.set(installation.id, { owner: userOwnerKey(installation.owner), installation: true })
+  try {
+    // limits.maxInstallationsPerUser: every installation is a session, a claim and a copy of each message to its user
+    await ctx.installations.put(installation, { maxPerOwner: ctx.config.limits.maxInstallationsPerUser })
+  } catch (err) {
+    await ctx.clientIds.delete(installation.id)
+    throw err
+  }
+  // stored in the session of the client id, so a device connecting later with clean=false finds it
+  await ctx.broker.subscribe(installation.id, userInboxTopic(installation.owner), 1)
+}
+
+/** `GET /installations` and `/installations/:id`: the caller's own installations. */
+function registerInstallationItemRoutes (app: FastifyInstance, ctx: HttpContext, view: View): void {
   app.get('/installations', {
     schema: { summary: 'List the caller’s installations', response: { 200: Type.Object({ installations: Type.Array(InstallationView) }) } },
   }, async (request) => {
