@@ -97,69 +97,109 @@ type Batch = ReturnType<Database['batch']>
 // cannot occur in a user or group id (auth/claims.ts), a bucket name or an object id
 const SEP = '\u0000'
 
-export async function openBucketStore (db: Database, limits: BucketLimits): Promise<BucketStore> {
-  const objects = db.sublevel<string, BucketObject>('bucket-objects', { valueEncoding: 'json' })
-  const pending = db.sublevel<string, PendingEvent>('bucket-events', { valueEncoding: 'json' })
-  const appBucketsDb = db.sublevel<string, AppBucket>('app-buckets', { valueEncoding: 'json' })
-  // the MQTT ACL reads app bucket ACLs on every SUBSCRIBE and delivery: kept in memory
-  const appBuckets = new Map<string, AppBucket>()
-  for await (const [name, bucket] of appBucketsDb.iterator()) appBuckets.set(name, bucket)
+const bucketKey = (scope: BucketScope, bucket: string): string => `${scopePath(scope)}${SEP}${bucket}`
+const objectKey = (scope: BucketScope, bucket: string, id: string): string => `${bucketKey(scope, bucket)}${SEP}${id}`
 
+function openTables (db: Database) {
+  return {
+    objects: db.sublevel<string, BucketObject>('bucket-objects', { valueEncoding: 'json' }),
+    pending: db.sublevel<string, PendingEvent>('bucket-events', { valueEncoding: 'json' }),
+    appBucketsDb: db.sublevel<string, AppBucket>('app-buckets', { valueEncoding: 'json' }),
+  }
+}
+
+/** The store's state and the steps its writes share; `openBucketStore` is its API. */
+class BucketState {
+  readonly objects
+  readonly pending
+  readonly appBucketsDb
+  // the MQTT ACL reads app bucket ACLs on every SUBSCRIBE and delivery: kept in memory
+  readonly appBuckets = new Map<string, AppBucket>()
+  readonly locks = new KeyedLocks()
+  private broker: EventPublisher | undefined
+  private log: Logger | undefined
   // pending-event keys sort in write order; they only need to be unique and
   // increasing within a process, and later than those a previous one left
-  let lastSeq = 0
-  for await (const key of pending.keys({ reverse: true, limit: 1 })) lastSeq = Number(key)
-  const nextKey = (): string => {
-    lastSeq = Math.max(lastSeq + 1, Date.now() * 1000)
-    return String(lastSeq).padStart(17, '0')
+  private lastSeq = 0
+  private readonly db: Database
+  private readonly limits: BucketLimits
+
+  constructor (db: Database, limits: BucketLimits) {
+    this.db = db
+    this.limits = limits
+    const tables = openTables(db)
+    this.objects = tables.objects
+    this.pending = tables.pending
+    this.appBucketsDb = tables.appBucketsDb
   }
 
-  const locks = new KeyedLocks()
-  let broker: EventPublisher | undefined
-  let log: Logger | undefined
+  async load (): Promise<void> {
+    for await (const [name, bucket] of this.appBucketsDb.iterator()) this.appBuckets.set(name, bucket)
+    for await (const key of this.pending.keys({ reverse: true, limit: 1 })) this.lastSeq = Number(key)
+  }
 
-  const bucketKey = (scope: BucketScope, bucket: string): string => `${scopePath(scope)}${SEP}${bucket}`
-  const objectKey = (scope: BucketScope, bucket: string, id: string): string => `${bucketKey(scope, bucket)}${SEP}${id}`
+  private nextKey (): string {
+    this.lastSeq = Math.max(this.lastSeq + 1, Date.now() * 1000)
+    return String(this.lastSeq).padStart(17, '0')
+  }
+
+  /** Publishes the events a crash left pending, then accepts writes. */
+  async start (port: EventPublisher, logger: Logger): Promise<void> {
+    const log = this.log = logger.child({ component: 'buckets' })
+    this.broker = port
+    let replayed = 0
+    // in key order: an object's events go out in the order they were written
+    for await (const [key, record] of this.pending.iterator()) {
+      try {
+        await this.publish(key, record)
+        replayed++
+      } catch (err) {
+        log.error({ err, topic: record.topic, eventId: record.event.eventId }, 'pending bucket event not published; kept for the next start')
+      }
+    }
+    if (replayed > 0) log.info({ replayed }, 'published bucket events left pending by the previous run')
+  }
 
   /** Object writes share their bucket's lock and hold their object's; a bucket delete holds the bucket's alone. */
-  const objectWrite = async <T>(scope: BucketScope, bucket: string, id: string, step: () => Promise<T>): Promise<T> =>
-    await locks.shared(bucketKey(scope, bucket), async () => await locks.exclusive(objectKey(scope, bucket, id), async () => {
-      if (scope.kind === 'app' && appBuckets.get(bucket)?.deletedAt !== null) throw new HeraldError('NOT_FOUND', 'no such bucket')
+  async objectWrite<T> (scope: BucketScope, bucket: string, id: string, step: () => Promise<T>): Promise<T> {
+    return await this.locks.shared(bucketKey(scope, bucket), async () => await this.locks.exclusive(objectKey(scope, bucket, id), async () => {
+      if (scope.kind === 'app' && this.appBuckets.get(bucket)?.deletedAt !== null) throw new HeraldError('NOT_FOUND', 'no such bucket')
       return await step()
     }))
+  }
 
-  async function publish (key: string, record: PendingEvent): Promise<void> {
-    if (broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
-    await broker.publish({ topic: record.topic, payload: Buffer.from(JSON.stringify(record.event)), qos: 1, retain: false })
-    await pending.del(key)
+  private async publish (key: string, record: PendingEvent): Promise<void> {
+    if (this.broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
+    await this.broker.publish({ topic: record.topic, payload: Buffer.from(JSON.stringify(record.event)), qos: 1, retain: false })
+    await this.pending.del(key)
   }
 
   /** The change and its pending event in one batch; then the event goes out. Never the other way round. */
-  async function commit (change: (batch: Batch) => void, record: PendingEvent, written?: () => void): Promise<void> {
-    if (broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
-    const key = nextKey()
-    const batch = db.batch()
+  async commit (change: (batch: Batch) => void, record: PendingEvent, written?: () => void): Promise<void> {
+    if (this.broker === undefined) throw new HeraldError('SERVER_UNAVAILABLE', 'the bucket store is not started')
+    const key = this.nextKey()
+    const batch = this.db.batch()
     change(batch)
-    batch.put(key, record, { sublevel: pending })
+    batch.put(key, record, { sublevel: this.pending })
     await batch.write()
     written?.()
     try {
-      await publish(key, record)
+      await this.publish(key, record)
     } catch (err) {
       // the write stands; the event stays pending and is published at the next start
-      log?.error({ err, topic: record.topic, eventId: record.event.eventId }, 'bucket event not published; kept for the next start')
+      this.log?.error({ err, topic: record.topic, eventId: record.event.eventId }, 'bucket event not published; kept for the next start')
       throw err
     }
   }
 
-  function checkSize (body: JsonObject): number {
+  private checkSize (body: JsonObject): number {
     const bytes = jsonBytes(body)
-    if (bytes > limits.maxObjectBytes) throw new HeraldError('PAYLOAD_TOO_LARGE', `the object is ${bytes} bytes; buckets.maxObjectBytes is ${limits.maxObjectBytes}`)
+    if (bytes > this.limits.maxObjectBytes) throw new HeraldError('PAYLOAD_TOO_LARGE', `the object is ${bytes} bytes; buckets.maxObjectBytes is ${this.limits.maxObjectBytes}`)
     return bytes
   }
 
-  async function write (scope: BucketScope, bucket: string, id: string, body: JsonObject, current: BucketObject | undefined, sender: string | null): Promise<BucketObject> {
-    const bytes = checkSize(body)
+  async write (scope: BucketScope, bucket: string, id: string, body: JsonObject, current: BucketObject | undefined, sender: string | null): Promise<BucketObject> {
+    const bytes = this.checkSize(body)
     const now = new Date().toISOString()
     const object: BucketObject = current === undefined
       ? { id, version: 1, createdAt: now, modifiedAt: now, owner: sender, body }
@@ -167,27 +207,64 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
     const record = buildEvent({
       type: current === undefined ? 'DATA_OBJECT_CREATED' : 'DATA_OBJECT_UPDATED',
       scope, bucket, objectId: id, version: object.version, modifiedAt: now, sender, body, bodyBytes: bytes,
-    }, limits.eventBodyLimitBytes)
-    await commit((batch) => batch.put(objectKey(scope, bucket, id), object, { sublevel: objects }), record)
+    }, this.limits.eventBodyLimitBytes)
+    await this.commit((batch) => batch.put(objectKey(scope, bucket, id), object, { sublevel: this.objects }), record)
     return object
   }
 
+  async deleteObject (scope: BucketScope, bucket: string, id: string, options: WriteOptions): Promise<void> {
+    const current = await this.objects.get(objectKey(scope, bucket, id))
+    if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
+    checkPreconditions(current.version, options)
+    const now = new Date().toISOString()
+    const record = buildEvent({
+      type: 'DATA_OBJECT_DELETED', scope, bucket, objectId: id, version: current.version + 1, modifiedAt: now, sender: options.sender,
+    }, this.limits.eventBodyLimitBytes)
+    await this.commit((batch) => batch.del(objectKey(scope, bucket, id), { sublevel: this.objects }), record)
+  }
+
+  /** Under the bucket's exclusive lock. */
+  async deleteBucket (scope: BucketScope, bucket: string, sender: string | null): Promise<number> {
+    const appBucket = scope.kind === 'app' ? this.appBuckets.get(bucket) : undefined
+    if (scope.kind === 'app' && (appBucket === undefined || appBucket.deletedAt !== null)) throw new HeraldError('NOT_FOUND', 'no such bucket')
+    const keys: string[] = []
+    for await (const key of this.objects.keys({ gt: `${bucketKey(scope, bucket)}${SEP}`, lt: `${bucketKey(scope, bucket)}\u0001` })) keys.push(key)
+    const now = new Date().toISOString()
+    const tombstone: AppBucket | undefined = appBucket === undefined ? undefined : { ...appBucket, updatedAt: now, deletedAt: now }
+    const record = buildEvent({ type: 'BUCKET_DELETED', scope, bucket, objectId: null, version: null, modifiedAt: now, sender }, this.limits.eventBodyLimitBytes)
+    await this.commit((batch) => {
+      for (const key of keys) batch.del(key, { sublevel: this.objects })
+      if (tombstone !== undefined) batch.put(bucket, tombstone, { sublevel: this.appBucketsDb })
+    }, record, () => { if (tombstone !== undefined) this.appBuckets.set(bucket, tombstone) })
+    return keys.length
+  }
+
+  /** Under the bucket's exclusive lock. */
+  async putAppBucket (name: string, acl: AppBucketAcl, options: { onlyIfAbsent?: boolean }): Promise<{ bucket: AppBucket, created: boolean } | undefined> {
+    const previous = this.appBuckets.get(name)
+    const exists = previous !== undefined && previous.deletedAt === null
+    if (exists && options.onlyIfAbsent === true) return undefined
+    const now = new Date().toISOString()
+    const bucket: AppBucket = {
+      name,
+      acl: { read: [...acl.read], write: [...acl.write] },
+      createdAt: exists ? previous.createdAt : now,
+      updatedAt: now,
+      deletedAt: null,
+    }
+    await this.appBucketsDb.put(bucket.name, bucket)
+    this.appBuckets.set(bucket.name, bucket)
+    return { bucket, created: !exists }
+  }
+}
+
+export async function openBucketStore (db: Database, limits: BucketLimits): Promise<BucketStore> {
+  const state = new BucketState(db, limits)
+  await state.load()
+  const { objects, pending, appBuckets, locks } = state
+
   return {
-    async start (port, logger) {
-      log = logger.child({ component: 'buckets' })
-      broker = port
-      let replayed = 0
-      // in key order: an object's events go out in the order they were written
-      for await (const [key, record] of pending.iterator()) {
-        try {
-          await publish(key, record)
-          replayed++
-        } catch (err) {
-          log.error({ err, topic: record.topic, eventId: record.event.eventId }, 'pending bucket event not published; kept for the next start')
-        }
-      }
-      if (replayed > 0) log.info({ replayed }, 'published bucket events left pending by the previous run')
-    },
+    start: async (port, logger) => { await state.start(port, logger) },
 
     getObject: async (scope, bucket, id) => await objects.get(objectKey(scope, bucket, id)),
 
@@ -203,51 +280,29 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
 
     async createObject (scope, bucket, givenId, body, options) {
       const id = givenId ?? generateObjectId()
-      return await objectWrite(scope, bucket, id, async () => {
+      return await state.objectWrite(scope, bucket, id, async () => {
         if (await objects.get(objectKey(scope, bucket, id)) !== undefined) throw new HeraldError('ALREADY_EXISTS', 'an object with this id exists')
-        return await write(scope, bucket, id, body, undefined, options.sender)
+        return await state.write(scope, bucket, id, body, undefined, options.sender)
       })
     },
 
-    putObject: async (scope, bucket, id, body, options) => await objectWrite(scope, bucket, id, async () => {
+    putObject: async (scope, bucket, id, body, options) => await state.objectWrite(scope, bucket, id, async () => {
       const current = await objects.get(objectKey(scope, bucket, id))
       checkPreconditions(current?.version, options)
-      return { object: await write(scope, bucket, id, body, current, options.sender), created: current === undefined }
+      return { object: await state.write(scope, bucket, id, body, current, options.sender), created: current === undefined }
     }),
 
-    patchObject: async (scope, bucket, id, patch, options) => await objectWrite(scope, bucket, id, async () => {
+    patchObject: async (scope, bucket, id, patch, options) => await state.objectWrite(scope, bucket, id, async () => {
       const current = await objects.get(objectKey(scope, bucket, id))
       if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
       checkPreconditions(current.version, options)
       // a patch that is an object merges into an object: the result is one too
-      return await write(scope, bucket, id, mergePatch(current.body, patch) as JsonObject, current, options.sender)
+      return await state.write(scope, bucket, id, mergePatch(current.body, patch) as JsonObject, current, options.sender)
     }),
 
-    deleteObject: async (scope, bucket, id, options) => await objectWrite(scope, bucket, id, async () => {
-      const current = await objects.get(objectKey(scope, bucket, id))
-      if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
-      checkPreconditions(current.version, options)
-      const now = new Date().toISOString()
-      const record = buildEvent({
-        type: 'DATA_OBJECT_DELETED', scope, bucket, objectId: id, version: current.version + 1, modifiedAt: now, sender: options.sender,
-      }, limits.eventBodyLimitBytes)
-      await commit((batch) => batch.del(objectKey(scope, bucket, id), { sublevel: objects }), record)
-    }),
+    deleteObject: async (scope, bucket, id, options) => await state.objectWrite(scope, bucket, id, async () => { await state.deleteObject(scope, bucket, id, options) }),
 
-    deleteBucket: async (scope, bucket, { sender }) => await locks.exclusive(bucketKey(scope, bucket), async () => {
-      const appBucket = scope.kind === 'app' ? appBuckets.get(bucket) : undefined
-      if (scope.kind === 'app' && (appBucket === undefined || appBucket.deletedAt !== null)) throw new HeraldError('NOT_FOUND', 'no such bucket')
-      const keys: string[] = []
-      for await (const key of objects.keys({ gt: `${bucketKey(scope, bucket)}${SEP}`, lt: `${bucketKey(scope, bucket)}\u0001` })) keys.push(key)
-      const now = new Date().toISOString()
-      const tombstone: AppBucket | undefined = appBucket === undefined ? undefined : { ...appBucket, updatedAt: now, deletedAt: now }
-      const record = buildEvent({ type: 'BUCKET_DELETED', scope, bucket, objectId: null, version: null, modifiedAt: now, sender }, limits.eventBodyLimitBytes)
-      await commit((batch) => {
-        for (const key of keys) batch.del(key, { sublevel: objects })
-        if (tombstone !== undefined) batch.put(bucket, tombstone, { sublevel: appBucketsDb })
-      }, record, () => { if (tombstone !== undefined) appBuckets.set(bucket, tombstone) })
-      return keys.length
-    }),
+    deleteBucket: async (scope, bucket, { sender }) => await locks.exclusive(bucketKey(scope, bucket), async () => await state.deleteBucket(scope, bucket, sender)),
 
     bucketAcl: (name) => appBuckets.get(name)?.acl,
 
@@ -258,22 +313,7 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
 
     listAppBuckets: () => [...appBuckets.values()].filter((b) => b.deletedAt === null).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
 
-    putAppBucket: async (name, acl, options = {}) => await locks.exclusive(bucketKey({ kind: 'app' }, name), async () => {
-      const previous = appBuckets.get(name)
-      const exists = previous !== undefined && previous.deletedAt === null
-      if (exists && options.onlyIfAbsent === true) return undefined
-      const now = new Date().toISOString()
-      const bucket: AppBucket = {
-        name,
-        acl: { read: [...acl.read], write: [...acl.write] },
-        createdAt: exists ? previous.createdAt : now,
-        updatedAt: now,
-        deletedAt: null,
-      }
-      await appBucketsDb.put(bucket.name, bucket)
-      appBuckets.set(bucket.name, bucket)
-      return { bucket, created: !exists }
-    }),
+    putAppBucket: async (name, acl, options = {}) => await locks.exclusive(bucketKey({ kind: 'app' }, name), async () => await state.putAppBucket(name, acl, options)),
 
     async pendingEvents () {
       let count = 0
