@@ -45,8 +45,54 @@ export interface InstallationStore {
 
 const SEPARATOR = '\u0000' // cannot occur in a user id (auth/claims.ts)
 
+const ownerKey = (owner: string, id: string): string => `${owner}${SEPARATOR}${id}`
+const tokenKey = (token: PushToken): string => `${token.provider}:${token.token}`
+
+function openTables (db: Database) {
+  return {
+    byId: db.sublevel<string, Installation>('installations', { valueEncoding: 'json' }),
+    byOwner: db.sublevel<string, string>('installations-by-owner', { valueEncoding: 'utf8' }),
+    byToken: db.sublevel<string, string>('push-tokens', { valueEncoding: 'utf8' }),
+  }
+}
+
+type Tables = ReturnType<typeof openTables>
+type Batch = ReturnType<Database['batch']>
+
+/** Refuses a new installation whose owner has `max` already. */
+async function checkOwnerLimit ({ byOwner }: Tables, owner: string, max: number): Promise<void> {
+  let owned = 0
+  for await (const _ of byOwner.keys({ gte: ownerKey(owner, ''), lt: `${owner}\u0001`, limit: max })) owned++
+  if (owned >= max) throw new HeraldError('TOO_MANY_INSTALLATIONS', `the user has ${owned} installations (limits.maxInstallationsPerUser): delete one before registering another`)
+}
+
+/** Adds the writes of storing `installation` over `previous` to the batch; resolves the id of the installation its push token was taken from. */
+async function stagePut ({ byId, byOwner, byToken }: Tables, batch: Batch, installation: Installation, previous: Installation | undefined): Promise<string | undefined> {
+  let displaced: string | undefined
+  if (previous?.pushToken != null && (installation.pushToken === null || tokenKey(previous.pushToken) !== tokenKey(installation.pushToken))) {
+    batch.del(tokenKey(previous.pushToken), { sublevel: byToken })
+  }
+  if (installation.pushToken !== null) {
+    // a device that changed hands registers its token again: it leaves the old installation
+    const holder = await byToken.get(tokenKey(installation.pushToken))
+    if (holder !== undefined && holder !== installation.id) {
+      const old = await byId.get(holder)
+      if (old !== undefined) {
+        batch.put(holder, { ...old, pushToken: null, updatedAt: installation.updatedAt }, { sublevel: byId })
+        displaced = holder
+      }
+    }
+    batch.put(tokenKey(installation.pushToken), installation.id, { sublevel: byToken })
+  }
+  if (previous !== undefined && previous.owner !== installation.owner) batch.del(ownerKey(previous.owner, previous.id), { sublevel: byOwner })
+  batch.put(ownerKey(installation.owner, installation.id), installation.id, { sublevel: byOwner })
+  batch.put(installation.id, installation, { sublevel: byId })
+  return displaced
+}
+
 export async function openInstallationStore (db: Database): Promise<InstallationStore> {
-  const byId = db.sublevel<string, Installation>('installations', { valueEncoding: 'json' })
+  const tables = openTables(db)
+  const { byId, byOwner, byToken } = tables
   // what the routing path asks for every message, kept in memory
   const pushOnly = new Set<string>()
   const withToken = new Set<string>()
@@ -61,11 +107,7 @@ export async function openInstallationStore (db: Database): Promise<Installation
     withToken.delete(id)
   }
   for await (const installation of byId.values()) remember(installation)
-  const byOwner = db.sublevel<string, string>('installations-by-owner', { valueEncoding: 'utf8' })
-  const byToken = db.sublevel<string, string>('push-tokens', { valueEncoding: 'utf8' })
   const serial = new Serial()
-  const ownerKey = (owner: string, id: string): string => `${owner}${SEPARATOR}${id}`
-  const tokenKey = (token: PushToken): string => `${token.provider}:${token.token}`
 
   return {
     get: async (id) => await byId.get(id),
@@ -83,31 +125,9 @@ export async function openInstallationStore (db: Database): Promise<Installation
     put: async (installation, options) => await serial.run(async () => {
       const previous = await byId.get(installation.id)
       const max = options?.maxPerOwner
-      if (previous === undefined && max !== undefined) {
-        let owned = 0
-        for await (const _ of byOwner.keys({ gte: ownerKey(installation.owner, ''), lt: `${installation.owner}\u0001`, limit: max })) owned++
-        if (owned >= max) throw new HeraldError('TOO_MANY_INSTALLATIONS', `the user has ${owned} installations (limits.maxInstallationsPerUser): delete one before registering another`)
-      }
-      let displaced: string | undefined
+      if (previous === undefined && max !== undefined) await checkOwnerLimit(tables, installation.owner, max)
       const batch = db.batch()
-      if (previous?.pushToken != null && (installation.pushToken === null || tokenKey(previous.pushToken) !== tokenKey(installation.pushToken))) {
-        batch.del(tokenKey(previous.pushToken), { sublevel: byToken })
-      }
-      if (installation.pushToken !== null) {
-        // a device that changed hands registers its token again: it leaves the old installation
-        const holder = await byToken.get(tokenKey(installation.pushToken))
-        if (holder !== undefined && holder !== installation.id) {
-          const old = await byId.get(holder)
-          if (old !== undefined) {
-            batch.put(holder, { ...old, pushToken: null, updatedAt: installation.updatedAt }, { sublevel: byId })
-            displaced = holder
-          }
-        }
-        batch.put(tokenKey(installation.pushToken), installation.id, { sublevel: byToken })
-      }
-      if (previous !== undefined && previous.owner !== installation.owner) batch.del(ownerKey(previous.owner, previous.id), { sublevel: byOwner })
-      batch.put(ownerKey(installation.owner, installation.id), installation.id, { sublevel: byOwner })
-      batch.put(installation.id, installation, { sublevel: byId })
+      const displaced = await stagePut(tables, batch, installation, previous)
       await batch.write()
       if (displaced !== undefined) withToken.delete(displaced)
       remember(installation)
