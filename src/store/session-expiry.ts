@@ -66,77 +66,106 @@ export interface SessionExpiry {
  *   as it exists; so does its claim. Deleting the installation (HTTP) deletes
  *   the rest.
  */
+/**
+ * When each client id was last seen, in memory and in LevelDB. The writes
+ * nobody waits for go in shared batches: a disconnect storm is a few LevelDB writes.
+ */
+class Activity {
+  /** client id → when it was last seen, ms since the epoch */
+  readonly lastSeen = new Map<string, number>()
+  private readonly stored
+  private readonly commit
+  private readonly writes = new Set<Promise<void>>()
+  private readonly logger: Logger
+
+  constructor (db: Database, logger: Logger) {
+    this.stored = db.sublevel<string, number>('session-activity', { valueEncoding: 'json' })
+    this.commit = new GroupCommit(groupCommitTarget(db))
+    this.logger = logger
+  }
+
+  async load (): Promise<void> {
+    for await (const [clientId, at] of this.stored.iterator()) this.lastSeen.set(clientId, at)
+  }
+
+  seen (clientId: string, at: number): void {
+    this.lastSeen.set(clientId, at)
+    // the bytes the sublevel's json encoding would write
+    this.behind(this.commit.write([{ type: 'put', key: this.key(clientId), value: Buffer.from(JSON.stringify(at)) }]))
+  }
+
+  forget (clientId: string): void {
+    if (!this.lastSeen.delete(clientId)) return
+    this.behind(this.commit.write([{ type: 'del', key: this.key(clientId) }]))
+  }
+
+  /** Resolves once the writes asked for so far are done. */
+  async settled (): Promise<void> {
+    await Promise.all([...this.writes])
+  }
+
+  private key (clientId: string): string {
+    return this.stored.prefixKey(clientId, 'utf8')
+  }
+
+  private behind (write: Promise<void>): void {
+    const tracked = write.catch((err: unknown) => this.logger.error({ err }, 'writing when a session was last used failed'))
+    this.writes.add(tracked)
+    void tracked.finally(() => this.writes.delete(tracked))
+  }
+}
+
+/** Client ids whose stored state expires: sessions that are not installations, and installations' queues and wills. */
+function expirable ({ sessions, owners }: SessionExpiryOptions): Set<string> {
+  const ids = new Set<string>()
+  for (const [clientId, claim] of owners.entries()) if (!claim.installation) ids.add(clientId)
+  for (const clientId of sessions.sessionClientIds()) {
+    if (owners.get(clientId)?.installation !== true) {
+      ids.add(clientId)
+      continue
+    }
+    const state = sessions.sessionState(clientId)
+    if (state.queue || state.will) ids.add(clientId)
+  }
+  return ids
+}
+
+async function expire ({ sessions, owners, isConnected }: SessionExpiryOptions, activity: Activity, now: () => number, clientId: string): Promise<'session' | 'queue' | undefined> {
+  if (isConnected(clientId)) return undefined
+  const claim = owners.get(clientId)
+  if (claim?.installation === true) {
+    await sessions.deleteQueue(clientId)
+    activity.forget(clientId)
+    return 'queue'
+  }
+  await sessions.deleteSession(clientId)
+  // it connected again while its session was deleted: it keeps its id
+  if (isConnected(clientId)) {
+    activity.seen(clientId, now())
+    return 'session'
+  }
+  if (claim !== undefined && owners.get(clientId) === claim) await owners.delete(clientId)
+  activity.forget(clientId)
+  return 'session'
+}
+
 export async function openSessionExpiry (db: Database, options: SessionExpiryOptions): Promise<SessionExpiry> {
   const { sessions, owners, isConnected, logger } = options
   const now = options.now ?? Date.now
   const expiryMs = options.expirySec * 1000
-  const stored = db.sublevel<string, number>('session-activity', { valueEncoding: 'json' })
-  /** client id → when it was last seen, ms since the epoch */
-  const lastSeen = new Map<string, number>()
-  for await (const [clientId, at] of stored.iterator()) lastSeen.set(clientId, at)
-  // writes nobody waits for, in shared batches: a disconnect storm is a few LevelDB writes
-  const commit = new GroupCommit(groupCommitTarget(db))
-  const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
-  const writes = new Set<Promise<void>>()
+  const activity = new Activity(db, logger)
+  await activity.load()
+  const { lastSeen } = activity
+  const seen = (clientId: string, at: number): void => { activity.seen(clientId, at) }
+  const forget = (clientId: string): void => { activity.forget(clientId) }
   const serial = new Serial()
   let timer: NodeJS.Timeout | undefined
   let running: Promise<unknown> = Promise.resolve()
 
-  function behind (write: Promise<void>): void {
-    const tracked = write.catch((err: unknown) => logger.error({ err }, 'writing when a session was last used failed'))
-    writes.add(tracked)
-    void tracked.finally(() => writes.delete(tracked))
-  }
-
-  function seen (clientId: string, at: number): void {
-    lastSeen.set(clientId, at)
-    // the bytes the sublevel's json encoding would write
-    behind(commit.write([{ type: 'put', key: key(clientId), value: Buffer.from(JSON.stringify(at)) }]))
-  }
-
-  function forget (clientId: string): void {
-    if (!lastSeen.delete(clientId)) return
-    behind(commit.write([{ type: 'del', key: key(clientId) }]))
-  }
-
-  /** Client ids whose stored state expires: sessions that are not installations, and installations' queues and wills. */
-  function expirable (): Set<string> {
-    const ids = new Set<string>()
-    for (const [clientId, claim] of owners.entries()) if (!claim.installation) ids.add(clientId)
-    for (const clientId of sessions.sessionClientIds()) {
-      if (owners.get(clientId)?.installation !== true) {
-        ids.add(clientId)
-        continue
-      }
-      const state = sessions.sessionState(clientId)
-      if (state.queue || state.will) ids.add(clientId)
-    }
-    return ids
-  }
-
-  async function expire (clientId: string): Promise<'session' | 'queue' | undefined> {
-    if (isConnected(clientId)) return undefined
-    const claim = owners.get(clientId)
-    if (claim?.installation === true) {
-      await sessions.deleteQueue(clientId)
-      forget(clientId)
-      return 'queue'
-    }
-    await sessions.deleteSession(clientId)
-    // it connected again while its session was deleted: it keeps its id
-    if (isConnected(clientId)) {
-      seen(clientId, now())
-      return 'session'
-    }
-    if (claim !== undefined && owners.get(clientId) === claim) await owners.delete(clientId)
-    forget(clientId)
-    return 'session'
-  }
-
   async function sweep (): Promise<number> {
     return await serial.run(async () => {
       const at = now()
-      const ids = expirable()
+      const ids = expirable(options)
       const due: string[] = []
       for (const clientId of ids) {
         const last = lastSeen.get(clientId)
@@ -152,7 +181,7 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
       for (const clientId of [...lastSeen.keys()]) if (!ids.has(clientId) && !isConnected(clientId)) forget(clientId)
       const counts = { session: 0, queue: 0 }
       for (const clientId of due) {
-        const kind = await expire(clientId)
+        const kind = await expire(options, activity, now, clientId)
         if (kind === undefined) continue
         counts[kind]++
         options.onExpired?.(kind)
@@ -191,7 +220,7 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
       timer = undefined
       await running
       await serial.run(async () => {})
-      await Promise.all([...writes])
+      await activity.settled()
     },
   }
 }
