@@ -103,22 +103,15 @@ export function guardStorage (db: Database, { fsync, logger, healIntervalMs = 10
     return { fsync, problem: () => null, writable: async () => {}, close: () => {} }
   }
   const level = db as unknown as Level<string, unknown> & WriteImplementation
-  const put = level._put.bind(db)
+  // the probe write of a heal goes around the guard
   const del = level._del.bind(db)
-  const batch = level._batch.bind(db)
-  const chainedBatch = level._chainedBatch.bind(db)
-  const clear = level._clear.bind(db)
-  const options = fsync === 'batch' ? (given: WriteOptions): WriteOptions => ({ ...given, sync: true }) : (given: WriteOptions): WriteOptions => given
+  const options = writeOptions(fsync)
   const sublevels = trackSublevels(db)
 
   let failure: Failure | undefined
   let closed = false
   let timer: NodeJS.Timeout | undefined
   let waiters: Array<() => void> = []
-
-  const refusal = (kind: FailureKind, cause?: unknown): HeraldError => kind === 'full'
-    ? new HeraldError('STORAGE_FULL', undefined, { cause })
-    : new HeraldError('SERVER_UNAVAILABLE', 'the store cannot write (I/O error); retry later', { cause })
 
   async function guarded (write: () => Promise<void>): Promise<void> {
     if (failure !== undefined) {
@@ -176,24 +169,7 @@ export function guardStorage (db: Database, { fsync, logger, healIntervalMs = 10
     waiters = []
   }
 
-  level._put = async (key, value, given) => { await guarded(async () => { await put(key, value, options(given)) }) }
-  level._del = async (key, given) => { await guarded(async () => { await del(key, options(given)) }) }
-  level._batch = async (operations, given) => { await guarded(async () => { await batch(operations, options(given)) }) }
-  level._chainedBatch = () => {
-    const chained = chainedBatch()
-    const write = chained._write.bind(chained)
-    chained._write = async (given) => { await guarded(async () => { await write(options(given)) }) }
-    return chained
-  }
-  level._clear = async (given) => {
-    // aedes clears a clean session's incoming QoS 2 state at every CONNECT and close: a clear
-    // that finds nothing writes nothing, so a full disk does not keep clean sessions out
-    if (failure !== undefined && await nothingIn(db, given)) return
-    await guarded(async () => {
-      if (fsync === 'batch') await syncedClear(db, given, async (chunk) => { await batch(chunk, options({ keyEncoding: given['keyEncoding'] })) })
-      else await clear(given)
-    })
-  }
+  guardWrites(db, fsync, guarded, () => failure !== undefined)
 
   return {
     fsync,
@@ -206,6 +182,47 @@ export function guardStorage (db: Database, { fsync, logger, healIntervalMs = 10
       clearTimeout(timer)
       timer = undefined
     },
+  }
+}
+
+/** The options every write is made with under `storage.fsync`. */
+function writeOptions (fsync: FsyncMode): (given: WriteOptions) => WriteOptions {
+  return fsync === 'batch' ? (given) => ({ ...given, sync: true }) : (given) => given
+}
+
+/** Why a write is refused while the store cannot write. */
+function refusal (kind: FailureKind, cause?: unknown): HeraldError {
+  return kind === 'full'
+    ? new HeraldError('STORAGE_FULL', undefined, { cause })
+    : new HeraldError('SERVER_UNAVAILABLE', 'the store cannot write (I/O error); retry later', { cause })
+}
+
+/** Routes every write implementation method of the database through `guarded`, with the options `storage.fsync` asks for. */
+function guardWrites (db: Level<string, unknown>, fsync: FsyncMode, guarded: (write: () => Promise<void>) => Promise<void>, failing: () => boolean): void {
+  const level = db as unknown as Level<string, unknown> & WriteImplementation
+  const put = level._put.bind(db)
+  const del = level._del.bind(db)
+  const batch = level._batch.bind(db)
+  const chainedBatch = level._chainedBatch.bind(db)
+  const clear = level._clear.bind(db)
+  const options = writeOptions(fsync)
+  level._put = async (key, value, given) => { await guarded(async () => { await put(key, value, options(given)) }) }
+  level._del = async (key, given) => { await guarded(async () => { await del(key, options(given)) }) }
+  level._batch = async (operations, given) => { await guarded(async () => { await batch(operations, options(given)) }) }
+  level._chainedBatch = () => {
+    const chained = chainedBatch()
+    const write = chained._write.bind(chained)
+    chained._write = async (given) => { await guarded(async () => { await write(options(given)) }) }
+    return chained
+  }
+  level._clear = async (given) => {
+    // aedes clears a clean session's incoming QoS 2 state at every CONNECT and close: a clear
+    // that finds nothing writes nothing, so a full disk does not keep clean sessions out
+    if (failing() && await nothingIn(db, given)) return
+    await guarded(async () => {
+      if (fsync === 'batch') await syncedClear(db, given, async (chunk) => { await batch(chunk, options({ keyEncoding: given['keyEncoding'] })) })
+      else await clear(given)
+    })
   }
 }
 
