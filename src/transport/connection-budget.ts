@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import type { Server } from 'node:net'
 import type { Logger } from 'pino'
 import { HeraldError } from '../errors/index.js'
+import { ThrottledWarning } from './throttled-warning.js'
 
 /** Which listener a connection came to: HTTP ones get a few descriptors beyond MQTT's budget. */
 export type ListenerKind = 'mqtt' | 'http'
@@ -17,8 +18,6 @@ const MAX_HEADROOM = 256
 const HEADROOM_SHARE = 0.1
 /** HTTP listeners accept this many connections beyond the budget, so /readyz and /metrics still answer when MQTT is refused. */
 const HTTP_EXTRA = 8
-/** Refusals are logged at most this often, with how many there were since the last line. */
-const LOG_EVERY_MS = 10_000
 /** What the configuration implies beyond the descriptors open at start: LevelDB's table cache (classic-level's maxOpenFiles)… */
 const LEVELDB_TABLE_FILES = 1000
 /** …and room for at least this many connections. */
@@ -65,15 +64,15 @@ export class ConnectionBudget {
   #budget = Infinity
   #limit: number | null = null
   /** refused since the last log line */
-  #unlogged = 0
-  #lastLog = -Infinity
-  #logTimer: NodeJS.Timeout | undefined
+  readonly #warning: ThrottledWarning
 
   constructor ({ logger, relayConcurrency, onRefused = () => {}, openFiles = readOpenFiles }: ConnectionBudgetOptions) {
     this.#logger = logger
     this.#relayConcurrency = relayConcurrency
     this.#onRefused = onRefused
     this.#openFiles = openFiles
+    this.#warning = new ThrottledWarning(logger, 'connections refused: the open-files limit is reached (raise it: systemd LimitNOFILE=, ulimit -n)',
+      () => ({ openConnections: this.#open, connectionBudget: this.#budget, openFilesLimit: this.#limit }))
   }
 
   /** Counts the connections of `server` from now on (before it listens). */
@@ -125,8 +124,7 @@ export class ConnectionBudget {
   }
 
   close (): void {
-    clearTimeout(this.#logTimer)
-    this.#logTimer = undefined
+    this.#warning.close()
   }
 
   /** Each listener may take what the budget has left (Node compares maxConnections with its own count). */
@@ -139,21 +137,7 @@ export class ConnectionBudget {
 
   #refused (kind: ListenerKind): void {
     this.#onRefused(kind)
-    this.#unlogged++
-    const wait = this.#lastLog + LOG_EVERY_MS - Date.now()
-    if (wait <= 0) this.#log()
-    // the rest of a burst is reported in one line when the interval is over
-    else this.#logTimer ??= setTimeout(() => this.#log(), wait).unref()
-  }
-
-  #log (): void {
-    clearTimeout(this.#logTimer)
-    this.#logTimer = undefined
-    if (this.#unlogged === 0) return
-    this.#logger.warn({ refused: this.#unlogged, openConnections: this.#open, connectionBudget: this.#budget, openFilesLimit: this.#limit },
-      'connections refused: the open-files limit is reached (raise it: systemd LimitNOFILE=, ulimit -n)')
-    this.#unlogged = 0
-    this.#lastLog = Date.now()
+    this.#warning.count()
   }
 }
 

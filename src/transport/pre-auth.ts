@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { HeraldConfig } from '../config/index.js'
 import type { FrameViolation } from './frame-limit.js'
 import type { PreAuth } from './guarded-stream.js'
+import { ThrottledWarning } from './throttled-warning.js'
 
 /** Fixed and variable header, the length prefixes of the payload fields, and a username (Herald does not read it). */
 const CONNECT_OVERHEAD = 512
@@ -9,8 +10,6 @@ const CONNECT_OVERHEAD = 512
 const WILL_PAYLOAD_ROOM = 1024
 /** Client ids and topics are limited in UTF-16 code units; one takes at most 3 bytes of UTF-8. */
 const UTF8_BYTES_PER_UNIT = 3
-/** Refusals are logged at most this often, with how many there were since the last line. */
-const LOG_EVERY_MS = 10_000
 
 /** Why a connection was refused before its CONNECT was read: the metric's `reason`. */
 export type PreAuthRefusal = 'pending_per_ip' | 'connect_too_large' | 'not_connect'
@@ -52,21 +51,18 @@ export interface PendingConnectsOptions {
 export class PendingConnects implements PreAuth {
   readonly maxConnectBytes: number
   readonly #maxPerIp: number
-  readonly #logger: Logger
   readonly #onRefused: (reason: PreAuthRefusal) => void
   readonly #perIp = new Map<string, number>()
   #size = 0
-  /** refused by the per-IP cap since the last log line */
-  #unlogged = 0
   #lastAddress: string | undefined
-  #lastLog = -Infinity
-  #logTimer: NodeJS.Timeout | undefined
+  readonly #warning: ThrottledWarning
 
   constructor ({ maxConnectBytes, maxPerIp, logger, onRefused = () => {} }: PendingConnectsOptions) {
     this.maxConnectBytes = maxConnectBytes
     this.#maxPerIp = maxPerIp
-    this.#logger = logger
     this.#onRefused = onRefused
+    this.#warning = new ThrottledWarning(logger, 'connections refused: too many connections from one address have not sent their CONNECT (limits.maxPendingConnectsPerIp)',
+      () => ({ ip: this.#lastAddress, maxPendingConnectsPerIp: this.#maxPerIp }))
   }
 
   /** Connections whose CONNECT has not arrived yet. */
@@ -102,27 +98,12 @@ export class PendingConnects implements PreAuth {
   }
 
   close (): void {
-    clearTimeout(this.#logTimer)
-    this.#logTimer = undefined
+    this.#warning.close()
   }
 
   #refused (address: string): void {
     this.#onRefused('pending_per_ip')
-    this.#unlogged++
     this.#lastAddress = address
-    const wait = this.#lastLog + LOG_EVERY_MS - Date.now()
-    if (wait <= 0) this.#log()
-    // the rest of a burst is reported in one line when the interval is over
-    else this.#logTimer ??= setTimeout(() => this.#log(), wait).unref()
-  }
-
-  #log (): void {
-    clearTimeout(this.#logTimer)
-    this.#logTimer = undefined
-    if (this.#unlogged === 0) return
-    this.#logger.warn({ refused: this.#unlogged, ip: this.#lastAddress, maxPendingConnectsPerIp: this.#maxPerIp },
-      'connections refused: too many connections from one address have not sent their CONNECT (limits.maxPendingConnectsPerIp)')
-    this.#unlogged = 0
-    this.#lastLog = Date.now()
+    this.#warning.count()
   }
 }
