@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from 'node:net'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { brokerEvent, connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, connect, sign, startBroker, type Teardown, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 
 // A subscriber that stops reading its socket must not hold back the topic, its publisher or the
@@ -34,11 +34,21 @@ async function stalledSubscriber (broker: TestBroker, clientId: string, topic: s
 }
 
 /** Publishes MESSAGES QoS 1 messages (`<n>:` and 8 kB), at most 64 waiting for their PUBACK at a time. */
-async function flood (broker: TestBroker, topic: string): Promise<void> {
+async function flood (t: Teardown, broker: TestBroker, topic: string): Promise<void> {
   const publisher = await connect(t, broker.mqttUrl, { clientId: `publisher-${topic}`, password: sign({ sub: 'svc', role: 'service' }) })
   for (let sent = 0; sent < MESSAGES; sent += 64) {
     await Promise.all(Array.from({ length: Math.min(64, MESSAGES - sent) }, async (_, i) => await publisher.publishAsync(topic, Buffer.concat([Buffer.from(`${sent + i}:`), PAYLOAD]), { qos: 1 })))
   }
+}
+
+/** A stalled subscriber `clientId` on `users/alice/flood`, flooded until the broker closes its connection. */
+async function floodUntilClosed (t: Teardown, broker: TestBroker, clientId: string, clean: boolean): Promise<void> {
+  const stalled = await stalledSubscriber(broker, clientId, 'users/alice/flood', clean)
+  // the stalled peer cannot notice the close itself: it reads nothing
+  const closed = brokerEvent(broker, 'clientDisconnect', clientId)
+  await flood(t, broker, 'users/alice/flood')
+  await closed
+  stalled.socket.destroy()
 }
 
 const metric = async (broker: TestBroker, pattern: RegExp): Promise<number> => {
@@ -57,7 +67,7 @@ t.test('a subscriber that stops reading does not stall the topic, its publisher 
   const reader = await connect(t, broker.mqttUrl, { clientId: 'reader', password: sign({ sub: 'alice' }) }, () => { if (++received === MESSAGES + 1) onAll() })
   await reader.subscribeAsync(topic, { qos: 1 })
 
-  await flood(broker, topic)
+  await flood(t, broker, topic)
   const http = await api(broker, 'POST', '/v1/publish', { token: sign({ sub: 'svc', role: 'service' }), body: { topic, payload: 'after the flood', qos: 1 } })
   t.equal(http.status, 202, 'an HTTP publish to the topic is answered')
   await all
@@ -74,25 +84,14 @@ t.test('a subscriber that stops reading does not stall the topic, its publisher 
 
 t.test('a connection that reads nothing for slowClientTimeoutMs is closed', async (t) => {
   const broker = await startBroker(t, { overrides: { limits: { slowClientTimeoutMs: 500 } } })
-  const topic = 'users/alice/flood'
-  const stalled = await stalledSubscriber(broker, 'stalled', topic, true)
-  // the stalled peer cannot notice the close itself: it reads nothing
-  const closed = brokerEvent(broker, 'clientDisconnect', 'stalled')
-  await flood(broker, topic)
-  await closed
-  stalled.socket.destroy()
+  await floodUntilClosed(t, broker, 'stalled', true)
   t.equal(await metric(broker, /herald_mqtt_slow_client_disconnects_total\{reason="stalled"\} (\d+)/), 1)
 })
 
 t.test('a persistent session that falls behind is disconnected and finds its messages queued', async (t) => {
   // no queue bound: every message must come back
   const broker = await startBroker(t, { overrides: { limits: { slowClientTimeoutMs: 600_000, maxQueuedMessagesPerSession: 0 } } })
-  const topic = 'users/alice/flood'
-  const stalled = await stalledSubscriber(broker, 'behind', topic, false)
-  const closed = brokerEvent(broker, 'clientDisconnect', 'behind')
-  await flood(broker, topic)
-  await closed
-  stalled.socket.destroy()
+  await floodUntilClosed(t, broker, 'behind', false)
   t.equal(await metric(broker, /herald_mqtt_slow_client_disconnects_total\{reason="behind"\} (\d+)/), 1)
 
   // reading this time: every message comes, from the queue or as it went out before
