@@ -1,4 +1,4 @@
-import { clientIdOfKey, OUTGOING_PREFIX, prefixRange, SUBSCRIPTIONS_PREFIX, WILL_PREFIX } from './session-keys.js'
+import { clientIdOfKey, OUTGOING_PREFIX, prefixRange, WILL_PREFIX } from './session-keys.js'
 
 /** Key listing of the session store's (sub)level. */
 export interface KeyLister {
@@ -10,7 +10,7 @@ export interface KeyLister {
  * a stored will and which may have queued messages, in memory, so a CONNECT
  * of a client with none of these costs no LevelDB read: aedes looks all
  * three up on every CONNECT, and a connect storm waited on those reads.
- * Filled from the keys at start, then kept in step by the session store.
+ * Filled at start (the session store reads the subscriptions), then kept in step by it.
  */
 export class SessionIndex {
   readonly #filters = new Map<string, Set<string>>()
@@ -18,12 +18,8 @@ export class SessionIndex {
   /** clients that may have queued messages → a count of enqueues, to tell whether one happened during a read */
   readonly #queues = new Map<string, number>()
 
+  /** Wills and queues from the keys; the session store adds the filters as it reads the subscriptions themselves. */
   async load (db: KeyLister): Promise<void> {
-    for await (const key of db.keys(prefixRange(SUBSCRIPTIONS_PREFIX))) {
-      const clientId = clientIdOfKey(key, SUBSCRIPTIONS_PREFIX)
-      const topic = key.slice(SUBSCRIPTIONS_PREFIX.length + encodeURIComponent(clientId).length + 1)
-      this.addFilters(clientId, [topic])
-    }
     for await (const key of db.keys(prefixRange(WILL_PREFIX))) this.#wills.add(clientIdOfKey(key, WILL_PREFIX))
     for await (const key of db.keys(prefixRange(OUTGOING_PREFIX))) this.#queues.set(clientIdOfKey(key, OUTGOING_PREFIX), 0)
   }

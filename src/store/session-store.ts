@@ -207,7 +207,9 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.#retained.load()
     for await (const [, value] of this.#db.iterator(prefixRange(SUBSCRIPTIONS_PREFIX))) {
       const sub = msgpack.decode(value) as Partial<StoredSubscription>
-      if (typeof sub.clientId === 'string' && typeof sub.topic === 'string' && typeof sub.qos === 'number') this.#offline.add(sub.clientId, sub.topic, sub.qos)
+      if (typeof sub.clientId !== 'string' || typeof sub.topic !== 'string' || typeof sub.qos !== 'number') continue
+      this.#index.addFilters(sub.clientId, [sub.topic])
+      this.#offline.add(sub.clientId, sub.topic, sub.qos)
     }
   }
 
