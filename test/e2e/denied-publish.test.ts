@@ -3,8 +3,9 @@ import { connect as netConnect } from 'node:net'
 import { promisify } from 'node:util'
 import mqttPacket from 'mqtt-packet'
 import t from 'tap'
-import { connect, sign, startBroker } from '../helpers/broker.js'
+import { brokerEvent, connect, sign, startBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
+import { within } from '../helpers/within.js'
 
 // What a PUBLISH the ACL refuses costs its client (mqtt.deniedPublish), tried with Debian's
 // mosquitto_pub: with `drop` it is acknowledged (mosquitto_pub exits 0) and reaches nobody.
@@ -51,10 +52,22 @@ t.test('deniedPublish "drop" stores no retained message', async (t) => {
 })
 
 t.test('deniedPublish "disconnect" (the default) closes the connection', async (t) => {
-  const broker = await startBroker(t)
+  const broker = await startBroker(t, { captureLogs: true })
   t.equal(broker.config.mqtt.deniedPublish, 'disconnect')
+  const received: string[] = []
+  const alice = await connect(t, broker.mqttUrl, { clientId: 'alice', password: sign({ sub: 'alice' }) }, (topic) => { received.push(topic) })
+  await alice.subscribeAsync('users/alice/#', { qos: 1 })
+  const closed = brokerEvent(broker, 'clientDisconnect', 'bob-q1')
   const result = await publishAs(broker.ports.mqtt, 1, 'users/alice/x')
   t.notOk(result.ok, 'mosquitto_pub saw the connection close before its PUBACK')
+  await within(5000, 'the broker closing the connection', closed)
+  t.ok(broker.logs.some((line) => line.msg === 'publish denied; closing the connection' && line.clientId === 'bob-q1'), 'closed because the PUBLISH was denied')
+  // nothing was delivered: a message published after it comes first
+  const marker = new Promise<void>((resolve) => alice.on('message', (topic) => { if (topic === 'users/alice/marker') resolve() }))
+  const service = await connect(t, broker.mqttUrl, { clientId: 'svc', password: sign({ sub: 'svc', role: 'service' }) })
+  await service.publishAsync('users/alice/marker', 'ok', { qos: 1 })
+  await marker
+  t.same(received, ['users/alice/marker'])
 })
 
 t.test('a topic with NUL is refused and a filter with `+` in part of a level gets SUBACK 0x80', async (t) => {
@@ -87,7 +100,7 @@ t.test('a topic with NUL is refused and a filter with `+` in part of a level get
 
   // [MQTT-4.7.3-2] no NUL in a topic name
   socket.write(mqttPacket.generate({ cmd: 'publish', topic: 'users/alice/a\u0000b', payload: Buffer.from('x'), qos: 0, retain: true, dup: false }))
-  await closed
+  await within(5000, 'the connection closing after a topic with NUL', closed)
   t.pass('the connection was closed')
 })
 

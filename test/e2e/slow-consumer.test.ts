@@ -3,6 +3,7 @@ import mqttPacket from 'mqtt-packet'
 import t from 'tap'
 import { brokerEvent, connect, sign, startBroker, type Teardown, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
+import { within } from '../helpers/within.js'
 
 // A subscriber that stops reading its socket must not hold back the topic, its publisher or the
 // HTTP API: past limits.maxOutgoingBytes its messages are dropped (QoS 0, clean sessions) or left
@@ -70,7 +71,8 @@ t.test('a subscriber that stops reading does not stall the topic, its publisher 
   await flood(t, broker, topic)
   const http = await api(broker, 'POST', '/v1/publish', { token: sign({ sub: 'svc', role: 'service' }), body: { topic, payload: 'after the flood', qos: 1 } })
   t.equal(http.status, 202, 'an HTTP publish to the topic is answered')
-  await all
+  // a lost message fails here rather than hanging until tap's timeout
+  await within(60_000, 'every message to the reading subscriber', all)
   t.equal(received, MESSAGES + 1, 'the reading subscriber got every message')
 
   const aedes = broker.server.broker?.aedes as unknown as { clients: Record<string, { conn: { outgoingBytes: number } } | undefined> }
@@ -102,6 +104,6 @@ t.test('a persistent session that falls behind is disconnected and finds its mes
     seen.add(payload.subarray(0, payload.indexOf(':')).toString())
     if (seen.size === MESSAGES) onAll()
   })
-  await all
+  await within(60_000, 'every queued message after reconnecting', all)
   t.equal(seen.size, MESSAGES, 'every message, none lost')
 })

@@ -48,6 +48,11 @@ t.test('a will is published for every way a mosquitto client dies, with or witho
     dying.kill(c.ending === 'kill' ? 'SIGKILL' : 'SIGSTOP')
     return { name, arrived: await arrived }
   }))
+  // published after every will: a second copy of one would have come before it
+  const marker = new Promise<void>((resolve) => { waiters.set('marker', resolve) })
+  const publisher = await connect(t, broker.mqttUrl, { clientId: 'marker', password: sign({ sub: 'alice' }) })
+  await publisher.publishAsync('users/alice/w/marker', 'marker', { qos: 1 })
+  await marker
   for (const { name, arrived } of outcomes) {
     t.ok(arrived, `${name}: the will arrived`)
     t.same(wills.get(name), [name], `${name}: exactly one copy`)
