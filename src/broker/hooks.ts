@@ -256,8 +256,11 @@ function installSubscribeAndForward (hooks: Hooks): void {
   }
 }
 
-function installEvents ({ broker, deps }: Hooks): void {
+function installEvents ({ broker, deps, subscriptionLimit }: Hooks): void {
   const { logger } = deps
+  // a SUBSCRIBE (or a session's restore) is done: what it granted is in the connection's subscriptions now
+  broker.on('subscribe', (_subscriptions, client) => { subscriptionLimit.settle(client) })
+  broker.on('clientReady', (client) => { subscriptionLimit.settle(client) })
   broker.on('publish', (_packet, client) => {
     if (client !== null) deps.observer?.messageIn()
   })

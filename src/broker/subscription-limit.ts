@@ -52,6 +52,15 @@ export class SubscriptionLimit<C extends object> {
     return true
   }
 
+  /**
+   * The connection's SUBSCRIBE (or session restore) is done: its granted filters are in its
+   * subscriptions, or were not added at all. Without this a filter granted and then unsubscribed
+   * before the next SUBSCRIBE stayed counted for good.
+   */
+  settle (client: C): void {
+    this.#pending.delete(client)
+  }
+
   /** Whether the connection's latest SUBSCRIBE of `filter` was refused for the limit. */
   wasRefused (client: C, filter: string): boolean {
     return this.#refused.get(client)?.has(filter) === true

@@ -218,3 +218,15 @@ t.test('SUBACK 0x80 for filters beyond limits.maxSubscriptionsPerClient, and non
   const clean = await connect(t, broker.mqttUrl, { clientId: 'clean', password: alice })
   t.same(await suback(clean, ['users/alice/1', 'users/alice/2', 'users/alice/3', 'users/alice/4'], 0), [0, 0, 0, 128])
 })
+
+t.test('a filter unsubscribed between two SUBSCRIBEs no longer counts against limits.maxSubscriptionsPerClient', async (t) => {
+  const broker = await startBroker(t, { overrides: { limits: { maxSubscriptionsPerClient: 3 } } })
+  const alice = await connect(t, broker.mqttUrl, { clientId: 'alice', password: sign({ sub: 'alice' }) })
+  await alice.subscribeAsync('users/alice/a', { qos: 1 })
+  await alice.unsubscribeAsync('users/alice/a')
+  // holds nothing: b, c and d fit, e does not
+  const granted: Array<number | undefined> = []
+  // mqtt.js rejects a SUBACK 0x80
+  for (const filter of ['b', 'c', 'd', 'e']) granted.push(await alice.subscribeAsync(`users/alice/${filter}`, { qos: 1 }).then((g) => g[0]?.qos, () => 128))
+  t.same(granted, [1, 1, 1, 128])
+})
