@@ -53,6 +53,14 @@ class InFlightMemory {
     this.#count++
   }
 
+  /** The client's queue was deleted: nothing of it is in flight any more. */
+  forgetClient (clientId: string): void {
+    const ofClient = this.#byClient.get(clientId)
+    if (ofClient === undefined) return
+    this.#count -= ofClient.size
+    this.#byClient.delete(clientId)
+  }
+
   /** The message under this id was acknowledged. */
   forget (clientId: string, messageId: number): void {
     const ofClient = this.#byClient.get(clientId)
@@ -87,6 +95,14 @@ export class InFlightMessages {
   }
 
   /** The message in flight to this client under this id, if this process put it there and still remembers it. */
+  /**
+   * The client's queue was deleted (session deleted or expired). Without this its unacknowledged
+   * entries stayed remembered until the bound was full, and past it every PUBACK read LevelDB.
+   */
+  deleted (clientId: string): void {
+    this.#memory.forgetClient(clientId)
+  }
+
   get (clientId: string, messageId: number | undefined): InFlight | undefined {
     return this.#memory.get(clientId, messageId)
   }

@@ -130,8 +130,11 @@ function expirable ({ sessions, owners }: SessionExpiryOptions): Set<string> {
   return ids
 }
 
-async function expire ({ sessions, owners, isConnected }: SessionExpiryOptions, activity: Activity, now: () => number, clientId: string): Promise<'session' | 'queue' | undefined> {
+async function expire ({ sessions, owners, isConnected, expirySec }: SessionExpiryOptions, activity: Activity, now: () => number, clientId: string): Promise<'session' | 'queue' | undefined> {
   if (isConnected(clientId)) return undefined
+  // used since the sweep listed it (it connected and left while earlier sessions were deleted)
+  const last = activity.lastSeen.get(clientId)
+  if (last !== undefined && now() - last < expirySec * 1000) return undefined
   const claim = owners.get(clientId)
   if (claim?.installation === true) {
     await sessions.deleteQueue(clientId)

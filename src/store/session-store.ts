@@ -135,6 +135,7 @@ export class SessionStore extends AsyncLevelPersistence {
     // a write behind landing after the clear would bring an entry back
     await this.#settled()
     this.#index.forgetQueue(clientId)
+    this.#inFlight.deleted(clientId)
     this.#bound?.reset(clientId)
     for (const prefix of [outgoingPrefix(clientId), outgoingIdPrefix(clientId)]) await this.#db.clear(prefixRange(prefix))
   }
