@@ -216,8 +216,8 @@ function authorizePublish (hooks: Hooks, client: Client | null, packet: PublishP
     }
     if (deps.deniedPublish === 'drop') {
       logger.info({ clientId: client.id, topic: packet.topic, reason: refusal }, 'publish denied; acknowledged and dropped')
-      hooks.pubacks.skip(packet)
-      return callback(null)
+      hooks.pubacks.drop(client, packet, callback)
+      return
     }
     logger.info({ clientId: client.id, topic: packet.topic, reason: refusal }, 'publish denied; closing the connection')
     // [MQTT-3.3.5-2] MQTT 3.1.1 has no negative PUBACK: the connection is closed

@@ -10,8 +10,11 @@ export interface AcknowledgementGate {
 export interface PubackOrder {
   /** Runs a QoS 1 publish in full, then answers `callback` (aedes' authorizePublish) when its PUBACK may go. */
   publishBeforeAck (client: Client, packet: PublishPacket, callback: (error: Error | null) => void): void
-  /** aedes' own publish of this packet after the PUBACK delivers it to nobody (the `drop` policy). */
-  skip (packet: PublishPacket): void
+  /**
+   * A refused publish acknowledged and delivered to nobody (the `drop` policy): aedes' own publish
+   * of it is skipped, and `callback` waits for the client's earlier PUBACKs [MQTT-4.6.0-2].
+   */
+  drop (client: Client, packet: PublishPacket, callback: (error: Error | null) => void): void
 }
 
 /**
@@ -33,7 +36,15 @@ export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackO
   const publish = interceptPublish(broker, (packet) => handled.delete(packet))
 
   return {
-    skip: (packet) => { handled.add(packet) },
+    drop (client, packet, callback) {
+      handled.add(packet)
+      const previous = ackTails.get(client)
+      if (previous === undefined) {
+        callback(null)
+        return
+      }
+      previous.then(() => callback(null), (failed: unknown) => callback(failed as Error))
+    },
     publishBeforeAck (client, packet, callback) {
       // aedes-packet keeps a brokerId and brokerCounter it is given: the store knows the message by them
       const identified = identify(broker, packet)
