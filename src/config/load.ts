@@ -17,11 +17,15 @@ export class ConfigError extends Error {
 type Json = Record<string, unknown>
 
 /** Environment variables and the config key each one sets. */
-const envKeys: Record<string, { path: string[], type: 'string' | 'integer' }> = {
+const envKeys: Record<string, { path: string[], type: 'string' | 'integer' | 'workers' }> = {
   HERALD_DATA_DIR: { path: ['dataDir'], type: 'string' },
   HERALD_STORAGE_ENGINE: { path: ['storage', 'engine'], type: 'string' },
   HERALD_STORAGE_ACK_WAIT_MS: { path: ['storage', 'ackWaitMs'], type: 'integer' },
   HERALD_STORAGE_FSYNC: { path: ['storage', 'fsync'], type: 'string' },
+  HERALD_CLUSTER_REDIS_URL: { path: ['cluster', 'redis', 'url'], type: 'string' },
+  HERALD_CLUSTER_KEY_PREFIX: { path: ['cluster', 'keyPrefix'], type: 'string' },
+  HERALD_CLUSTER_WORKERS: { path: ['cluster', 'workers'], type: 'workers' },
+  HERALD_CLUSTER_NODE_ID: { path: ['cluster', 'nodeId'], type: 'string' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },
@@ -89,9 +93,11 @@ function applyEnv (raw: Json, env: NodeJS.ProcessEnv, problems: string[]): void 
   for (const [name, { path, type }] of Object.entries(envKeys)) {
     const value = env[name]
     if (value === undefined || value === '') continue
-    if (type === 'integer') {
+    if (type === 'workers' && value === 'auto') {
+      setPath(raw, path, value)
+    } else if (type === 'integer' || type === 'workers') {
       if (!/^\d+$/.test(value)) {
-        problems.push(`${name}: must be a whole number`)
+        problems.push(`${name}: must be a whole number${type === 'workers' ? ' or auto' : ''}`)
         continue
       }
       setPath(raw, path, Number(value))
@@ -129,6 +135,7 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
   }
 
   checkPush(config.push, problems)
+  checkCluster(config.cluster, problems)
 
   // Node's HTTP server refuses a headers timeout longer than the request timeout
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) problems.push('http.headersTimeoutMs: must not exceed http.requestTimeoutMs')
@@ -137,6 +144,12 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
   if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
   if (certFile !== null && !existsSync(certFile)) problems.push('tls.certFile: file not found')
   if (keyFile !== null && !existsSync(keyFile)) problems.push('tls.keyFile: file not found')
+}
+
+function checkCluster (cluster: HeraldConfig['cluster'], problems: string[]): void {
+  const { url } = cluster.redis
+  if (url !== null && !/^rediss?:\/\//.test(url)) problems.push('cluster.redis.url: must start with redis:// or rediss://')
+  if (url === null && cluster.workers !== 1) problems.push('cluster.workers: more than one worker shares state through Redis: set cluster.redis.url')
 }
 
 function checkPush (push: HeraldConfig['push'], problems: string[]): void {

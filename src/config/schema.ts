@@ -49,6 +49,14 @@ export const ConfigSchema = Type.Object({
       description: '`batch`: every LevelDB write (each group commit, each store\'s batch) is written with sync, so what a PUBACK or a 2xx acknowledges is on the disk, not only in the page cache; `none`: the kernel writes it back when it likes (survives kill -9, not a power cut)',
     }),
   }, { additionalProperties: false, default: {} }),
+  cluster: Type.Object({
+    redis: Type.Object({
+      url: NullableString('redis://[:password@]host:port[/db] or rediss:// (TLS) of the Redis every node shares; null: one process on the embedded store (no cluster)'),
+    }, { additionalProperties: false, default: {} }),
+    keyPrefix: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', default: 'herald:', description: 'prefix of every Redis key and channel, so one Redis can serve several deployments' }),
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 1, description: 'worker processes behind the same ports on this machine (node:cluster); `auto`: one per CPU core; more than 1 needs cluster.redis.url' }),
+    nodeId: NullableString('this node\'s name in logs, metrics and Redis; null: host name and process id'),
+  }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([
       Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
