@@ -5,3 +5,4 @@ export { isJsonObject, mergePatch, type JsonObject, type JsonValue } from './mer
 export { BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, generateObjectId, isBucketName, isObjectId } from './names.js'
 export { checkPreconditions, etagOf, parseIfMatch, parseIfNoneMatch, type Preconditions } from './preconditions.js'
 export { bucketEventsTopic, eventsTopicBucket, scopePath, type BucketScope } from './scope.js'
+export type { AppBucket, BucketLimits, BucketObject, BucketStore, EventPublisher, ObjectPage, WriteOptions } from './store.js'

@@ -13,7 +13,7 @@ import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
 // Whether a kill lands between a write and its event is down to timing; with
 // many writes in flight it often does, and three kills make it likely that at
 // least one does (the replay itself is tested deterministically in
-// test/store/buckets.test.ts).
+// test/buckets/level-store.test.ts).
 
 // HERALD_JWT_SECRET configures one key without a kid
 const alice = sign({ sub: 'alice' }, { kid: null })

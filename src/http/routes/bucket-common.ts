@@ -6,7 +6,7 @@ import {
   type BucketScope, type Preconditions,
 } from '../../buckets/index.js'
 import { HeraldError } from '../../errors/index.js'
-import type { AppBucket, BucketObject } from '../../store/buckets.js'
+import type { AppBucket, BucketObject } from '../../buckets/index.js'
 import type { HttpContext } from '../context.js'
 
 // Schemas and helpers shared by the bucket routes (buckets.ts) and the object routes (bucket-objects.ts).

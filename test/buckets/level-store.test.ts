@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
 import { pino } from 'pino'
 import type { OutboundMessage } from '../../src/broker/broker-port.js'
-import type { BucketEvent, BucketScope } from '../../src/buckets/index.js'
+import type { BucketEvent, BucketLimits, BucketScope, BucketStore } from '../../src/buckets/index.js'
+import { openBucketStore } from '../../src/buckets/level-store.js'
 import { HeraldError, type ErrorCode } from '../../src/errors/index.js'
-import { openBucketStore, type BucketLimits, type BucketStore } from '../../src/store/buckets.js'
 import { openDatabase, type Database } from '../../src/store/open-store.js'
 import { makeTempDir } from '../helpers/broker.js'
 
