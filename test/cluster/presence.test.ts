@@ -1,0 +1,79 @@
+import t from 'tap'
+import { acquireNodeLease } from '../../src/cluster/node-lease.js'
+import { openClusterPresence, type ClusterPresence } from '../../src/cluster/presence.js'
+import { openRedisConnection } from '../../src/store/redis/connection.js'
+import type { Teardown } from '../helpers/broker.js'
+import { startRedis, type TestRedis } from '../helpers/redis.js'
+import { within } from '../helpers/within.js'
+
+async function node (t: Teardown, redis: TestRedis, id: string, leaseMs = 60_000) {
+  const conn = await openRedisConnection({ url: redis.url, keyPrefix: 'p:' })
+  const lease = await acquireNodeLease(conn, { node: id, leaseMs })
+  const presence = await openClusterPresence(conn, lease)
+  lease.onNodeDead(async (dead) => await presence.removeNode(dead))
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await presence.close()
+    await lease.close()
+    await conn.close()
+  }
+  t.teardown(close)
+  return { conn, lease, presence, close }
+}
+
+/** Resolves once `check` holds: the mirror follows Redis messages, so it is looked at every few milliseconds (bounded by within()). */
+async function until (check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+t.test('a connection on one node is seen by the other; a takeover by the same owner replaces it', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, 'a')
+  const b = await node(t, redis, 'b')
+  t.equal(await a.presence.register('dev1', 'user:alice', 'a:1'), undefined)
+  await within(5000, 'b sees dev1', until(() => b.presence.isConnected('dev1')))
+  t.equal(b.presence.ownerOf('dev1'), 'user:alice')
+  t.equal(b.presence.countForOwner('user:alice', 'other'), 1)
+  t.equal(b.presence.countForOwner('user:alice', 'dev1'), 0, 'the connection a CONNECT replaces is not counted')
+
+  t.equal(await b.presence.register('dev1', 'user:alice', 'b:1'), undefined, 'same owner: takeover')
+  // the old node's close comes after the takeover and must not remove the new record
+  await a.presence.unregister('dev1', 'a:1')
+  t.equal(await redis.client().hget('p:presence', 'dev1'), 'b\tuser:alice\tb:1')
+  await b.presence.unregister('dev1', 'b:1')
+  await within(5000, 'a sees it gone', until(() => !a.presence.isConnected('dev1')))
+})
+
+t.test('two nodes racing for one client id under different owners: exactly one wins', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, 'a')
+  const b = await node(t, redis, 'b')
+  const results = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+    const side: ClusterPresence = i % 2 === 0 ? a.presence : b.presence
+    return await side.register('contested', `user:u${i}`, `${i}`)
+  }))
+  const winners = results.filter((holder) => holder === undefined)
+  t.equal(winners.length, 1, 'one winner')
+  const winner = await redis.client().hget('p:presence', 'contested')
+  const owner = winner?.split('\t')[1]
+  t.ok(results.every((holder) => holder === undefined || holder === owner), 'every loser is told the winner')
+})
+
+t.test('the records of a node whose lease expired are removed by the others', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, 'a', 300)
+  const b = await node(t, redis, 'b', 300)
+  await b.presence.register('devb', 'user:bob', 'b:1')
+  await within(5000, 'a sees devb', until(() => a.presence.isConnected('devb')))
+  // b dies without a word: its lease is no longer renewed (stop its timers by hand, keep its key to expire)
+  await redis.client().set('p:node:b', 'x', 'PX', 300)
+  await b.presence.close()
+  ;(b.lease as unknown as { close (): Promise<void> }).close = async () => {}
+  // a is a node with a 300 ms lease: its sweep finds b dead once the key expires
+  await b.conn.close()
+  await within(5000, 'a drops devb', until(() => !a.presence.isConnected('devb')))
+  t.equal(await redis.client().hget('p:presence', 'devb'), null)
+  t.same(await redis.client().smembers('p:nodes'), ['a'])
+})
