@@ -1,10 +1,6 @@
 import { HeraldError } from '../errors/index.js'
 import { roles, type Grants, type Principal, type Role } from './principal.js'
-
-// A user or group id becomes one topic level (`users/{sub}/…`), so it must not
-// contain level separators, wildcards or NUL, and must not start with `$` ([MQTT-4.7.2-1]).
-// eslint-disable-next-line no-control-regex -- NUL is one of the characters refused
-const topicLevelId = /^[^/+#\u0000$][^/+#\u0000]{0,127}$/
+import { isTopicLevelId } from './topic-level-id.js'
 
 /** Most tokens name no group: they all share this one empty list (a principal lives as long as its connection). */
 const noGroups: readonly string[] = Object.freeze([])
@@ -12,10 +8,10 @@ const noGroups: readonly string[] = Object.freeze([])
 /** Turns the verified claims of a token into a principal, refusing claims Herald cannot use safely. */
 export function principalFromClaims (claims: Record<string, unknown>): Principal {
   const { sub, groups = noGroups, role = 'device', acl, exp, iat } = claims
-  if (typeof sub !== 'string' || !topicLevelId.test(sub)) {
+  if (typeof sub !== 'string' || !isTopicLevelId(sub)) {
     throw new HeraldError('TOKEN_INVALID', 'the sub claim is missing or is not a usable user id')
   }
-  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string' && topicLevelId.test(g))) {
+  if (!Array.isArray(groups) || !groups.every((g): g is string => typeof g === 'string' && isTopicLevelId(g))) {
     throw new HeraldError('TOKEN_INVALID', 'the groups claim must be an array of group ids')
   }
   if (typeof role !== 'string' || !(roles as readonly string[]).includes(role)) {

@@ -1,4 +1,5 @@
 export { createTokenVerifier, type TokenVerifier } from './verify-token.js'
 export { signToken, type TokenRequest } from './sign-token.js'
 export { checkTimeClaims, type TokenTimePolicy } from './claims.js'
+export { TOPIC_LEVEL_ID_MAX_LENGTH, TOPIC_LEVEL_ID_PATTERN, TopicLevelId, isTopicLevelId } from './topic-level-id.js'
 export { anonymousPrincipal, ownerKey, userOwnerKey, roles, type Grants, type Identity, type Principal, type Role } from './principal.js'

@@ -1,5 +1,6 @@
 import type { Aedes, Client, PublishPacket } from 'aedes'
 import AedesPacket from 'aedes-packet'
+import type { OutboundMessage } from './broker-port.js'
 
 /**
  * Every touch of aedes' private fields, and every cast of its packets and
@@ -13,14 +14,6 @@ export type IdentifiedPacket = PublishPacket & { brokerId: string, brokerCounter
 
 /** aedes' publish as its handlers call it (the typings know only `publish(packet, done)`). */
 export type AedesPublish = (packet: PublishPacket, client?: Client | null | ((error?: Error | null) => void), done?: (error?: Error | null) => void) => void
-
-/** What a PUBLISH carries to the subscribers, from the server side (no publishing client). */
-export interface ServerMessage {
-  readonly topic: string
-  readonly payload: Buffer
-  readonly qos: 0 | 1
-  readonly retain: boolean
-}
 
 /** aedes' broker id (lib/aedes.js `this.id`), which aedes-packet copies into every message; set before listen(). */
 export function setBrokerId (broker: Aedes, id: string): void {
@@ -41,7 +34,7 @@ export function identify (broker: Aedes, packet: PublishPacket): IdentifiedPacke
 }
 
 /** A packet as aedes makes one for a client (aedes-packet), with its identity. */
-export function newPacket (broker: Aedes, message: ServerMessage): IdentifiedPacket {
+export function newPacket (broker: Aedes, message: OutboundMessage): IdentifiedPacket {
   return new AedesPacket({ cmd: 'publish', topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain }, broker) as unknown as IdentifiedPacket
 }
 

@@ -1,4 +1,6 @@
 import Type, { type Static } from 'typebox'
+import { PROVIDER_PAYLOAD_LIMIT } from '../../plugins/push-core/index.js'
+import { TopicLevelId } from '../auth/index.js'
 
 /**
  * The push request of `POST /v1/push`: a target, what to show, app data, and
@@ -6,12 +8,10 @@ import Type, { type Static } from 'typebox'
  * document and the TypeScript type.
  */
 
-const Id = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u0000$][^/+#\\u0000]*$' })
-
 export const PushTarget = Type.Union([
   // no minLength: an empty topic is TOPIC_INVALID (assertPublishTopic), not a schema error
   Type.Object({ topic: Type.String({ maxLength: 65535 }) }, { additionalProperties: false }),
-  Type.Object({ user: Id }, { additionalProperties: false, description: 'direct push to every device of a user (service/admin)' }),
+  Type.Object({ user: TopicLevelId }, { additionalProperties: false, description: 'direct push to every device of a user (service/admin)' }),
   Type.Object({ installation: Type.String({ minLength: 1, maxLength: 128 }) }, { additionalProperties: false }),
 ])
 
@@ -78,9 +78,6 @@ export interface PushEnvelope {
   /** When the sender's ttl runs out; absent without ttl. */
   readonly expiresAt?: string
 }
-
-/** Providers' payload limit (FCM data + notification, APNs payload). */
-export const PROVIDER_PAYLOAD_LIMIT = 4096
 
 // FCM refuses these data keys (firebase "Build send requests": reserved words)
 const reservedDataKey = /^(from|notification|message_type|collapse_key)$|^(google|gcm)/i

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import Type, { type Static, type TObject, type TSchema } from 'typebox'
-import type { Principal } from '../../auth/index.js'
+import { TopicLevelId, type Principal } from '../../auth/index.js'
 import {
   BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, bucketEventsTopic, etagOf, parseIfMatch, parseIfNoneMatch, scopePath,
   type BucketScope, type Preconditions,
@@ -11,8 +11,6 @@ import type { HttpContext } from '../context.js'
 
 // Schemas and helpers shared by the bucket routes (buckets.ts) and the object routes (bucket-objects.ts).
 
-// user and group ids are topic levels (auth/claims.ts)
-const TopicLevelId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u0000$][^/+#\\u0000]*$' })
 export const BucketName = Type.String({ pattern: BUCKET_NAME_PATTERN })
 export const ObjectId = Type.String({ pattern: OBJECT_ID_PATTERN })
 /** Any JSON object: the body of a bucket object, or a merge patch of one. */

@@ -4,22 +4,19 @@ import { bucketEventsTopic, parseIfNoneMatch, scopePath } from '../../buckets/in
 import { HeraldError } from '../../errors/index.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
+import { AclList, defaultReaders, defaultWriters } from './acl-list.js'
 import {
   BucketName, BucketView, appBucketView, authorize, header, scopeRouteInfo, scopes, target, type ScopeRouteInfo,
 } from './bucket-common.js'
 import { registerObjectCollectionRoutes, registerObjectItemRoutes } from './bucket-objects.js'
 
-const AclEntry = Type.String({ pattern: '^(authenticated|user:[^/+#\\u0000]+|group:[^/+#\\u0000]+|role:(device|service|admin))$' })
 const BucketAclBody = Type.Object({
-  read: Type.Optional(Type.Array(AclEntry, { maxItems: 256 })),
-  write: Type.Optional(Type.Array(AclEntry, { maxItems: 256 })),
+  read: Type.Optional(AclList),
+  write: Type.Optional(AclList),
 }, { additionalProperties: false })
 const PutAppBucketBody = Type.Object({ acl: Type.Optional(BucketAclBody) }, { additionalProperties: false })
 
 type PutAppBucketBody = Static<typeof PutAppBucketBody>
-
-/** Until an admin says otherwise: any token holder reads, services and admins write (as app topics). */
-const defaultAcl = { read: ['authenticated'], write: ['role:service', 'role:admin'] }
 
 /**
  * Buckets of JSON objects in the app, group and user scopes; every change is
@@ -95,7 +92,7 @@ function registerAppBucketRoutes (app: FastifyInstance, ctx: HttpContext): void 
     requireRole(request.principal, 'admin')
     const onlyIfAbsent = parseIfNoneMatch(header(request, 'if-none-match')) === '*'
     const acl = request.body.acl ?? {}
-    const written = await buckets.putAppBucket(request.params.bucket, { read: acl.read ?? defaultAcl.read, write: acl.write ?? defaultAcl.write }, { onlyIfAbsent })
+    const written = await buckets.putAppBucket(request.params.bucket, { read: acl.read ?? defaultReaders, write: acl.write ?? defaultWriters }, { onlyIfAbsent })
     if (written === undefined) throw new HeraldError('ALREADY_EXISTS', 'the bucket exists')
     return await reply.code(written.created ? 201 : 200).send(appBucketView(written.bucket))
   })

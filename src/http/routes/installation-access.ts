@@ -1,7 +1,13 @@
+import Type, { type Static } from 'typebox'
 import type { Principal } from '../../auth/index.js'
 import { HeraldError } from '../../errors/index.js'
 import type { Installation } from '../../store/installations.js'
 import type { HttpContext } from '../context.js'
+
+/** An installation id (its MQTT client id) in a path: the installation and subscription routes. */
+export const InstallationId = Type.String({ minLength: 1, maxLength: 128 })
+export const InstallationIdParams = Type.Object({ id: InstallationId })
+export type InstallationIdParams = Static<typeof InstallationIdParams>
 
 /** May this caller manage installations of `owner`? The owner, services and admins may. */
 export function mayManage (principal: Principal, owner: string): boolean {

@@ -1,15 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type, { type Static } from 'typebox'
-import { userOwnerKey } from '../../auth/index.js'
+import { TopicLevelId, userOwnerKey } from '../../auth/index.js'
 import { HeraldError } from '../../errors/index.js'
 import { userInboxTopic } from '../../push/topics.js'
 import type { Installation, PushToken } from '../../store/installations.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
-import { findOwnInstallation } from './installation-access.js'
-
-const UserId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^/+#\\u0000$][^/+#\\u0000]*$' })
+import { InstallationIdParams, findOwnInstallation } from './installation-access.js'
 
 const PushTokenBody = Type.Object({
   provider: Type.Union([Type.Literal('fcm'), Type.Literal('apns')]),
@@ -21,7 +19,7 @@ const PushTokenBody = Type.Object({
 }, { additionalProperties: false })
 
 const CreateBody = Type.Object({
-  user: Type.Optional(UserId),
+  user: Type.Optional(TopicLevelId),
   mqtt: Type.Optional(Type.Boolean({ default: true, description: 'false: a push-only device that never connects over MQTT' })),
   pushToken: Type.Optional(PushTokenBody),
 }, { additionalProperties: false })
@@ -62,11 +60,8 @@ const MqttConnectInfo = Type.Object({
   inboxTopic: Type.String(),
 })
 
-const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) })
-
 type CreateBody = Static<typeof CreateBody>
 type PatchBody = Static<typeof PatchBody>
-type IdParams = Static<typeof IdParams>
 
 /** Installations: devices with an owner, an MQTT client id, an inbox subscription and an optional push token. */
 export function registerInstallationRoutes (app: FastifyInstance, ctx: HttpContext): void {
@@ -169,12 +164,12 @@ function registerInstallationItemRoutes (app: FastifyInstance, ctx: HttpContext,
     return { installations: mine.map(view) }
   })
 
-  app.get<{ Params: IdParams }>('/installations/:id', {
-    schema: { summary: 'Get one installation', params: IdParams, response: { 200: InstallationView } },
+  app.get<{ Params: InstallationIdParams }>('/installations/:id', {
+    schema: { summary: 'Get one installation', params: InstallationIdParams, response: { 200: InstallationView } },
   }, async (request) => view(await findOwnInstallation(ctx, request.principal, request.params.id)))
 
-  app.patch<{ Params: IdParams, Body: PatchBody }>('/installations/:id', {
-    schema: { summary: 'Replace or remove the push token; switch MQTT on or off', params: IdParams, body: PatchBody, response: { 200: InstallationView } },
+  app.patch<{ Params: InstallationIdParams, Body: PatchBody }>('/installations/:id', {
+    schema: { summary: 'Replace or remove the push token; switch MQTT on or off', params: InstallationIdParams, body: PatchBody, response: { 200: InstallationView } },
   }, async (request) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     const updated: Installation = {
@@ -188,8 +183,8 @@ function registerInstallationItemRoutes (app: FastifyInstance, ctx: HttpContext,
     return view(updated)
   })
 
-  app.delete<{ Params: IdParams }>('/installations/:id', {
-    schema: { summary: 'Delete an installation and its MQTT session', params: IdParams },
+  app.delete<{ Params: InstallationIdParams }>('/installations/:id', {
+    schema: { summary: 'Delete an installation and its MQTT session', params: InstallationIdParams },
   }, async (request, reply) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     await ctx.broker.deleteSession(installation.id)

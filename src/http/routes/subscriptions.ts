@@ -6,21 +6,17 @@ import { HeraldError } from '../../errors/index.js'
 import type { Installation } from '../../store/installations.js'
 import { installationOwner } from '../../store/known-principals.js'
 import type { HttpContext } from '../context.js'
-import { findOwnInstallation } from './installation-access.js'
+import { InstallationId, InstallationIdParams, findOwnInstallation } from './installation-access.js'
 import { userInboxTopic } from '../../push/topics.js'
 
-const TopicParams = Type.Object({
-  id: Type.String({ minLength: 1, maxLength: 128 }),
-  '*': Type.String({ description: 'the topic filter; encode # as %23' }),
-})
-const MyTopicParams = Type.Object({ '*': Type.String({ description: 'the topic filter; encode # as %23' }) })
-const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 128 }) })
+const TopicFilter = Type.String({ description: 'the topic filter; encode # as %23' })
+const TopicParams = Type.Object({ id: InstallationId, '*': TopicFilter })
+const MyTopicParams = Type.Object({ '*': TopicFilter })
 const QosQuery = Type.Object({ qos: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)], { default: 1 })) }, { additionalProperties: false })
 const Subscription = Type.Object({ topic: Type.String(), qos: Type.Integer() })
 
 type TopicParams = Static<typeof TopicParams>
 type MyTopicParams = Static<typeof MyTopicParams>
-type IdParams = Static<typeof IdParams>
 type QosQuery = Static<typeof QosQuery>
 
 /**
@@ -50,8 +46,8 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
     if (!ctx.acl.forPrincipal(installationOwner(installation, known)).canSubscribe(filter)) throw new HeraldError('SUBSCRIBE_DENIED')
   }
 
-  app.get<{ Params: IdParams }>('/installations/:id/subscriptions', {
-    schema: { summary: 'List an installation’s subscriptions', params: IdParams, response: { 200: Type.Object({ subscriptions: Type.Array(Subscription) }) } },
+  app.get<{ Params: InstallationIdParams }>('/installations/:id/subscriptions', {
+    schema: { summary: 'List an installation’s subscriptions', params: InstallationIdParams, response: { 200: Type.Object({ subscriptions: Type.Array(Subscription) }) } },
   }, async (request) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     return { subscriptions: await ctx.broker.subscriptions(installation.id) }

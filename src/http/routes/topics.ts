@@ -1,15 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import Type, { type Static } from 'typebox'
-import type { AppTopicAcl } from '../../acl/index.js'
 import { HeraldError } from '../../errors/index.js'
 import type { AppTopic } from '../../store/app-topics.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
+import { AclList, defaultReaders, defaultWriters } from './acl-list.js'
 
-const AclEntry = Type.String({ pattern: '^(authenticated|user:[^/+#\\u0000]+|group:[^/+#\\u0000]+|role:(device|service|admin))$' })
 const TopicAcl = Type.Object({
-  subscribe: Type.Optional(Type.Array(AclEntry, { maxItems: 256 })),
-  publish: Type.Optional(Type.Array(AclEntry, { maxItems: 256 })),
+  subscribe: Type.Optional(AclList),
+  publish: Type.Optional(AclList),
 }, { additionalProperties: false })
 const PutBody = Type.Object({ acl: Type.Optional(TopicAcl) }, { additionalProperties: false })
 const NameParams = Type.Object({ name: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' }) })
@@ -23,9 +22,6 @@ const TopicView = Type.Object({
 
 type PutBody = Static<typeof PutBody>
 type NameParams = Static<typeof NameParams>
-
-/** Until an admin says otherwise: any token holder reads, services and admins write. */
-const defaultAcl: AppTopicAcl = { subscribe: ['authenticated'], publish: ['role:service', 'role:admin'] }
 
 /** App-scope topics (`app/{name}`), created by admins with their own ACL. */
 export function registerTopicRoutes (app: FastifyInstance, ctx: HttpContext): void {
@@ -56,7 +52,7 @@ export function registerTopicRoutes (app: FastifyInstance, ctx: HttpContext): vo
     const acl = request.body.acl ?? {}
     const topic: AppTopic = {
       name: request.params.name,
-      acl: { subscribe: acl.subscribe ?? defaultAcl.subscribe, publish: acl.publish ?? defaultAcl.publish },
+      acl: { subscribe: acl.subscribe ?? defaultReaders, publish: acl.publish ?? defaultWriters },
       createdAt: existing?.createdAt ?? now,
       updatedAt: now,
     }
