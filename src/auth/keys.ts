@@ -19,8 +19,7 @@ export interface VerificationKey {
 export function loadVerificationKeys (keys: readonly JwtKeyConfig[]): VerificationKey[] {
   return keys.map((k) => {
     if (k.alg === 'HS256') {
-      const secret = k.secret ?? readFileSync(k.secretFile as string, 'utf8').trim()
-      return { kid: k.kid, alg: k.alg, key: createSecretKey(Buffer.from(secret, 'utf8')) }
+      return { kid: k.kid, alg: k.alg, key: hs256Key(k) }
     }
     const pem = k.publicKey ?? readFileSync(k.publicKeyFile as string, 'utf8')
     const key = createPublicKey(pem)
@@ -30,4 +29,10 @@ export function loadVerificationKeys (keys: readonly JwtKeyConfig[]): Verificati
     }
     return { kid: k.kid, alg: k.alg, key }
   })
+}
+
+/** An HS256 key from its secret, inline or in `secretFile` (trimmed: the file's final newline is no part of it); verifying and signing read it alike. */
+export function hs256Key (k: JwtKeyConfig): KeyObject {
+  const secret = k.secret ?? readFileSync(k.secretFile as string, 'utf8').trim()
+  return createSecretKey(Buffer.from(secret, 'utf8'))
 }

@@ -1,7 +1,8 @@
-import { createPrivateKey, createSecretKey } from 'node:crypto'
+import { createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import jwt from 'jsonwebtoken'
 import type { JwtKeyConfig } from '../config/index.js'
+import { hs256Key } from './keys.js'
 import type { Role } from './principal.js'
 
 export interface TokenRequest {
@@ -18,7 +19,7 @@ export interface TokenRequest {
 /** Signs a token with a configured key: HS256 with its secret, RS256/ES256 with `privateKeyFile`. */
 export function signToken (key: JwtKeyConfig, request: TokenRequest): string {
   const secretOrKey = key.alg === 'HS256'
-    ? createSecretKey(Buffer.from(key.secret ?? readFileSync(key.secretFile as string, 'utf8').trim(), 'utf8'))
+    ? hs256Key(key)
     : createPrivateKey(readFileSync(requirePrivateKeyFile(key), 'utf8'))
   const claims: Record<string, unknown> = { sub: request.sub, role: request.role ?? 'device' }
   if (request.groups !== undefined && request.groups.length > 0) claims.groups = request.groups
