@@ -4,8 +4,9 @@
  * Reason codes: Apple's "Handling notification responses from APNs".
  */
 import { createPrivateKey } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readConfiguredFile } from '../push-core/config-file.js'
 import { ownTokensOnly } from '../push-core/own-tokens.js'
+import { scrubDeviceToken } from '../push-core/scrub-token.js'
 import type { ApnsEnvironment, Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
 import { formatApns } from './format.js'
 import { createNodeApnTransport, type ApnsResponse, type ApnsTransport } from './node-apn-sender.js'
@@ -56,7 +57,7 @@ export function classifyApnsResponse (response: ApnsResponse): ApnsVerdict {
 
 export function createApnsSender (config: ApnsSenderConfig, logger?: ApnsLogger): PushSender {
   const key = readKey(config.keyFile)
-  const ca = config.caFile === null ? null : readConfigFile(config.caFile, 'push.apns.caFile')
+  const ca = config.caFile === null ? null : readConfiguredFile(config.caFile, 'push.apns.caFile')
   const transport: ApnsTransport = createNodeApnTransport({
     key,
     keyId: config.keyId,
@@ -79,7 +80,7 @@ export function createApnsSender (config: ApnsSenderConfig, logger?: ApnsLogger)
     const verdict = classifyApnsResponse(response)
     if (verdict.outcome === 'sent') return { jobId, outcome: 'sent' }
     // node-apn messages can quote the request path, which holds the device token
-    const reason = scrub(verdict.reason, token.token)
+    const reason = scrubDeviceToken(verdict.reason, token.token)
     if (verdict.outcome !== 'prune') logger?.[verdict.outcome === 'drop' ? 'warn' : 'debug']({ jobId, outcome: verdict.outcome, reason }, 'APNs did not accept a notification')
     return { jobId, outcome: verdict.outcome, reason }
   }
@@ -99,7 +100,7 @@ export function createApnsSender (config: ApnsSenderConfig, logger?: ApnsLogger)
 }
 
 function readKey (file: string): Buffer {
-  const pem = readConfigFile(file, 'push.apns.keyFile')
+  const pem = readConfiguredFile(file, 'push.apns.keyFile')
   try {
     const key = createPrivateKey(pem)
     if (key.asymmetricKeyType !== 'ec') throw new Error('not an EC key')
@@ -108,18 +109,4 @@ function readKey (file: string): Buffer {
     throw new Error('push.apns.keyFile: not a PEM-encoded P-256 private key (.p8)', { cause: err })
   }
   return pem
-}
-
-function readConfigFile (file: string, keyName: string): Buffer {
-  try {
-    return readFileSync(file)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new Error(`${keyName}: cannot read ${file}${code === undefined ? '' : ` (${code})`}`, { cause: err })
-  }
-}
-
-function scrub (text: string, deviceToken: string): string {
-  if (deviceToken.length === 0) return text
-  return text.replace(new RegExp(deviceToken.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi'), '<token>')
 }

@@ -6,6 +6,7 @@ import type { Agent } from 'node:http'
 import { basename, dirname, resolve, sep } from 'node:path'
 import { cert, deleteApp, initializeApp, type App } from 'firebase-admin/app'
 import { getMessaging, type BatchResponse, type Message, type Messaging } from 'firebase-admin/messaging'
+import { scrubDeviceToken } from '../push-core/scrub-token.js'
 import type { FcmMessage } from './format.js'
 
 export interface FirebaseClientOptions {
@@ -180,9 +181,7 @@ export function safeReason (code: string, message: string, deviceToken: string):
   let text = message
     // app/invalid-credential wraps the token endpoint's error in boilerplate; keep the error.
     .replace(/^Credential implementation provided to initializeApp\(\) via the "credential" property failed to fetch a valid Google OAuth2 access token with the following error: "([\s\S]*)"\.[\s\S]*$/, 'access token fetch failed: $1')
-  if (deviceToken.length >= 16) text = text.split(deviceToken).join('[token]')
-  else if (deviceToken !== '') text = text.replace(new RegExp(`(?<![\\w:-])${escapeRegExp(deviceToken)}(?![\\w:-])`, 'g'), '[token]')
-  text = text
+  text = scrubDeviceToken(text, deviceToken)
     .replace(/Bearer\s+\S+/gi, 'Bearer [redacted]')
     .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, '[jwt]')
     .replace(/-----BEGIN [^-]+-----[\s\S]*?-----END [^-]+-----/g, '[key]')
@@ -190,8 +189,4 @@ export function safeReason (code: string, message: string, deviceToken: string):
     .trim()
   if (text.length > 300) text = `${text.slice(0, 297)}...`
   return text === '' ? `fcm ${code}` : `fcm ${code}: ${text}`
-}
-
-function escapeRegExp (text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readConfiguredFile } from '../push-core/config-file.js'
 import { ownTokensOnly } from '../push-core/own-tokens.js'
 import type { Delivery, DeliveryResult, PushSender } from '../push-core/types.js'
 import { EndpointAgent, parseEndpoint } from './endpoint-agent.js'
@@ -29,7 +29,7 @@ export const FCM_MAX_BATCH = 500
 export function createFcmSender (config: FcmConfig, logger?: FcmLogger): PushSender {
   const serviceAccount = readServiceAccount(config.serviceAccountFile)
   const projectId = config.projectId ?? serviceAccount.projectId
-  const ca = config.caFile !== null ? readConfigFile(config.caFile, 'push.fcm.caFile') : undefined
+  const ca = config.caFile !== null ? readConfiguredFile(config.caFile, 'push.fcm.caFile') : undefined
   const agent = config.endpoint !== null ? new EndpointAgent(parseEndpoint(config.endpoint), ca) : undefined
   if (config.endpoint === null && config.caFile !== null) {
     logger?.warn({ provider: 'fcm' }, 'push.fcm.caFile is ignored without push.fcm.endpoint')
@@ -87,7 +87,7 @@ function readServiceAccount (file: string): { projectId: string } {
   const key = 'push.fcm.serviceAccountFile'
   let json: unknown
   try {
-    json = JSON.parse(readConfigFile(file, key))
+    json = JSON.parse(readConfiguredFile(file, key).toString('utf8'))
   } catch (err) {
     if (err instanceof SyntaxError) throw new Error(`${key}: not valid JSON`)
     throw err
@@ -99,13 +99,4 @@ function readServiceAccount (file: string): { projectId: string } {
     if (typeof v !== 'string' || v === '') throw new Error(`${key}: "${field}" is missing`)
   }
   return { projectId: o.project_id as string }
-}
-
-function readConfigFile (file: string, key: string): string {
-  try {
-    return readFileSync(file, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw new Error(code === 'ENOENT' ? `${key}: file not found` : `${key}: cannot read file (${code ?? 'error'})`, { cause: err })
-  }
 }
