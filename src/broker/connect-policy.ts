@@ -48,7 +48,7 @@ export interface Admission {
   readonly acl: PrincipalAcl
   /** when its token stops being accepted, ms since the epoch; null if never */
   readonly expiresAt: number | null
-  /** who claimed the client id before this CONNECT */
+  /** who claimed the client id before this CONNECT (undefined when this CONNECT claimed it) */
   readonly claim: ClientIdClaim | undefined
 }
 
@@ -69,6 +69,7 @@ export async function admitConnection (request: ConnectRequest, deps: ConnectPol
   }
 
   const liveOwner = deps.connections.ownerOf(request.clientId)
+  // from memory: no store read per CONNECT when the id is claimed already (nearly every reconnect)
   const claim = deps.owners.get(request.clientId)
   if ((liveOwner !== undefined && liveOwner !== owner) || (claim !== undefined && claim.owner !== owner)) {
     throw new HeraldError('CLIENT_ID_TAKEN')
@@ -76,18 +77,25 @@ export async function admitConnection (request: ConnectRequest, deps: ConnectPol
   if (principal.kind === 'user' && deps.connections.countForOwner(owner, request.clientId) >= limits.maxConnectionsPerUser) {
     throw new HeraldError('TOO_MANY_CONNECTIONS')
   }
+  if (!request.clean && claim === undefined) {
+    // A persistent session claims its client id, last, once everything else admits it: the claim
+    // is atomic (across nodes on Redis), so of several owners racing for a free id exactly one wins.
+    const holder = await deps.owners.claim(request.clientId, { owner, installation: false })
+    if (holder.owner !== owner) throw new HeraldError('CLIENT_ID_TAKEN')
+  }
   return { owner, acl: principalAcl, expiresAt: principal.expiresAt, claim }
 }
 
 /**
- * A persistent session claims its client id until its owner discards it with
- * clean=true; an installation's id stays claimed until the installation is
- * deleted.
+ * After admission: clean=true discards a persistent session, and with it the
+ * claim on its client id, except an installation's (its id stays claimed
+ * until the installation is deleted). A persistent session's claim was made
+ * by `admitConnection`.
  */
 export async function recordClaim (request: Pick<ConnectRequest, 'clientId' | 'clean'>, admission: Admission, owners: ClientOwnerStore): Promise<void> {
   const { claim } = admission
-  if (!request.clean && claim === undefined) await owners.set(request.clientId, { owner: admission.owner, installation: false })
-  if (request.clean && claim !== undefined && !claim.installation) await owners.delete(request.clientId)
+  // only while it is still the claim this CONNECT saw (another node may have changed it since)
+  if (request.clean && claim !== undefined && !claim.installation) await owners.release(request.clientId, claim)
 }
 
 function principalOf (password: Readonly<Buffer> | undefined, deps: ConnectPolicyDeps): Principal {

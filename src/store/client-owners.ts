@@ -15,20 +15,40 @@ export interface ClientIdClaim {
 }
 
 export interface ClientOwnerStore {
+  /** Synchronous, from memory: the CONNECT path asks for every client id. */
   get (clientId: string): ClientIdClaim | undefined
+  /**
+   * Claims the client id unless it is claimed already, and resolves with the
+   * claim that holds it now: `claim`, or the one found (the caller compares
+   * owners). Atomic: of concurrent claims of one id, exactly one is stored
+   * (across nodes too, on Redis).
+   */
+  claim (clientId: string, claim: ClientIdClaim): Promise<ClientIdClaim>
+  /** Sets the claim whatever holds the id (a new installation's id). */
   set (clientId: string, claim: ClientIdClaim): Promise<void>
   delete (clientId: string): Promise<void>
+  /** Deletes the claim only if it is still `claim` (same owner and kind); resolves whether it did. */
+  release (clientId: string, claim: ClientIdClaim): Promise<boolean>
   /** Every claim (session expiry looks for persistent sessions that are only a claim). */
   entries (): IterableIterator<[string, ClientIdClaim]>
 }
+
+export const sameClaim = (a: ClientIdClaim | undefined, b: ClientIdClaim): boolean =>
+  a !== undefined && a.owner === b.owner && a.installation === b.installation
 
 /**
  * Claims live in LevelDB and, all of them, in memory: every CONNECT asks for
  * its client id's claim, and a LevelDB read per CONNECT was what a connect
  * storm waited on. There is one claim per persistent session, which the
  * session store already keeps in memory too (its subscription trie).
- * Writes go to LevelDB first, then to memory; the writes of a connect storm
- * share batches (group commit).
+ * The writes of a connect storm share batches (group commit), which go to
+ * LevelDB in the order they were asked for.
+ *
+ * `claim` changes memory before its write, so a concurrent claim of the same
+ * id finds it (one process: memory is where the race is decided), and takes
+ * it back if the write fails. `set` and `delete` change memory once written,
+ * unless memory changed meanwhile: that change was queued after theirs and
+ * wins on disk as well.
  */
 export async function openClientOwnerStore (db: Database): Promise<ClientOwnerStore> {
   const stored = db.sublevel<string, ClientIdClaim>('client-owners', { valueEncoding: 'json' })
@@ -36,16 +56,40 @@ export async function openClientOwnerStore (db: Database): Promise<ClientOwnerSt
   for await (const [clientId, claim] of stored.iterator()) claims.set(clientId, claim)
   const commit = new GroupCommit(groupCommitTarget(db))
   const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
+  // the bytes the sublevel's json encoding would write
+  const put = async (clientId: string, claim: ClientIdClaim): Promise<void> =>
+    await commit.write([{ type: 'put', key: key(clientId), value: Buffer.from(JSON.stringify(claim)) }])
+
+  async function remove (clientId: string): Promise<void> {
+    const before = claims.get(clientId)
+    await commit.write([{ type: 'del', key: key(clientId) }])
+    if (claims.get(clientId) === before) claims.delete(clientId)
+  }
+
   return {
     get: (clientId) => claims.get(clientId),
-    set: async (clientId, claim) => {
-      // the bytes the sublevel's json encoding would write
-      await commit.write([{ type: 'put', key: key(clientId), value: Buffer.from(JSON.stringify(claim)) }])
+    async claim (clientId, claim) {
+      const held = claims.get(clientId)
+      if (held !== undefined) return held
       claims.set(clientId, claim)
+      try {
+        await put(clientId, claim)
+      } catch (err) {
+        if (claims.get(clientId) === claim) claims.delete(clientId)
+        throw err
+      }
+      return claim
     },
-    delete: async (clientId) => {
-      await commit.write([{ type: 'del', key: key(clientId) }])
-      claims.delete(clientId)
+    async set (clientId, claim) {
+      const before = claims.get(clientId)
+      await put(clientId, claim)
+      if (claims.get(clientId) === before) claims.set(clientId, claim)
+    },
+    delete: remove,
+    async release (clientId, claim) {
+      if (!sameClaim(claims.get(clientId), claim)) return false
+      await remove(clientId)
+      return true
     },
     entries: () => claims.entries(),
   }

@@ -4,7 +4,9 @@ import { noAppTopics } from '../../src/acl/app-topics.js'
 import type { Principal } from '../../src/auth/principal.js'
 import { admitConnection, recordClaim, type ConnectPolicyDeps, type ConnectRequest } from '../../src/broker/connect-policy.js'
 import { HeraldError, isHeraldError } from '../../src/errors/index.js'
-import type { ClientIdClaim, ClientOwnerStore } from '../../src/store/client-owners.js'
+import { openClientOwnerStore, sameClaim, type ClientIdClaim, type ClientOwnerStore } from '../../src/store/client-owners.js'
+import { openDatabase } from '../../src/store/open-store.js'
+import { makeTempDir } from '../helpers/broker.js'
 
 const user = (sub: string, expiresAt: number | null = null): Principal =>
   ({ kind: 'user', sub, groups: [], role: 'device', grants: { pub: [`users/${sub}/#`], sub: ['#'] }, expiresAt })
@@ -22,8 +24,15 @@ function memoryOwners (): ClientOwnerStore & { claims: Map<string, ClientIdClaim
   return {
     claims,
     get: (clientId) => claims.get(clientId),
+    claim: async (clientId, claim) => {
+      const held = claims.get(clientId)
+      if (held !== undefined) return held
+      claims.set(clientId, claim)
+      return claim
+    },
     set: async (clientId, claim) => { claims.set(clientId, claim) },
     delete: async (clientId) => { claims.delete(clientId) },
+    release: async (clientId, claim) => sameClaim(claims.get(clientId), claim) && claims.delete(clientId),
     entries: () => claims.entries(),
   }
 }
@@ -142,4 +151,38 @@ t.test('a persistent session claims its client id; clean=true releases it, excep
   owners.claims.set('phone', { owner: 'user:alice', installation: true })
   await recordClaim(request(), await admitConnection(request(), deps), owners)
   t.same(owners.claims.get('phone'), { owner: 'user:alice', installation: true }, 'an installation keeps its id')
+})
+
+t.test('a claim another node made meanwhile: clean=true releases only the claim it saw', async (t) => {
+  const { deps, owners } = setup()
+  owners.claims.set('phone', { owner: 'user:alice', installation: false })
+  const admission = await admitConnection(request(), deps)
+  // between admission and release, the id was released and claimed by bob (another node)
+  owners.claims.set('phone', { owner: 'user:bob', installation: false })
+  await recordClaim(request(), admission, owners)
+  t.same(owners.claims.get('phone'), { owner: 'user:bob', installation: false }, 'bob keeps his claim')
+})
+
+t.test('owners racing for a free client id (real LevelDB store): exactly one is admitted', async (t) => {
+  const db = await openDatabase(await makeTempDir(t))
+  t.teardown(async () => await db.close())
+  const owners = await openClientOwnerStore(db)
+  const { deps } = setup()
+  const racing: ConnectPolicyDeps = { ...deps, owners }
+  const users = Array.from({ length: 50 }, (_, i) => `user${i}`)
+  const outcomes = await Promise.all(users.map(async (sub) => {
+    const persistent = request({ clean: false, password: Buffer.from(sub) })
+    try {
+      // as hooks.ts does: admission, then the claim is recorded
+      await recordClaim(persistent, await admitConnection(persistent, racing), owners)
+      return 'admitted'
+    } catch (err) {
+      if (isHeraldError(err)) return err.code
+      throw err
+    }
+  }))
+  t.equal(outcomes.filter((o) => o === 'admitted').length, 1, 'one winner')
+  t.equal(outcomes.filter((o) => o === 'CLIENT_ID_TAKEN').length, 49, 'every other one is refused as taken')
+  const winner = users[outcomes.indexOf('admitted')]
+  t.same(owners.get('phone'), { owner: `user:${winner}`, installation: false }, 'the claim is the winner\'s')
 })
