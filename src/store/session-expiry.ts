@@ -4,14 +4,10 @@ import type { ClientOwnerStore } from './client-owners.js'
 import { GroupCommit } from './group-commit.js'
 import type { Database } from './open-store.js'
 import { Serial } from './serial.js'
+import type { SessionStorage } from './session-storage.js'
 
-/** What session expiry needs of the session store. */
-export interface ExpirableSessions {
-  sessionState (clientId: string): { readonly subscriptions: boolean, readonly will: boolean, readonly queue: boolean }
-  sessionClientIds (): Set<string>
-  deleteSession (clientId: string): Promise<void>
-  deleteQueue (clientId: string): Promise<void>
-}
+/** What session expiry needs of the session store (LevelDB or Redis). */
+export type ExpirableSessions = Pick<SessionStorage, 'sessionState' | 'sessionClientIds' | 'deleteSession' | 'deleteQueue'>
 
 export interface SessionExpiryOptions {
   /** `limits.sessionExpirySec`, above 0 */
@@ -116,15 +112,15 @@ class Activity {
 }
 
 /** Client ids whose stored state expires: sessions that are not installations, and installations' queues and wills. */
-function expirable ({ sessions, owners }: SessionExpiryOptions): Set<string> {
+async function expirable ({ sessions, owners }: SessionExpiryOptions): Promise<Set<string>> {
   const ids = new Set<string>()
   for (const [clientId, claim] of owners.entries()) if (!claim.installation) ids.add(clientId)
-  for (const clientId of sessions.sessionClientIds()) {
+  for (const clientId of await sessions.sessionClientIds()) {
     if (owners.get(clientId)?.installation !== true) {
       ids.add(clientId)
       continue
     }
-    const state = sessions.sessionState(clientId)
+    const state = await sessions.sessionState(clientId)
     if (state.queue || state.will) ids.add(clientId)
   }
   return ids
@@ -164,11 +160,14 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
   const serial = new Serial()
   let timer: NodeJS.Timeout | undefined
   let running: Promise<unknown> = Promise.resolve()
+  /** disconnects whose session state is being asked for: a sweep waits for them, so it sees the client as used */
+  const lookups = new Set<Promise<void>>()
 
   async function sweep (): Promise<number> {
+    await Promise.all([...lookups])
     return await serial.run(async () => {
       const at = now()
-      const ids = expirable(options)
+      const ids = await expirable(options)
       const due: string[] = []
       for (const clientId of ids) {
         const last = lastSeen.get(clientId)
@@ -209,8 +208,12 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
         seen(clientId, now())
         return
       }
-      const state = sessions.sessionState(clientId)
-      if (state.subscriptions || state.will || state.queue) seen(clientId, now())
+      // asked of the store (Redis: a round trip); a client with nothing stored is not tracked
+      const lookup = sessions.sessionState(clientId).then(
+        (state) => { if (state.subscriptions || state.will || state.queue) seen(clientId, now()) },
+        (err: unknown) => logger.error({ err, clientId }, 'reading a disconnected session\'s state failed'))
+      lookups.add(lookup)
+      void lookup.finally(() => lookups.delete(lookup))
     },
     sweep,
     async start () {
@@ -221,6 +224,7 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
     async close () {
       clearInterval(timer)
       timer = undefined
+      await Promise.all([...lookups])
       await running
       await serial.run(async () => {})
       await activity.settled()

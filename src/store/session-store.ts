@@ -11,10 +11,12 @@ import { RetainedMessages, type RetainedDatabase, type RetainedLimits } from './
 import { QueueBound } from './queue-bound.js'
 import { createSessionPolicy, type SessionPolicy } from './session-policy.js'
 import { SessionIndex, type KeyLister } from './session-index.js'
+import type { QueueLimitHandlers, SessionState, SessionStorage } from './session-storage.js'
 import { encodeQueueEntry, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
 
 export type { PersistedPacket, StoredSubscription }
 export type { RoutingHook, SessionPolicy, SubscriptionGuard } from './session-policy.js'
+export type { SessionState, SessionStorage } from './session-storage.js'
 export { createSessionPolicy } from './session-policy.js'
 
 /** The (sub)level the session store lives in. */
@@ -83,8 +85,10 @@ export interface SessionStoreOptions {
  *
  * This class is the facade aedes sees: it composes the modules that hold
  * each of these concerns, and its collaborators are given at construction.
+ * It is the LevelDB implementation of SessionStorage (session-storage.ts);
+ * cluster mode uses RedisSessionStore (redis/session-store.ts).
  */
-export class SessionStore extends AsyncLevelPersistence {
+export class SessionStore extends AsyncLevelPersistence implements SessionStorage {
   /** the broker's decisions, given at construction and filled in by the wiring (session-policy.ts) */
   readonly policy: SessionPolicy
   readonly #db: SessionDatabase
@@ -146,7 +150,7 @@ export class SessionStore extends AsyncLevelPersistence {
    * why). Call once, after setup and before clients connect: it counts the
    * queues on disk and trims those over the bound.
    */
-  async limitQueues (max: number, { onDropped, onError }: { onDropped: (clientId: string, count: number) => void, onError: (err: unknown) => void }): Promise<void> {
+  async limitQueues (max: number, { onDropped, onError }: QueueLimitHandlers): Promise<void> {
     const db = this.#db
     this.#bound = new QueueBound({
       max,
@@ -159,13 +163,13 @@ export class SessionStore extends AsyncLevelPersistence {
     await this.#bound.load()
   }
 
-  /** What is stored for a client id (session expiry asks). */
-  sessionState (clientId: string): { readonly subscriptions: boolean, readonly will: boolean, readonly queue: boolean } {
+  /** What is stored for a client id (session expiry asks); answered from the index, asynchronous for the sake of the Redis store. */
+  async sessionState (clientId: string): Promise<SessionState> {
     return { subscriptions: this.#index.hasFilters(clientId), will: this.#index.hasWill(clientId), queue: this.#index.queueMark(clientId) !== undefined }
   }
 
   /** Every client id with stored subscriptions, a will or possibly queued messages. */
-  sessionClientIds (): Set<string> {
+  async sessionClientIds (): Promise<Set<string>> {
     return this.#index.clientIds()
   }
 

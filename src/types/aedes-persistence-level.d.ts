@@ -26,6 +26,10 @@ declare module 'aedes-persistence-level/asyncPersistence.js' {
     outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void>
     outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void>
     outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown>
+    incomingStorePacket (client: { id: string }, packet: object): Promise<void>
+    incomingGetPacket (client: { id: string }, packet: { messageId?: number }): Promise<unknown>
+    incomingDelPacket (client: { id: string }, packet: { messageId?: number }): Promise<void>
+    streamWill (brokers?: Record<string, number>): NodeJS.ReadableStream
     destroy (): Promise<void>
   }
 }

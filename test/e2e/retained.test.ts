@@ -1,7 +1,7 @@
 import AedesPacket from 'aedes-packet'
 import type { MqttClient } from 'mqtt'
 import t from 'tap'
-import type { SessionStore } from '../../src/store/session-store.js'
+import type { SessionStorage } from '../../src/store/session-storage.js'
 import { connect, sign, startBroker, type Teardown, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 
@@ -11,7 +11,7 @@ import { api } from '../helpers/http.js'
 
 const admin = sign({ sub: 'root', role: 'admin' })
 
-function sessionsOf (broker: TestBroker): SessionStore {
+function sessionsOf (broker: TestBroker): SessionStorage {
   const sessions = broker.server.broker?.sessions
   if (sessions === undefined) throw new Error('broker not started')
   return sessions

@@ -191,7 +191,7 @@ t.test('the periodic sweep deletes a session once it has been unused for limits.
   const fresh = await connect(t, broker.mqttUrl, { clientId: 'brief-phone', clean: false, password: bob })
   t.equal(connackOf(fresh).sessionPresent, false, 'its client id was released, and nothing of the session is left')
   const sessions = broker.server.broker?.sessions
-  t.same(sessions?.sessionState('brief-phone'), { subscriptions: false, will: false, queue: false }, 'its queued message is gone')
+  t.same(await sessions?.sessionState('brief-phone'), { subscriptions: false, will: false, queue: false }, 'its queued message is gone')
   t.ok(stays.connected, 'the connected session is untouched')
   t.equal(await connackCode(broker.mqttUrl, { clientId: 'connected-phone', clean: false, password: bob }), 5, 'and keeps its claim')
 })
