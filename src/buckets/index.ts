@@ -6,3 +6,4 @@ export { BUCKET_NAME_PATTERN, OBJECT_ID_PATTERN, generateObjectId, isBucketName,
 export { checkPreconditions, etagOf, parseIfMatch, parseIfNoneMatch, type Preconditions } from './preconditions.js'
 export { bucketEventsTopic, eventsTopicBucket, scopePath, type BucketScope } from './scope.js'
 export type { AppBucket, BucketLimits, BucketObject, BucketStore, EventPublisher, ObjectPage, WriteOptions } from './store.js'
+export { appBucketWrite, bucketDeleted, checkSize, isLive, liveAppBuckets, objectDeleted, objectWrite } from './changes.js'

@@ -2,7 +2,8 @@ import type { AbstractLevel } from 'abstract-level'
 import type { Logger } from 'pino'
 import type { AppBucketAcl } from '../acl/index.js'
 import { HeraldError } from '../errors/index.js'
-import { buildEvent, jsonBytes, type PendingEvent } from './events.js'
+import { appBucketWrite, bucketDeleted, isLive, liveAppBuckets, objectDeleted, objectWrite } from './changes.js'
+import type { PendingEvent } from './events.js'
 import { KeyedLocks } from './locks.js'
 import { mergePatch, type JsonObject } from './merge-patch.js'
 import { generateObjectId } from './names.js'
@@ -29,7 +30,16 @@ function openTables (db: Database) {
   }
 }
 
-/** The store's state and the steps its writes share; `openBucketStore` is its API. */
+/**
+ * The store's state and the steps its writes share; `openBucketStore` is its API.
+ *
+ * The object change and a pending-event record go into LevelDB in one batch,
+ * then the event is published, then the pending record is removed; `start()`
+ * publishes every record a crash left behind. Writes to one object hold its
+ * lock until their event is out, so an object's events go out in version
+ * order; a bucket delete holds the bucket's lock alone, after the object
+ * writes in flight.
+ */
 class BucketState {
   readonly objects
   readonly pending
@@ -84,7 +94,7 @@ class BucketState {
   /** Object writes share their bucket's lock and hold their object's; a bucket delete holds the bucket's alone. */
   async objectWrite<T> (scope: BucketScope, bucket: string, id: string, step: () => Promise<T>): Promise<T> {
     return await this.locks.shared(bucketKey(scope, bucket), async () => await this.locks.exclusive(objectKey(scope, bucket, id), async () => {
-      if (scope.kind === 'app' && this.appBuckets.get(bucket)?.deletedAt !== null) throw new HeraldError('NOT_FOUND', 'no such bucket')
+      if (scope.kind === 'app' && !isLive(this.appBuckets.get(bucket))) throw new HeraldError('NOT_FOUND', 'no such bucket')
       return await step()
     }))
   }
@@ -113,22 +123,8 @@ class BucketState {
     }
   }
 
-  private checkSize (body: JsonObject): number {
-    const bytes = jsonBytes(body)
-    if (bytes > this.limits.maxObjectBytes) throw new HeraldError('PAYLOAD_TOO_LARGE', `the object is ${bytes} bytes; buckets.maxObjectBytes is ${this.limits.maxObjectBytes}`)
-    return bytes
-  }
-
   async write (scope: BucketScope, bucket: string, id: string, body: JsonObject, current: BucketObject | undefined, sender: string | null): Promise<BucketObject> {
-    const bytes = this.checkSize(body)
-    const now = new Date().toISOString()
-    const object: BucketObject = current === undefined
-      ? { id, version: 1, createdAt: now, modifiedAt: now, owner: sender, body }
-      : { ...current, version: current.version + 1, modifiedAt: now, body }
-    const record = buildEvent({
-      type: current === undefined ? 'DATA_OBJECT_CREATED' : 'DATA_OBJECT_UPDATED',
-      scope, bucket, objectId: id, version: object.version, modifiedAt: now, sender, body, bodyBytes: bytes,
-    }, this.limits.eventBodyLimitBytes)
+    const { object, record } = objectWrite(scope, bucket, id, body, current, sender, this.limits)
     await this.commit((batch) => batch.put(objectKey(scope, bucket, id), object, { sublevel: this.objects }), record)
     return object
   }
@@ -137,22 +133,17 @@ class BucketState {
     const current = await this.objects.get(objectKey(scope, bucket, id))
     if (current === undefined) throw new HeraldError('NOT_FOUND', 'no such object')
     checkPreconditions(current.version, options)
-    const now = new Date().toISOString()
-    const record = buildEvent({
-      type: 'DATA_OBJECT_DELETED', scope, bucket, objectId: id, version: current.version + 1, modifiedAt: now, sender: options.sender,
-    }, this.limits.eventBodyLimitBytes)
+    const record = objectDeleted(scope, bucket, id, current.version, options.sender, this.limits)
     await this.commit((batch) => batch.del(objectKey(scope, bucket, id), { sublevel: this.objects }), record)
   }
 
   /** Under the bucket's exclusive lock. */
   async deleteBucket (scope: BucketScope, bucket: string, sender: string | null): Promise<number> {
     const appBucket = scope.kind === 'app' ? this.appBuckets.get(bucket) : undefined
-    if (scope.kind === 'app' && (appBucket === undefined || appBucket.deletedAt !== null)) throw new HeraldError('NOT_FOUND', 'no such bucket')
+    if (scope.kind === 'app' && !isLive(appBucket)) throw new HeraldError('NOT_FOUND', 'no such bucket')
     const keys: string[] = []
     for await (const key of this.objects.keys({ gt: `${bucketKey(scope, bucket)}${SEP}`, lt: `${bucketKey(scope, bucket)}\u0001` })) keys.push(key)
-    const now = new Date().toISOString()
-    const tombstone: AppBucket | undefined = appBucket === undefined ? undefined : { ...appBucket, updatedAt: now, deletedAt: now }
-    const record = buildEvent({ type: 'BUCKET_DELETED', scope, bucket, objectId: null, version: null, modifiedAt: now, sender }, this.limits.eventBodyLimitBytes)
+    const { record, tombstone } = bucketDeleted(scope, bucket, appBucket, sender, this.limits)
     await this.commit((batch) => {
       for (const key of keys) batch.del(key, { sublevel: this.objects })
       if (tombstone !== undefined) batch.put(bucket, tombstone, { sublevel: this.appBucketsDb })
@@ -162,20 +153,12 @@ class BucketState {
 
   /** Under the bucket's exclusive lock. */
   async putAppBucket (name: string, acl: AppBucketAcl, options: { onlyIfAbsent?: boolean }): Promise<{ bucket: AppBucket, created: boolean } | undefined> {
-    const previous = this.appBuckets.get(name)
-    const exists = previous !== undefined && previous.deletedAt === null
-    if (exists && options.onlyIfAbsent === true) return undefined
-    const now = new Date().toISOString()
-    const bucket: AppBucket = {
-      name,
-      acl: { read: [...acl.read], write: [...acl.write] },
-      createdAt: exists ? previous.createdAt : now,
-      updatedAt: now,
-      deletedAt: null,
-    }
+    const written = appBucketWrite(name, acl, this.appBuckets.get(name), options.onlyIfAbsent === true)
+    if (written === undefined) return undefined
+    const { bucket } = written
     await this.appBucketsDb.put(bucket.name, bucket)
     this.appBuckets.set(bucket.name, bucket)
-    return { bucket, created: !exists }
+    return written
   }
 }
 
@@ -229,12 +212,15 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
 
     getAppBucket (name) {
       const bucket = appBuckets.get(name)
-      return bucket?.deletedAt === null ? bucket : undefined
+      return isLive(bucket) ? bucket : undefined
     },
 
-    listAppBuckets: () => [...appBuckets.values()].filter((b) => b.deletedAt === null).sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+    listAppBuckets: () => liveAppBuckets(appBuckets.values()),
 
     putAppBucket: async (name, acl, options = {}) => await locks.exclusive(bucketKey({ kind: 'app' }, name), async () => await state.putAppBucket(name, acl, options)),
+
+    // nothing runs in the background
+    stop: async () => {},
 
     async pendingEvents () {
       let count = 0

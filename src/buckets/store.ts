@@ -56,20 +56,25 @@ export interface WriteOptions extends Preconditions {
  * Buckets of JSON objects whose changes are published as events.
  *
  * Every write and its event are one logical step: the object change and a
- * pending-event record go into LevelDB in one batch, then the event is
+ * pending-event record are stored in one atomic step, then the event is
  * published (QoS1: it is in every persistent subscriber's queue when publish
- * resolves), then the pending record is removed. `start()` publishes every
- * record a crash left behind, so a write that happened always has its event
- * (perhaps twice: events carry an `eventId`), and no event exists for a write
- * that did not.
+ * resolves), then the pending record is removed. Pending records a crash (or
+ * a failed publish) left behind are published later, so a write that
+ * happened always has its event (perhaps twice: events carry an `eventId`),
+ * and no event exists for a write that did not. When the publish fails, the
+ * write stands and the call rejects with the publish's error.
  *
- * Writes to one object are serialized, events included, so an object's events
- * are published in version order. Deleting a bucket waits for the object
- * writes in flight and holds new ones back until its own event is out.
+ * An object's events are published in version order by the node that wrote
+ * them (with several nodes on Redis, events of one object written on
+ * different nodes may arrive out of order: their `version` says which is
+ * newer). `If-Match` / `If-None-Match` are checked in the same atomic step
+ * as the write.
  */
 export interface BucketStore extends AppBucketDirectory {
   /** Publishes the events a crash left pending, then accepts writes. */
   start (broker: EventPublisher, logger: Logger): Promise<void>
+  /** Stops background work, after the publishes in flight (the LevelDB store has none). */
+  stop (): Promise<void>
   getObject (scope: BucketScope, bucket: string, id: string): Promise<BucketObject | undefined>
   /** Objects in id order, those after `after`. */
   listObjects (scope: BucketScope, bucket: string, options: { limit: number, after?: string }): Promise<ObjectPage>
@@ -88,6 +93,6 @@ export interface BucketStore extends AppBucketDirectory {
   listAppBuckets (): AppBucket[]
   /** Creates or replaces an app bucket's ACL; with `onlyIfAbsent`, resolves false when it exists. */
   putAppBucket (name: string, acl: AppBucketAcl, options?: { onlyIfAbsent?: boolean }): Promise<{ bucket: AppBucket, created: boolean } | undefined>
-  /** Events written but not yet published (tests, metrics). */
+  /** Events written but not yet published, by any node (tests, metrics). */
   pendingEvents (): Promise<number>
 }
