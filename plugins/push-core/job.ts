@@ -14,13 +14,61 @@ export interface RelayJob {
   readonly notBefore: number
 }
 
-/** The durable outbox, provided by Herald (LevelDB); the relay never sees the database. */
+/** A job that ran out of attempts, kept for inspection. */
+export type DeadLetter = RelayJob & { readonly reason: string, readonly deadAt: number }
+
+/**
+ * The durable outbox, provided by Herald (LevelDB for one process, Redis
+ * Streams for a cluster); the relay never sees the database.
+ *
+ * A job is owned by the node that took it, from `take` until it is settled
+ * (`settle` or `deadLetter`); a retry (`update`) keeps it with that node. In a
+ * cluster each job is taken by exactly one node, and the jobs of a node that
+ * stopped answering are taken by another after a timeout.
+ */
 export interface RelayStore {
+  /** Stores new jobs; resolves once they are durable. A worker (this node's or another's) takes them. */
+  enqueue (jobs: readonly RelayJob[]): Promise<void>
+  /**
+   * Waits a while for jobs this node may send and returns up to `max` of them,
+   * now owned by this node: new jobs, jobs left by a crash or a restart, jobs
+   * of a node that died. Resolves `[]` when none came in time (the caller asks
+   * again) or once `signal` is aborted.
+   */
+  take (max: number, signal: AbortSignal): Promise<RelayJob[]>
+  /** A transient failure: saves the job's new `attempts` and `notBefore`; it stays with this node. */
+  update (job: RelayJob): Promise<void>
+  /** Removes settled jobs (sent, pruned, dropped), in one write. */
+  settle (ids: readonly string[]): Promise<void>
+  /** Moves a job that ran out of attempts to the dead letters, with the last reason. */
+  deadLetter (job: RelayJob, reason: string): Promise<void>
+  deadLetters (): AsyncIterable<DeadLetter>
+  /** Jobs stored and not settled yet, every node's together. */
+  count (): Promise<number>
+  /**
+   * Tells `listener` about jobs this node took and no longer owns (another
+   * node took them over while this one did not answer): they are not to be sent.
+   */
+  onLost (listener: (ids: readonly string[]) => void): void
+  /**
+   * This node stops taking jobs. What it took and did not settle stays stored:
+   * for the next start of a single process, for the other nodes at once in a cluster.
+   */
+  close (): Promise<void>
+}
+
+/**
+ * What a single-process outbox keeps durable (LevelDB): jobs by id and dead
+ * letters. `createLocalRelayStore` turns it into a RelayStore; one process
+ * owns every job, so which job goes to which worker is decided in memory.
+ */
+export interface OutboxStorage {
   putMany (jobs: readonly RelayJob[]): Promise<void>
   put (job: RelayJob): Promise<void>
   /** Removes settled jobs, in one write. */
   deleteMany (ids: readonly string[]): Promise<void>
-  /** Moves a job that ran out of attempts aside, with the last reason. */
+  /** Moves a job aside with its last reason, in one write. */
   deadLetter (job: RelayJob, reason: string): Promise<void>
   loadAll (): AsyncIterable<RelayJob>
+  deadLetters (): AsyncIterable<DeadLetter>
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { RelayJob, RelayStore } from './job.js'
 import { retryDelayMs, type RetryPolicy } from './retry-policy.js'
 import type { Delivery, DeliveryResult, DeviceToken, PushProvider, PushSender } from './types.js'
@@ -44,14 +45,16 @@ export interface WorkerOptions {
 /**
  * Sends outbox jobs through the provider senders: many in flight at once,
  * FCM in batches, retries with backoff and jitter, token pruning, expiry and
- * dead letters. Every job stays in the store until it is settled, so a crash
- * loses nothing: `start()` picks up whatever is there.
+ * dead letters. It takes jobs from the store as it has room for them (never
+ * more than `concurrency` ready or in flight, so in a cluster the jobs spread
+ * over the nodes that have room), and every job stays in the store until it
+ * is settled, so a crash loses nothing: the store hands the jobs out again.
  */
 export class RelayWorker {
   readonly #options: WorkerOptions
   readonly #now: () => number
   readonly #senders = new Map<PushProvider, PushSender>()
-  /** Jobs in the outbox, by id: ready, waiting for a retry, or in flight. */
+  /** Jobs this worker took from the outbox, by id: ready, waiting for a retry, or in flight. */
   readonly #jobs = new Map<string, RelayJob>()
   readonly #ready: RelayJob[] = []
   readonly #timers = new Map<string, NodeJS.Timeout>()
@@ -61,32 +64,36 @@ export class RelayWorker {
   #settled: string[] = []
   #deleting: Promise<void> | undefined
   #closed = false
+  readonly #stopTaking = new AbortController()
+  /** the loop that takes jobs from the store, once started */
+  #taking: Promise<void> | undefined
+  #roomWaiter: (() => void) | undefined
   #idleWaiters: Array<() => void> = []
   #drainWaiters: Array<() => void> = []
+  #changeWaiters: Array<() => void> = []
 
   constructor (options: WorkerOptions) {
     this.#options = options
     this.#now = options.now ?? Date.now
     for (const sender of options.senders) this.#senders.set(sender.provider, sender)
+    options.store.onLost((ids) => this.#lost(ids))
   }
 
-  /** Jobs not yet settled (the outbox depth). */
+  /** Jobs this worker holds and has not settled (this node's part of the outbox). */
   get size (): number {
     return this.#jobs.size
   }
 
-  /** Loads what the outbox holds (jobs left by a crash or a restart) and starts sending. */
+  /** Starts taking jobs from the outbox (those a crash or a restart left first) and sending them. */
   async start (): Promise<void> {
-    for await (const job of this.#options.store.loadAll()) this.#schedule(job)
-    this.#pump()
+    this.#startTaking()
   }
 
-  /** Stores jobs durably, then sends them. Resolves once they are stored, not sent. */
+  /** Stores jobs durably; a worker takes them from the store. Resolves once they are stored, not sent. */
   async enqueue (jobs: readonly RelayJob[]): Promise<void> {
     if (jobs.length === 0) return
-    await this.#options.store.putMany(jobs)
-    for (const job of jobs) this.#schedule(job)
-    this.#pump()
+    await this.#options.store.enqueue(jobs)
+    this.#startTaking()
   }
 
   /** Resolves when nothing is ready to send or in flight (jobs waiting for a retry may remain). */
@@ -95,20 +102,110 @@ export class RelayWorker {
     await new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
   }
 
-  /** Resolves when the outbox is empty: every job sent, dropped or dead-lettered (retries included). */
+  /**
+   * Resolves when the outbox is empty: every job sent, dropped or dead-lettered
+   * (retries included), by this worker or, in a cluster, by the others. Asks
+   * the store whenever this worker holds nothing, and every 50 ms while only
+   * other nodes hold jobs (they tell this one nothing). For tests.
+   */
   async drain (): Promise<void> {
-    if (this.#jobs.size === 0) return
-    await new Promise<void>((resolve) => this.#drainWaiters.push(resolve))
+    for (;;) {
+      if (this.#closed) return
+      if (this.#jobs.size > 0) {
+        await new Promise<void>((resolve) => this.#drainWaiters.push(resolve))
+        continue
+      }
+      if (await this.#options.store.count() === 0 && this.#jobs.size === 0) return
+      await this.#nextChange(50)
+    }
   }
 
-  /** Stops sending; resolves once the deliveries in flight are settled. Pending jobs stay in the store. */
+  /**
+   * Stops sending; resolves once the deliveries in flight are settled and the
+   * store is told. Pending jobs stay in the store (for the next start, or for
+   * the other nodes of a cluster).
+   */
   async close (): Promise<void> {
     this.#closed = true
+    this.#stopTaking.abort()
+    this.#roomWaiter?.()
     for (const timer of this.#timers.values()) clearTimeout(timer)
     this.#timers.clear()
     this.#ready.length = 0
     await this.idle()
+    await this.#taking
+    await this.#options.store.close()
     await Promise.all([...this.#senders.values()].map(async (sender) => await sender.close()))
+  }
+
+  #startTaking (): void {
+    if (this.#taking !== undefined || this.#closed) return
+    this.#taking = this.#takeLoop()
+  }
+
+  /**
+   * Takes as many jobs as there is room for (slots free of `concurrency`), so
+   * a node never hoards jobs other nodes could send. A store that fails (the
+   * database, Redis gone) is asked again after a capped backoff.
+   */
+  async #takeLoop (): Promise<void> {
+    const { store, logger, concurrency } = this.#options
+    const signal = this.#stopTaking.signal
+    let failures = 0
+    while (!this.#closed) {
+      const room = concurrency - this.#ready.length - this.#inFlight
+      if (room <= 0) {
+        await new Promise<void>((resolve) => { this.#roomWaiter = resolve })
+        this.#roomWaiter = undefined
+        continue
+      }
+      let jobs: RelayJob[]
+      try {
+        jobs = await store.take(room, signal)
+      } catch (err) {
+        if (this.#closed) return
+        // only the error's name and code: a decode error's message can quote a stored record
+        const { name, code } = err instanceof Error ? err as Error & { code?: unknown } : { name: typeof err, code: undefined }
+        if (failures === 0) logger.warn({ error: name, code }, 'relay outbox unavailable; taking jobs again after a pause')
+        failures++
+        await sleep(Math.min(100 * 2 ** failures, 5000), undefined, { signal }).catch(() => {})
+        continue
+      }
+      if (failures > 0) logger.info({ failures }, 'relay outbox available again')
+      failures = 0
+      for (const job of jobs) {
+        // a store may hand out a job again that this worker still holds (a late heartbeat): one copy
+        if (!this.#jobs.has(job.id)) this.#schedule(job)
+      }
+      this.#pump()
+      this.#changed()
+    }
+  }
+
+  /** Another node took these jobs over: forget them; one in flight settles without further effect. */
+  #lost (ids: readonly string[]): void {
+    const lost = new Set(ids)
+    let removed = false
+    for (const id of lost) {
+      const job = this.#jobs.get(id)
+      if (job === undefined) continue
+      clearTimeout(this.#timers.get(id))
+      this.#timers.delete(id)
+      this.#options.logger.warn({ jobId: id, installationId: job.installationId }, 'relay job taken over by another node')
+      this.#removed(job)
+      removed = true
+    }
+    if (!removed) return
+    const kept = this.#ready.filter((job) => !lost.has(job.id))
+    this.#ready.length = 0
+    this.#ready.push(...kept)
+    this.#notifyIdle()
+    this.#roomWaiter?.()
+  }
+
+  /** Whether this worker still owns the job (a lost one is neither retried nor dead-lettered here). */
+  #owns (job: RelayJob): boolean {
+    return this.#jobs.has(job.id)
   }
 
   #schedule (job: RelayJob): void {
@@ -145,11 +242,13 @@ export class RelayWorker {
    */
   #release (n: number): void {
     this.#inFlight -= n
-    if (!this.#pumpScheduled && this.#ready.length > 0) {
+    if (!this.#pumpScheduled) {
       this.#pumpScheduled = true
       setImmediate(() => {
         this.#pumpScheduled = false
         this.#pump()
+        // room for more: the take loop asks the store once for all the slots freed in this turn
+        this.#roomWaiter?.()
       })
     }
     this.#notifyIdle()
@@ -253,6 +352,7 @@ export class RelayWorker {
   /** A transient failure: tries the job again after a backoff, unless it ran out of attempts or time. */
   async #retry (job: RelayJob, provider: PushProvider | 'none', reason: string, retryAfterMs?: number): Promise<void> {
     const { observer, logger } = this.#options
+    if (!this.#owns(job)) return
     const attempts = job.attempts + 1
     if (attempts >= this.#options.maxAttempts) {
       logger.warn({ jobId: job.id, installationId: job.installationId, provider, attempts, reason }, 'relay job dead-lettered')
@@ -268,8 +368,8 @@ export class RelayWorker {
     }
     observer?.retried(provider)
     const next = { ...job, attempts, notBefore }
-    await this.#options.store.put(next)
-    this.#schedule(next)
+    await this.#options.store.update(next)
+    if (this.#owns(job)) this.#schedule(next)
   }
 
   /** Gives up on a job for a logged, counted reason. */
@@ -291,16 +391,35 @@ export class RelayWorker {
       const ids = this.#settled
       this.#settled = []
       this.#deleting = undefined
-      await this.#options.store.deleteMany(ids)
+      await this.#options.store.settle(ids)
     })
     await this.#deleting
   }
 
   #removed (job: RelayJob): void {
     this.#jobs.delete(job.id)
+    this.#changed()
     if (this.#jobs.size > 0) return
     const waiters = this.#drainWaiters
     this.#drainWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Resolves at the next job taken or settled, or after `ms`. */
+  async #nextChange (ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms)
+      function done (): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#changeWaiters.push(done)
+    })
+  }
+
+  #changed (): void {
+    const waiters = this.#changeWaiters
+    this.#changeWaiters = []
     for (const resolve of waiters) resolve()
   }
 

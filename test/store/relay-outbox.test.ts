@@ -3,7 +3,7 @@ import t from 'tap'
 import type { RelayJob } from '../../plugins/push-core/index.js'
 import { openInstallationStore, type Installation } from '../../src/store/installations.js'
 import { openDatabase } from '../../src/store/open-store.js'
-import { createRelayOutbox } from '../../src/store/relay-outbox.js'
+import { levelOutboxStorage } from '../../src/store/relay-outbox.js'
 import { makeTempDir } from '../helpers/broker.js'
 
 const job = (id: string): RelayJob => ({
@@ -19,7 +19,7 @@ const job = (id: string): RelayJob => ({
 t.test('deleteMany removes exactly the settled jobs, and they stay gone after a reopen', async (t) => {
   const dir = await makeTempDir(t)
   let db = await openDatabase(dir)
-  const outbox = createRelayOutbox(db)
+  const outbox = levelOutboxStorage(db)
   await outbox.putMany(['a', 'b', 'c', 'd'].map(job))
   await outbox.deleteMany(['a', 'c', 'not-there'])
   await outbox.deleteMany([])
@@ -27,7 +27,7 @@ t.test('deleteMany removes exactly the settled jobs, and they stay gone after a 
   db = await openDatabase(dir)
   t.teardown(async () => await db.close())
   const left: string[] = []
-  for await (const j of createRelayOutbox(db).loadAll()) left.push(j.id)
+  for await (const j of levelOutboxStorage(db).loadAll()) left.push(j.id)
   t.same(left.sort(), ['b', 'd'])
 })
 

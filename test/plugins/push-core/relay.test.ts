@@ -1,10 +1,13 @@
 import t, { type Test } from 'tap'
-import { createPushRelay, retryDelayMs, type Delivery, type DeliveryResult, type DeviceToken, type PushSender, type RelayContent, type RelayJob, type RelayStore } from '../../../plugins/push-core/index.js'
+import { createLocalRelayStore, createPushRelay, retryDelayMs, type DeadLetter, type Delivery, type DeliveryResult, type DeviceToken, type OutboxStorage, type PushSender, type RelayContent, type RelayJob } from '../../../plugins/push-core/index.js'
 
-/** An in-memory outbox with the RelayStore contract; the LevelDB one is exercised end to end. */
-class MemoryStore implements RelayStore {
+/**
+ * In-memory storage under the single-process outbox (createLocalRelayStore);
+ * the LevelDB one and the Redis store run test/contracts/relay-store.test.ts.
+ */
+class MemoryStore implements OutboxStorage {
   readonly jobs = new Map<string, RelayJob>()
-  readonly dead: Array<RelayJob & { reason: string }> = []
+  readonly dead: DeadLetter[] = []
   /** the size of every deleteMany call: one outbox write each */
   readonly deleteWrites: number[] = []
   async putMany (list: readonly RelayJob[]): Promise<void> { for (const job of list) this.jobs.set(job.id, job) }
@@ -14,8 +17,9 @@ class MemoryStore implements RelayStore {
     for (const id of ids) this.jobs.delete(id)
   }
 
-  async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason }) }
+  async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason, deadAt: Date.now() }) }
   async * loadAll (): AsyncIterable<RelayJob> { yield * [...this.jobs.values()] }
+  async * deadLetters (): AsyncIterable<DeadLetter> { yield * this.dead }
 }
 
 /** A sender whose answers the test scripts per token; it records every batch it got. */
@@ -51,7 +55,7 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
   const counts = { sent: 0, retried: 0, pruned: 0, dropped: [] as string[], dead: 0 }
   const relay = createPushRelay({
     logger: { info () {}, warn: (fields, message) => { warnings.push({ fields, message }) } },
-    store,
+    store: createLocalRelayStore(store),
     senders: [fcm, options.apnsSender ?? apns],
     tokens: {
       tokensOf: async (ids) => {
