@@ -5,6 +5,8 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { WebSocketServer } from 'ws'
 import { createAcl } from './acl/index.js'
+import type { StorageBackend } from './backend/backend.js'
+import { openBackend } from './backend/open.js'
 import { HeraldError } from './errors/index.js'
 import { createTokenVerifier } from './auth/index.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
@@ -15,14 +17,6 @@ import type { HttpContext, PublicPorts } from './http/context.js'
 import { createMetrics } from './metrics/metrics.js'
 import { createRelayGateway, type RelayGateway } from './relay/gateway.js'
 import { createSenders } from './relay/senders.js'
-import { createRelayOutbox } from './store/relay-outbox.js'
-import { openAppTopicStore } from './store/app-topics.js'
-import { openBucketStore } from './buckets/level-store.js'
-import { openClientOwnerStore } from './store/client-owners.js'
-import { openInstallationStore } from './store/installations.js'
-import { openPrincipalDirectory, type PrincipalDirectory } from './store/known-principals.js'
-import { openDatabase, type Database } from './store/open-store.js'
-import { guardStorage, type StorageGuard } from './store/storage-guard.js'
 import { GuardedStream } from './transport/guarded-stream.js'
 import { maxConnectBytes, PendingConnects } from './transport/pre-auth.js'
 import { ConnectionBudget, readOpenFiles } from './transport/connection-budget.js'
@@ -30,6 +24,7 @@ import { closeServer, listen } from './transport/listen.js'
 import { createTcpTransport } from './transport/tcp.js'
 import { createTlsTransport } from './transport/tls.js'
 import { attachWebSocketTransport } from './transport/ws.js'
+import type { Database } from './store/open-store.js'
 import { heraldVersion } from './version.js'
 
 /** The ports actually bound (the chosen ones where the config said 0). */
@@ -51,7 +46,7 @@ export interface HeraldServer {
 
 export interface ServerOptions {
   readonly logger?: Logger
-  /** Called with the database once it is open, before Herald wraps or uses it: tests observe its writes. */
+  /** Called with the LevelDB once it is open, before Herald wraps or uses it: tests observe its writes. */
   readonly onDatabaseOpen?: (db: Database) => void
   /** The clock session expiry (`limits.sessionExpirySec`) reads; tests move it. */
   readonly now?: () => number
@@ -61,14 +56,12 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
   const logger = options.logger ?? pino({ level: config.log.level, base: { name: 'herald' } })
   const host = config.listen.host
   let ready = false
-  let db: Database | undefined
-  let storage: StorageGuard | undefined
+  let backend: StorageBackend | undefined
   let budget: ConnectionBudget | undefined
   let pending: PendingConnects | undefined
   let broker: Broker | undefined
   let sessionLimits: SessionLimits | undefined
   let gateway: RelayGateway | undefined
-  let principals: PrincipalDirectory | undefined
   let ports: ListeningPorts = { mqtt: 0, http: 0, mqtts: null, https: null }
   const netServers: NetServer[] = []
   const httpApps: FastifyInstance[] = []
@@ -105,23 +98,15 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
     async start () {
       const tokens = createTokenVerifier(config.auth.jwt)
-      db = await openDatabase(config.dataDir, config.storage.engine)
-      options.onDatabaseOpen?.(db)
-      // before any store writes: every write honours storage.fsync, and a full disk stops writes until it heals
-      storage = guardStorage(db, { fsync: config.storage.fsync, logger })
-      if (config.storage.engine === 'memory') logger.warn('storage.engine is memory: sessions, installations and queued messages are lost when the broker stops')
-      const appTopics = await openAppTopicStore(db)
-      const installations = await openInstallationStore(db)
-      const clientIds = await openClientOwnerStore(db)
-      principals = await openPrincipalDirectory(db, logger)
+      backend = await openBackend(config, logger, options)
+      const { appTopics, installations, clientIds, principals, buckets } = backend
       // every token accepted, at MQTT CONNECT or on an HTTP call, tells who its user is now (the relay's ACL)
       const verifier = principals.watch(tokens)
-      const buckets = await openBucketStore(db, config.buckets)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics, appBuckets: buckets })
       const metrics = createMetrics({
         connectedClients: () => broker?.connections.size ?? 0,
         relayOutboxDepth: () => gateway?.depth ?? 0,
-        storageWritable: () => storage?.problem() === null ? 1 : 0,
+        storageWritable: () => backend?.problem() === null ? 1 : 0,
         openFiles: readOpenFiles,
         pendingConnects: () => pending?.size ?? 0,
       })
@@ -139,7 +124,9 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       })
       broker = await createBroker({
         config,
-        db,
+        sessions: backend.sessions,
+        ...(backend.mq !== undefined && { mq: backend.mq }),
+        ...(backend.cluster !== undefined && { presence: backend.cluster.presence }),
         verifier,
         acl,
         clientIds,
@@ -156,7 +143,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects
       sessionLimits = await applySessionLimits({
         config,
-        db,
+        ...(backend.expiryDatabase !== undefined && { db: backend.expiryDatabase }),
         broker,
         owners: clientIds,
         logger,
@@ -173,7 +160,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         principals,
         acl,
         broker: broker.port,
-        store: createRelayOutbox(db),
+        store: backend.relayOutbox,
         senders: createSenders(config.push, logger),
         observer: metrics.relay,
       })
@@ -187,7 +174,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
-        readiness: () => ready ? (storage?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
+        readiness: () => ready ? (backend?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         ports: publicPorts,
       }
 
@@ -211,7 +198,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // every listener is bound: what is open now is what Herald needs besides its connections
       budget.start()
       ready = true
-      logger.info({ host, ports, wsPath: config.http.wsPath, dataDir: config.dataDir }, 'herald listening')
+      logger.info({ host, ports, wsPath: config.http.wsPath, ...backend.location }, 'herald listening')
       return ports
     },
 
@@ -231,14 +218,10 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       pending?.close()
       pending = undefined
       budget = undefined
-      await principals?.idle()
-      principals = undefined
-      storage?.close()
-      if (db !== undefined) await db.close()
-      storage = undefined
+      await backend?.close()
+      backend = undefined
       broker = undefined
       gateway = undefined
-      db = undefined
       netServers.length = 0
       httpApps.length = 0
       webSocketServers.length = 0

@@ -1,7 +1,8 @@
 import type { Aedes, Client } from 'aedes'
 import { newPacket, publishToClient, unsubscribeClient } from './aedes-internals.js'
 import type { RoutedMessage } from './routed-message.js'
-import type { SessionStore } from '../store/session-store.js'
+import type { ClusterPresence } from '../cluster/presence.js'
+import type { SessionStorage } from '../store/session-storage.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
 /** A message the server side (HTTP API, plugins) sends into the broker. */
@@ -43,12 +44,13 @@ export interface BrokerPort {
   subscriptions (clientId: string): Promise<SubscriptionInfo[]>
   /** Closes a live connection with this client id and removes its stored session. */
   deleteSession (clientId: string): Promise<void>
+  /** Whether the client id has an open connection: to any node of a cluster. */
   isConnected (clientId: string): boolean
   /** Client ids whose persistent sessions hold a QoS>0 subscription matching `topic`. */
   persistentSubscribers (topic: string): Promise<string[]>
 }
 
-export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry: ConnectionRegistry<Client>): BrokerPort {
+export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, registry: ConnectionRegistry<Client>, presence?: ClusterPresence): BrokerPort {
   const live = (clientId: string): Client | undefined => {
     const client = registry.connectionByClientId(clientId)
     return client !== undefined && !client.closed ? client : undefined
@@ -117,7 +119,7 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStore, registry
       await sessions.deleteSession(clientId)
     },
 
-    isConnected: (clientId) => live(clientId) !== undefined,
+    isConnected: (clientId) => live(clientId) !== undefined || presence?.isConnected(clientId) === true,
 
     async persistentSubscribers (topic) {
       const subs = await sessions.subscriptionsByTopic(topic)

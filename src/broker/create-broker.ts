@@ -3,9 +3,9 @@ import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
+import type { ClusterPresence } from '../cluster/presence.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
-import type { Database } from '../store/open-store.js'
-import { createSessionPolicy, SessionStore } from '../store/session-store.js'
+import type { SessionStorage } from '../store/session-storage.js'
 import { createBrokerPort, type BrokerPort } from './broker-port.js'
 import { createConnectLimiter } from './connect-limiter.js'
 import type { ConnectionRegistry } from './connection-registry.js'
@@ -14,7 +14,7 @@ import { installHooks, type BrokerObserver } from './hooks.js'
 export interface Broker {
   readonly aedes: Aedes
   readonly connections: ConnectionRegistry<Client>
-  readonly sessions: SessionStore
+  readonly sessions: SessionStorage
   /** What the HTTP API and plugins use instead of aedes. */
   readonly port: BrokerPort
   close (): Promise<void>
@@ -22,7 +22,12 @@ export interface Broker {
 
 export interface BrokerDeps {
   readonly config: HeraldConfig
-  readonly db: Database
+  /** the session store, given to aedes as its persistence (storage backend) */
+  readonly sessions: SessionStorage
+  /** aedes' message bus between cluster nodes; undefined: in-process */
+  readonly mq?: unknown
+  /** who is connected to which cluster node; undefined: one process */
+  readonly presence?: ClusterPresence
   readonly verifier: TokenVerifier
   readonly acl: Acl
   readonly clientIds: ClientOwnerStore
@@ -30,15 +35,10 @@ export interface BrokerDeps {
   readonly observer?: BrokerObserver
 }
 
-export async function createBroker ({ config, db, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
-  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), {
-    // filled in by installHooks (guard, presence) and server.ts (routing), which are built after the store
-    policy: createSessionPolicy(),
-    ackWaitMs: config.storage.ackWaitMs,
-    onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
-  })
+export async function createBroker ({ config, sessions, mq, presence, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const aedes = new Aedes({
     persistence: sessions,
+    ...(mq !== undefined && { mq }),
     // mqemitter's default (100 messages in delivery at once) queues the rest in an array drained with
     // Array.shift(); 0 delivers each message as it comes. Publishers are held back by their sockets
     // and, at QoS 1, by the PUBACK that waits for the session store.
@@ -58,6 +58,7 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
     deniedPublish: config.mqtt.deniedPublish,
     owners: clientIds,
     sessions,
+    ...(presence !== undefined && { presence }),
     connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec),
     logger,
     ...(observer !== undefined && { observer }),
@@ -67,7 +68,7 @@ export async function createBroker ({ config, db, verifier, acl, clientIds, logg
     aedes,
     connections,
     sessions,
-    port: createBrokerPort(aedes, sessions, connections),
+    port: createBrokerPort(aedes, sessions, connections, presence),
     close: async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       await sessions.flush()

@@ -5,8 +5,9 @@ import { assertPublishTopic, assertTopicFilter, type TopicLimits } from '../acl/
 import type { Grants, TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import { HeraldError, isHeraldError } from '../errors/index.js'
+import type { ClusterPresence } from '../cluster/presence.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
-import type { SessionStore } from '../store/session-store.js'
+import type { SessionStorage } from '../store/session-storage.js'
 import type { ConnectLimiter } from './connect-limiter.js'
 import { admitConnection, recordClaim, type ConnectPolicyDeps, type ConnectRequest } from './connect-policy.js'
 import { ConnectionRegistry, type Session } from './connection-registry.js'
@@ -32,7 +33,9 @@ export interface HookDeps {
   /** what a PUBLISH the ACL refuses costs its client (`mqtt.deniedPublish`) */
   readonly deniedPublish: HeraldConfig['mqtt']['deniedPublish']
   readonly owners: ClientOwnerStore
-  readonly sessions: SessionStore
+  readonly sessions: SessionStorage
+  /** who is connected to which cluster node; undefined: one process, the registry knows */
+  readonly presence?: ClusterPresence
   readonly connectLimiter: ConnectLimiter
   readonly logger: Logger
   readonly observer?: BrokerObserver
@@ -102,11 +105,13 @@ function installConnect (hooks: Hooks): void {
   const { logger } = deps
   const requests = new WeakMap<Client, ConnectPacketFacts>()
   const lifecycle = connectionLifecycle(hooks)
+  const { presence } = deps
   const policy: ConnectPolicyDeps = {
     ...deps,
+    // in a cluster, the connections of every node count
     connections: {
-      ownerOf: (clientId) => registry.byClientId(clientId)?.owner,
-      countForOwner: (owner, clientId) => registry.countForOwner(owner, clientId),
+      ownerOf: (clientId) => registry.byClientId(clientId)?.owner ?? presence?.ownerOf(clientId),
+      countForOwner: (owner, clientId) => presence?.countForOwner(owner, clientId) ?? registry.countForOwner(owner, clientId),
     },
   }
 
@@ -136,15 +141,29 @@ function installConnect (hooks: Hooks): void {
     const request: ConnectRequest = { ...facts, clientId: client.id, password, ip: remoteAddress(client) ?? 'unknown' }
     const admission = await admitConnection(request, policy)
     if (client.closed) return
+    // atomic across nodes: of two connections racing for one client id under different owners, one gets it
+    if (presence !== undefined && await lifecycle.registerInCluster(client, presence, admission.owner) !== undefined) throw new HeraldError('CLIENT_ID_TAKEN')
+    if (client.closed) {
+      lifecycle.unregisterInCluster(client)
+      return
+    }
     lifecycle.register(client, { clientId: client.id, owner: admission.owner, acl: admission.acl, expiresAt: admission.expiresAt })
     await recordClaim(request, admission, deps.owners)
   }
 }
 
 /** A connection from its admission to its close: token expiry, delivery bounds, aedes' per-connection patches. */
-function connectionLifecycle (hooks: Hooks): { register (client: Client, session: Session): void } {
+function connectionLifecycle (hooks: Hooks): {
+  register (client: Client, session: Session): void
+  /** Records the connection in the cluster's presence; resolves the holder's owner when another owner holds the client id. */
+  registerInCluster (client: Client, presence: ClusterPresence, owner: string): Promise<string | undefined>
+  unregisterInCluster (client: Client): void
+} {
   const { deps, registry, departed } = hooks
   const { logger, limits } = deps
+  /** each connection's name in the cluster's presence records, so its close never removes a newer connection's record */
+  const presenceIds = new WeakMap<Client, string>()
+  let connections = 0
   const expiries = new Deadlines<Client>(EXPIRY_RESOLUTION_MS, (client) => {
     logger.info({ clientId: client.id }, 'token expired; closing the connection')
     client.close()
@@ -176,6 +195,14 @@ function connectionLifecycle (hooks: Hooks): { register (client: Client, session
     if (session.expiresAt !== null) expiries.delete(client, session.expiresAt)
     departed.set(client, session)
     registry.remove(client)
+    unregisterInCluster(client)
+  }
+
+  function unregisterInCluster (client: Client): void {
+    const presenceId = presenceIds.get(client)
+    if (presenceId === undefined || deps.presence === undefined) return
+    presenceIds.delete(client)
+    deps.presence.unregister(client.id, presenceId).catch((err: unknown) => logger.warn({ err, clientId: client.id }, 'removing a closed connection from the cluster presence failed; it goes when this node stops'))
   }
 
   return {
@@ -187,6 +214,13 @@ function connectionLifecycle (hooks: Hooks): { register (client: Client, session
       deliverOncePerMessage(client, deliveryLimits)
       slimParser(client)
     },
+    async registerInCluster (client, presence, owner) {
+      const presenceId = `${hooks.broker.id}:${++connections}`
+      const holder = await presence.register(client.id, owner, presenceId)
+      if (holder === undefined) presenceIds.set(client, presenceId)
+      return holder
+    },
+    unregisterInCluster,
   }
 }
 

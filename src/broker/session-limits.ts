@@ -7,7 +7,8 @@ import type { Broker } from './create-broker.js'
 
 export interface SessionLimitsDeps {
   readonly config: HeraldConfig
-  readonly db: Database
+  /** where session expiry keeps last-seen times; undefined: the backend has no session expiry yet (cluster mode) */
+  readonly db?: Database
   readonly broker: Broker
   readonly owners: ClientOwnerStore
   readonly logger: Logger
@@ -45,7 +46,9 @@ export async function applySessionLimits ({ config, db, broker, owners, logger, 
     })
   }
   let expiry: SessionExpiry | undefined
-  if (sessionExpirySec > 0) {
+  if (sessionExpirySec > 0 && db === undefined) {
+    logger.warn('limits.sessionExpirySec is not applied in cluster mode yet: sessions stored in Redis do not expire')
+  } else if (sessionExpirySec > 0 && db !== undefined) {
     expiry = await openSessionExpiry(db, {
       expirySec: sessionExpirySec,
       sweepSec: sessionExpirySweepSec,

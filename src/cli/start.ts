@@ -1,4 +1,6 @@
+import cluster from 'node:cluster'
 import { signToken } from '../auth/index.js'
+import { runPrimary, workerCount } from '../cluster/workers.js'
 import { loadConfig, type HeraldConfig } from '../config/index.js'
 import { buildServer, type ListeningPorts } from '../server.js'
 import { ensureLocalSecret, localKeyOverrides } from './local-secret.js'
@@ -12,6 +14,13 @@ import { ensureLocalSecret, localKeyOverrides } from './local-secret.js'
 export async function startCommand (configFile: string | undefined): Promise<number> {
   let config = loadConfig({ file: configFile })
   const localMode = config.auth.jwt.keys.length === 0
+  if (localMode && config.cluster.redis.url !== null) {
+    // every node must verify every token: a secret generated in one node's data directory cannot be that
+    process.stderr.write('herald: cluster mode (cluster.redis.url) needs configured keys (auth.jwt.keys or HERALD_JWT_SECRET): the generated local secret cannot be shared between nodes\n')
+    return 1
+  }
+  const workers = workerCount(config.cluster.workers)
+  if (cluster.isPrimary && workers > 1) return await runPrimary({ workers, report: (line) => process.stderr.write(line + '\n') })
   let secretCreated = false
   if (localMode) {
     const { file, created } = await ensureLocalSecret(config.dataDir)
@@ -20,7 +29,15 @@ export async function startCommand (configFile: string | undefined): Promise<num
   }
 
   const server = buildServer(config)
-  const ports = await server.start()
+  let ports: ListeningPorts
+  try {
+    ports = await server.start()
+  } catch (err) {
+    // one line naming what is wrong (the Redis url, a port in use), not a stack trace
+    process.stderr.write(`herald: could not start: ${(err as Error).message}\n`)
+    await server.stop().catch(() => {})
+    return 1
+  }
   // stderr ends up in journald and container logs, which keep a token for as long
   // as they keep anything: print one only for a person at a terminal, or on the
   // first start, when nobody can have minted one yet

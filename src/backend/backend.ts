@@ -1,0 +1,43 @@
+import type { RelayStore } from '../../plugins/push-core/index.js'
+import type { BucketStore } from '../buckets/store.js'
+import type { ClusterPresence } from '../cluster/presence.js'
+import type { HeraldError } from '../errors/index.js'
+import type { AppTopicStore } from '../store/app-topics.js'
+import type { ClientOwnerStore } from '../store/client-owners.js'
+import type { InstallationStore } from '../store/installations.js'
+import type { PrincipalDirectory } from '../store/known-principals.js'
+import type { Database } from '../store/open-store.js'
+import type { SessionStorage } from '../store/session-storage.js'
+
+/**
+ * Where a Herald node keeps its state: the embedded LevelDB of one process
+ * (level.ts, the default), or the Redis a cluster shares (redis.ts). Each
+ * store has the same interface on both; the broker, the HTTP API and the
+ * relay never know which one they use.
+ */
+export interface StorageBackend {
+  /** What to say in the start-up log line: the data directory, or the Redis url without its password. */
+  readonly location: Record<string, string>
+  readonly sessions: SessionStorage
+  readonly appTopics: AppTopicStore
+  readonly installations: InstallationStore
+  readonly clientIds: ClientOwnerStore
+  readonly principals: PrincipalDirectory
+  readonly buckets: BucketStore
+  readonly relayOutbox: RelayStore
+  /** aedes' message bus between nodes; undefined: aedes' in-process one */
+  readonly mq?: unknown
+  /** this node in a cluster: its id, and who is connected to which node */
+  readonly cluster?: { readonly nodeId: string, readonly presence: ClusterPresence }
+  /** the LevelDB of session expiry's last-seen records; undefined: sessions do not expire on this backend (yet) */
+  readonly expiryDatabase?: Database
+  /** Why writes cannot be made now (full disk, Redis unreachable); null when they can. */
+  problem (): HeraldError | null
+  /** Once the broker has closed and every store is idle: flushes and closes. */
+  close (): Promise<void>
+}
+
+export interface BackendOptions {
+  /** ServerOptions.onDatabaseOpen: tests observe LevelDB's writes */
+  readonly onDatabaseOpen?: (db: Database) => void
+}

@@ -1,0 +1,45 @@
+import type { Logger } from 'pino'
+import { openBucketStore } from '../buckets/level-store.js'
+import type { HeraldConfig } from '../config/index.js'
+import { openAppTopicStore } from '../store/app-topics.js'
+import { openClientOwnerStore } from '../store/client-owners.js'
+import { openInstallationStore } from '../store/installations.js'
+import { openPrincipalDirectory } from '../store/known-principals.js'
+import { openDatabase } from '../store/open-store.js'
+import { createRelayOutbox } from '../store/relay-outbox.js'
+import { createSessionPolicy, SessionStore } from '../store/session-store.js'
+import { guardStorage } from '../store/storage-guard.js'
+import type { BackendOptions, StorageBackend } from './backend.js'
+
+/** One process on the embedded LevelDB in `dataDir` (or in memory: `storage.engine`). */
+export async function openLevelBackend (config: HeraldConfig, logger: Logger, options: BackendOptions = {}): Promise<StorageBackend> {
+  const db = await openDatabase(config.dataDir, config.storage.engine)
+  options.onDatabaseOpen?.(db)
+  // before any store writes: every write honours storage.fsync, and a full disk stops writes until it heals
+  const guard = guardStorage(db, { fsync: config.storage.fsync, logger })
+  if (config.storage.engine === 'memory') logger.warn('storage.engine is memory: sessions, installations and queued messages are lost when the broker stops')
+  const sessions = new SessionStore(db.sublevel('sessions', { valueEncoding: 'buffer' }), {
+    // filled in by installHooks (guard, presence) and server.ts (routing), which are built after the store
+    policy: createSessionPolicy(),
+    ackWaitMs: config.storage.ackWaitMs,
+    onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
+  })
+  const principals = await openPrincipalDirectory(db, logger)
+  return {
+    location: { dataDir: config.dataDir },
+    sessions,
+    appTopics: await openAppTopicStore(db),
+    installations: await openInstallationStore(db),
+    clientIds: await openClientOwnerStore(db),
+    principals,
+    buckets: await openBucketStore(db, config.buckets),
+    relayOutbox: createRelayOutbox(db),
+    expiryDatabase: db,
+    problem: () => guard.problem(),
+    async close () {
+      await principals.idle()
+      guard.close()
+      await db.close()
+    },
+  }
+}
