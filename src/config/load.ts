@@ -26,6 +26,7 @@ const envKeys: Record<string, { path: string[], type: 'string' | 'integer' | 'wo
   HERALD_CLUSTER_KEY_PREFIX: { path: ['cluster', 'keyPrefix'], type: 'string' },
   HERALD_CLUSTER_WORKERS: { path: ['cluster', 'workers'], type: 'workers' },
   HERALD_CLUSTER_NODE_ID: { path: ['cluster', 'nodeId'], type: 'string' },
+  HERALD_CLUSTER_NODE_TIMEOUT_MS: { path: ['cluster', 'nodeTimeoutMs'], type: 'integer' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },

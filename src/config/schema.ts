@@ -56,6 +56,7 @@ export const ConfigSchema = Type.Object({
     keyPrefix: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', default: 'herald:', description: 'prefix of every Redis key and channel, so one Redis can serve several deployments' }),
     workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 1, description: 'worker processes behind the same ports on this machine (node:cluster); `auto`: one per CPU core; more than 1 needs cluster.redis.url' }),
     nodeId: NullableString('this node\'s name in logs, metrics and Redis; null: host name and process id'),
+    nodeTimeoutMs: Type.Integer({ minimum: 1000, maximum: 300_000, default: 10_000, description: 'a node that has not renewed its lease in Redis for this long is dead to the others: its connections leave the cluster presence, its relay jobs and pending bucket events are taken over, its clients\' wills are published' }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([

@@ -40,8 +40,10 @@ export interface Gauges {
   pendingConnects (): number
 }
 
-export function createMetrics (gauges: Gauges): Metrics {
+/** `node`: every series carries this node's id (cluster mode: one scrape target per node or worker). */
+export function createMetrics (gauges: Gauges, labels: { readonly node?: string } = {}): Metrics {
   const registry = new Registry()
+  if (labels.node !== undefined) registry.setDefaultLabels({ node: labels.node })
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
   // eslint-disable-next-line no-new -- registered on `registry`, read at scrape time
