@@ -1,0 +1,101 @@
+/**
+ * The Redis keys of the session store (RedisSessionStore), all under
+ * `<cluster.keyPrefix>sessions:` (SESSIONS_PREFIX; ioredis adds it).
+ *
+ * aedes-persistence-redis 11 owns `clients` (the set of client ids with
+ * subscriptions) and `client:<id>` (a hash of each one's subscriptions); its
+ * removeSubscriptions also deletes `outgoing:<id>`, which Herald's queues
+ * therefore do not use. Everything else is Herald's, in the library's
+ * layout where the library has one (wills, incoming QoS 2 messages, the
+ * retained hash), with the sets beside them that answer Herald's questions
+ * (which clients have a will, a queue, which topics a retained message)
+ * without scanning the key space.
+ */
+
+/** After `cluster.keyPrefix`: one Redis serves the session store beside Herald's other stores. */
+export const SESSIONS_PREFIX = 'sessions:'
+
+/** Client ids are URI-encoded in keys, as the library does: no `:` inside a key part. */
+function id (clientId: string): string {
+  return encodeURIComponent(clientId)
+}
+
+/** Set of the client ids with subscriptions (the library's CLIENTSKEY). */
+export const CLIENTS_KEY = 'clients'
+
+/** Set of the client ids whose queue is not empty. */
+export const QUEUES_KEY = 'queues'
+
+/**
+ * A queued message for any number of clients: a hash of `p` (the packet,
+ * msgpack as the library encodes it, without a message id) and `n` (how
+ * many queue entries name it; the hash goes with the last).
+ */
+export function messageKey (brokerId: string, brokerCounter: number | string): string {
+  return `msg:${brokerId}:${brokerCounter}`
+}
+
+/** The part of a message key after `msg:`, which its queue entries carry as `m:<this>`. */
+export const MESSAGE_KEY_PREFIX = 'msg:'
+
+/**
+ * A client's queue, oldest first: a list of entries `m:<broker id>:<counter>`
+ * (a message, messageKey) or `r:<message id>` (a QoS 2 PUBREL waiting for
+ * its PUBCOMP, which needs nothing else stored).
+ */
+export function queueKey (clientId: string): string {
+  return `queue:${id(clientId)}`
+}
+
+/** A client's message ids in flight: `m:<message id>` → entry, and `e:<entry>` → message id. */
+export function queueIdsKey (clientId: string): string {
+  return `queue-ids:${id(clientId)}`
+}
+
+export function messageEntry (brokerId: string, brokerCounter: number | string): string {
+  return `m:${brokerId}:${brokerCounter}`
+}
+
+/** List of the will keys (the library's WILLSKEY). */
+export const WILLS_KEY = 'will'
+
+/** A will, stored by the broker that holds the connection (the library's willKey). */
+export function willKey (brokerId: string, clientId: string): string {
+  return `will:${brokerId}:${id(clientId)}`
+}
+
+/** The broker id a will key names, or undefined for a key of another shape. */
+export function brokerOfWillKey (key: string): string | undefined {
+  const last = key.lastIndexOf(':')
+  return key.startsWith('will:') && last > 5 ? key.slice(5, last) : undefined
+}
+
+/** Set of the broker ids that hold a will of the client. */
+export function willBrokersKey (clientId: string): string {
+  return `will-brokers:${id(clientId)}`
+}
+
+/** Set of the client ids with a will. */
+export const WILL_CLIENTS_KEY = 'will-clients'
+
+/** Prefix of a client's incoming QoS 2 messages, `incoming:<id>:<message id>` (the library's incomingKey). */
+export function incomingPrefix (clientId: string): string {
+  return `incoming:${id(clientId)}:`
+}
+
+/** Set of a client's incoming message ids. */
+export function incomingIdsKey (clientId: string): string {
+  return `incoming-ids:${id(clientId)}`
+}
+
+/** Hash of the retained messages, topic → packet (the library's RETAINEDKEY on a single Redis). */
+export const RETAINED_KEY = 'retained'
+
+/** Set of the retained topics, for loading the mirror without reading the messages. */
+export const RETAINED_TOPICS_KEY = 'retained-topics'
+
+/** Hash of retained topics per namespace (`users/alice` → count), for the bounds. */
+export const RETAINED_COUNTS_KEY = 'retained-counts'
+
+/** Channel (after conn.channel) on which every node hears retained topics come and go. */
+export const RETAINED_CHANNEL = 'sessions:retained'

@@ -1,0 +1,93 @@
+import type { Redis } from 'ioredis'
+import msgpack from 'msgpack-lite'
+import { Readable } from 'node:stream'
+import { WILL_CLIENTS_KEY, WILLS_KEY, brokerOfWillKey, willBrokersKey, willKey } from './session-keys.js'
+
+type Arg = string | Buffer | number
+
+interface WillCommands {
+  heraldDelWillBuffer (...args: Arg[]): Promise<Buffer | null>
+}
+
+/**
+ * KEYS: the will, the list of wills, the client's will brokers, the clients
+ * with a will. ARGV: the will key, broker id, client id. Returns the will.
+ */
+const DEL_WILL = `
+local will = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+if redis.call('SCARD', KEYS[3]) == 0 then redis.call('SREM', KEYS[4], ARGV[3]) end
+return will
+`
+
+/**
+ * Wills, as aedes-persistence-redis keeps them: by the broker that holds the
+ * connection (`will:<broker id>:<client>`, listed in `will`), so that when a
+ * broker dies the others find its wills (streamWill, given the brokers they
+ * hear heartbeats from) and publish them. Herald writes them atomically (the
+ * library leaves two of its three writes unawaited, an unhandled rejection
+ * when Redis is away) and keeps, per client, which brokers hold one, so that
+ * session expiry and deleteSession find a client's wills without reading
+ * them all.
+ */
+export class RedisWills {
+  readonly #client: Redis & WillCommands
+
+  constructor (client: Redis) {
+    client.defineCommand('heraldDelWill', { numberOfKeys: 4, lua: DEL_WILL })
+    this.#client = client as Redis & WillCommands
+  }
+
+  /** Stores the client's will under this broker; the packet gains `clientId` and `brokerId`, as aedes' persistences do. */
+  async put (brokerId: string, clientId: string, packet: Record<string, unknown>): Promise<void> {
+    packet.clientId = clientId
+    packet.brokerId = brokerId
+    const key = willKey(brokerId, clientId)
+    const results = await this.#client.multi()
+      .set(key, msgpack.encode(packet))
+      .lrem(WILLS_KEY, 0, key)
+      .rpush(WILLS_KEY, key)
+      .sadd(willBrokersKey(clientId), brokerId)
+      .sadd(WILL_CLIENTS_KEY, clientId)
+      .exec()
+    for (const [err] of results ?? []) if (err !== null) throw err
+  }
+
+  async get (brokerId: string, clientId: string): Promise<unknown> {
+    const stored = await this.#client.getBuffer(willKey(brokerId, clientId))
+    return stored === null ? undefined : msgpack.decode(stored)
+  }
+
+  /** Deletes the will the broker stored for the client; resolves with it (undefined: there was none). */
+  async del (brokerId: string, clientId: string): Promise<unknown> {
+    const key = willKey(brokerId, clientId)
+    const will = await this.#client.heraldDelWillBuffer(key, WILLS_KEY, willBrokersKey(clientId), WILL_CLIENTS_KEY, key, brokerId, clientId)
+    return will === null ? undefined : msgpack.decode(will)
+  }
+
+  /** Deletes the client's wills, whichever brokers hold them. */
+  async delAll (clientId: string): Promise<void> {
+    for (const brokerId of await this.#client.smembers(willBrokersKey(clientId))) await this.del(brokerId, clientId)
+  }
+
+  async has (clientId: string): Promise<boolean> {
+    return await this.#client.sismember(WILL_CLIENTS_KEY, clientId) === 1
+  }
+
+  /** The wills of brokers not in `brokers` (broker id → last heartbeat): aedes publishes those of dead brokers. */
+  stream (brokers?: Record<string, number>): NodeJS.ReadableStream {
+    const client = this.#client
+    return Readable.from((async function * () {
+      for (const key of await client.lrange(WILLS_KEY, 0, -1)) {
+        const brokerId = brokerOfWillKey(key)
+        if (brokerId === undefined || (brokers !== undefined && brokers[brokerId] !== undefined)) continue
+        const will = await client.getBuffer(key)
+        // deleted since the list was read
+        if (will === null) continue
+        yield msgpack.decode(will) as unknown
+      }
+    })())
+  }
+}
