@@ -4,6 +4,7 @@ import { scopePath, type JsonObject } from '../../buckets/index.js'
 import { HeraldError } from '../../errors/index.js'
 import type { HttpContext } from '../context.js'
 import { JsonBody, ObjectId, ObjectView, objectView, preconditions, sendObject, target, type ScopeRouteInfo } from './bucket-common.js'
+import { NoContent } from './no-content.js'
 
 /** `…/buckets/:bucket/objects`: create an object, list the objects. */
 export function registerObjectCollectionRoutes (app: FastifyInstance, ctx: HttpContext, info: ScopeRouteInfo): void {
@@ -92,7 +93,7 @@ export function registerObjectItemRoutes (app: FastifyInstance, ctx: HttpContext
   })
 
   app.delete(`${base}/objects/:id`, {
-    schema: { summary: `Delete an object of a ${what}`, description: '`If-Match: <version>` deletes only that version (412 otherwise).', params: objectParams },
+    schema: { summary: `Delete an object of a ${what}`, description: '`If-Match: <version>` deletes only that version (412 otherwise).', params: objectParams, response: { 204: NoContent } },
   }, async (request, reply) => {
     const { scope, bucket, id } = target(ctx, request, 'write', def)
     const conditions = preconditions(request, false)

@@ -9,6 +9,7 @@ import {
   BucketName, BucketView, appBucketView, authorize, header, scopeRouteInfo, scopes, target, type ScopeRouteInfo,
 } from './bucket-common.js'
 import { registerObjectCollectionRoutes, registerObjectItemRoutes } from './bucket-objects.js'
+import { NoContent } from './no-content.js'
 
 const BucketAclBody = Type.Object({
   read: Type.Optional(AclList),
@@ -55,6 +56,7 @@ function registerScopeBucketRoutes (app: FastifyInstance, ctx: HttpContext, info
       summary: `Delete a ${what} and all its objects`,
       description: def.label === 'app' ? 'Admin only; the bucket must be created again before use.' : 'Emits BUCKET_DELETED even when the bucket had no objects.',
       params: bucketParams,
+      response: { 204: NoContent },
     },
   }, async (request, reply) => {
     const params = request.params as Record<string, string>

@@ -8,6 +8,7 @@ import type { Installation, PushToken } from '../../store/installations.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
 import { InstallationIdParams, findOwnInstallation } from './installation-access.js'
+import { NoContent } from './no-content.js'
 
 const PushTokenBody = Type.Object({
   provider: Type.Union([Type.Literal('fcm'), Type.Literal('apns')]),
@@ -184,7 +185,7 @@ function registerInstallationItemRoutes (app: FastifyInstance, ctx: HttpContext,
   })
 
   app.delete<{ Params: InstallationIdParams }>('/installations/:id', {
-    schema: { summary: 'Delete an installation and its MQTT session', params: InstallationIdParams },
+    schema: { summary: 'Delete an installation and its MQTT session', params: InstallationIdParams, response: { 204: NoContent } },
   }, async (request, reply) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     await ctx.broker.deleteSession(installation.id)

@@ -7,6 +7,7 @@ import type { Installation } from '../../store/installations.js'
 import { installationOwner } from '../../store/known-principals.js'
 import type { HttpContext } from '../context.js'
 import { InstallationId, InstallationIdParams, findOwnInstallation } from './installation-access.js'
+import { NoContent } from './no-content.js'
 import { userInboxTopic } from '../../push/topics.js'
 
 const TopicFilter = Type.String({ description: 'the topic filter; encode # as %23' })
@@ -66,7 +67,7 @@ export function registerSubscriptionRoutes (app: FastifyInstance, ctx: HttpConte
   })
 
   app.delete<{ Params: TopicParams }>('/installations/:id/subscriptions/*', {
-    schema: { summary: 'Unsubscribe an installation from a topic', params: TopicParams },
+    schema: { summary: 'Unsubscribe an installation from a topic', params: TopicParams, response: { 204: NoContent } },
   }, async (request, reply) => {
     const installation = await findOwnInstallation(ctx, request.principal, request.params.id)
     const topic = request.params['*']

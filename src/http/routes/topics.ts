@@ -5,6 +5,7 @@ import type { AppTopic } from '../../store/app-topics.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
 import { AclList, defaultReaders, defaultWriters } from './acl-list.js'
+import { NoContent } from './no-content.js'
 
 const TopicAcl = Type.Object({
   subscribe: Type.Optional(AclList),
@@ -73,7 +74,7 @@ export function registerTopicRoutes (app: FastifyInstance, ctx: HttpContext): vo
   })
 
   app.delete<{ Params: NameParams }>('/topics/:name', {
-    schema: { summary: 'Delete an app topic (admin)', params: NameParams },
+    schema: { summary: 'Delete an app topic (admin)', params: NameParams, response: { 204: NoContent } },
   }, async (request, reply) => {
     requireRole(request.principal, 'admin')
     if (!await ctx.appTopics.delete(request.params.name)) throw new HeraldError('NOT_FOUND', 'no such topic')
