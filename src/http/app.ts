@@ -7,7 +7,7 @@ import { createAuthFailureLimiter } from './auth-failure-limiter.js'
 import { bearerAuth } from './auth.js'
 import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
-import { sendError } from './errors.js'
+import { ErrorBody, sendError } from './errors.js'
 import { registerBucketRoutes } from './routes/buckets.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerInstallationRoutes } from './routes/installations.js'
@@ -77,6 +77,11 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       security: [{ bearer: [] }],
     },
+    // every /v1 refusal is the one error body (errors.ts): documented here for all operations, not on each route
+    transform: ({ schema, url }) => ({
+      schema: url.startsWith('/v1/') ? { ...schema, response: { ...schema.response as object, '4xx': ErrorBody, '5xx': ErrorBody } } : schema,
+      url,
+    }),
   })
   await app.register(rateLimit, {
     max: ctx.config.http.rateLimit.max,

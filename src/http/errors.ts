@@ -1,13 +1,18 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
-import { HeraldError, isHeraldError } from '../errors/index.js'
+import Type, { type Static } from 'typebox'
+import { errorCodes, HeraldError, isHeraldError } from '../errors/index.js'
 
 /** Retry-After of every 503. */
 const RETRY_AFTER_SEC = 5
 
-/** The one error body of the HTTP API. */
-export interface ErrorBody {
-  error: { code: string, message: string }
-}
+/** The one error body of the HTTP API; the OpenAPI document gives it as every /v1 operation's 4XX and 5XX answer (app.ts). */
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String({ enum: Object.keys(errorCodes), description: 'stable: README "Error codes"' }),
+    message: Type.String(),
+  }),
+}, { description: 'refused or failed; `error.code` says why' })
+export type ErrorBody = Static<typeof ErrorBody>
 
 /** Translates anything a route or fastify throws into a HeraldError with a stable code. */
 export function toHeraldError (err: unknown): HeraldError {

@@ -51,12 +51,14 @@ t.test('the OpenAPI document lists exactly the routes the server answers', async
     const declared = (op?.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name).sort()
     t.strictSame(declared, inPath, `${operation}: its path parameters are declared`)
     t.ok(Object.keys(op?.responses ?? {}).some((status) => /^2\d\d$/.test(status)), `${operation}: a success response`)
+    for (const range of ['4XX', '5XX']) t.ok(op?.responses[range]?.content?.['application/json']?.schema, `${operation}: its ${range} error body`)
   }
 })
 
 t.test('every /v1 operation wants a bearer token first: 401 before validation, lookup or role', async (t) => {
   const api = await buildRouteApp(t, unlimited)
   const doc = await openApiDocument(api)
+  const ajv = new Ajv({ strict: false, allErrors: true })
   const notAJwt = 'not-a-jwt'
   const expired = sign({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 })
   for (const operation of documentedOperations(doc)) {
@@ -64,9 +66,12 @@ t.test('every /v1 operation wants a bearer token first: 401 before validation, l
     const url = fillPath(path, sampleParams)
     const body = doc.paths[path]?.[method.toLowerCase()]?.requestBody !== undefined ? { notAField: true } : undefined
     const options = body !== undefined ? { body } : {}
-    assertError(t, await api.call(method, url, options), 'TOKEN_MISSING', `${operation} without a token`)
-    assertError(t, await api.call(method, url, { ...options, token: notAJwt }), 'TOKEN_INVALID', `${operation} with a token that is not a JWT`)
-    assertError(t, await api.call(method, url, { ...options, token: expired }), 'TOKEN_EXPIRED', `${operation} with an expired token`)
+    const documented = ajv.compile(doc.paths[path]?.[method.toLowerCase()]?.responses['4XX']?.content?.['application/json']?.schema ?? {})
+    for (const [token, code] of [[undefined, 'TOKEN_MISSING'], [notAJwt, 'TOKEN_INVALID'], [expired, 'TOKEN_EXPIRED']] as const) {
+      const response = await api.call(method, url, { ...options, ...(token !== undefined && { token }) })
+      assertError(t, response, code, `${operation} ${token === undefined ? 'without a token' : token === notAJwt ? 'with a token that is not a JWT' : 'with an expired token'}`)
+      t.ok(documented(response.body), `${operation}: ${code}, the documented error body`, { errors: documented.errors })
+    }
   }
   // none of the refused requests changed anything
   t.strictSame((await api.call('GET', '/v1/topics', { token: admin })).body, { topics: [] })
