@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import { openAppTopicStore, type AppTopic, type AppTopicStore } from '../../src/store/app-topics.js'
 import { openRedisAppTopicStore, type RedisAppTopicStore } from '../../src/store/redis/app-topics.js'
 import { startRedis } from '../helpers/redis.js'
+import { within } from '../helpers/within.js'
 import { freshPrefix, nodeConnection, tempDatabase } from '../helpers/store-backends.js'
 
 const redis = await startRedis(t)
@@ -65,17 +66,17 @@ t.test('redis, two nodes: a change on one is in the other\'s mirror; creates rac
   const a = await openRedisAppTopicStore(await nodeConnection(t, redis, prefix))
   const b = await openRedisAppTopicStore(await nodeConnection(t, redis, prefix))
   await a.put(topic('news'))
-  await b.mirror.until(() => b.get('news') !== undefined)
+  await within(5000, 'b\'s mirror', b.mirror.until(() => b.get('news') !== undefined))
   t.same(b.getTopic('news'), topic('news'))
   t.equal(await b.put(topic('news', ['user:bob']), { onlyIfAbsent: true }), false, 'b sees a\'s topic in Redis')
   await b.delete('news')
-  await a.mirror.until(() => a.get('news') === undefined)
+  await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('news') === undefined))
   t.pass('a delete on b reaches a')
 
   const results = await Promise.all(Array.from({ length: 40 }, async (_, i) => await (i % 2 === 0 ? a : b).put(topic('race', [`user:u${i}`]), { onlyIfAbsent: true })))
   t.equal(results.filter(Boolean).length, 1, 'exactly one create across both nodes')
   const winner = `user:u${results.indexOf(true)}`
-  await Promise.all([a, b].map(async (node) => await node.mirror.until(() => node.get('race') !== undefined)))
+  await Promise.all([a, b].map(async (node) => await within(5000, 'the mirror', node.mirror.until(() => node.get('race') !== undefined))))
   t.same([a.get('race')?.subscribe, b.get('race')?.subscribe], [[winner], [winner]], 'both mirrors agree on the winner')
 })
 
@@ -86,6 +87,6 @@ t.test('redis: after a subscriber reconnect the mirror has what was written whil
   const reloaded = a.mirror.nextLoad()
   await redis.client().client('KILL', 'TYPE', 'pubsub')
   await b.put(topic('news'))
-  await reloaded
+  await within(5000, 'the reload', reloaded)
   t.same(a.getTopic('news'), topic('news'))
 })

@@ -4,6 +4,7 @@ import type { ClientIdClaim, ClientOwnerStore } from '../../src/store/client-own
 import { openClientOwnerStore } from '../../src/store/client-owners.js'
 import { openRedisClientOwnerStore, type RedisClientOwnerStore } from '../../src/store/redis/client-owners.js'
 import { startRedis } from '../helpers/redis.js'
+import { within } from '../helpers/within.js'
 import { freshPrefix, nodeConnection, tempDatabase } from '../helpers/store-backends.js'
 
 const redis = await startRedis(t)
@@ -86,11 +87,11 @@ t.test('redis, two nodes: a claim on one is in the other\'s mirror; a release to
   const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
   const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
   await a.claim('phone', alice)
-  await b.mirror.until(() => b.get('phone') !== undefined)
+  await within(5000, 'b\'s mirror', b.mirror.until(() => b.get('phone') !== undefined))
   t.same(b.get('phone'), alice)
   t.same(await b.claim('phone', bob), alice, 'b is refused by a\'s claim')
   t.equal(await b.release('phone', alice), true)
-  await a.mirror.until(() => a.get('phone') === undefined)
+  await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('phone') === undefined))
   t.pass('the release reached a')
 })
 
@@ -116,7 +117,7 @@ t.test('redis: a mirror reloads when its subscriber reconnects, with what was wr
   const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
   const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
   await b.set('before', alice)
-  await a.mirror.until(() => a.get('before') !== undefined)
+  await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('before') !== undefined))
   const loads = a.mirror.loads
   const reloaded = a.mirror.nextLoad()
   const test = redis.client()
@@ -125,12 +126,12 @@ t.test('redis: a mirror reloads when its subscriber reconnects, with what was wr
   t.ok(Number(killed) >= 2, 'the subscribers were killed')
   // written while a's subscriber is away (both sent at once: b's own writes wait for b's subscriber to be back)
   await Promise.all([b.set('during', bob), b.delete('before')])
-  await reloaded
+  await within(5000, 'the reload', reloaded)
   t.ok(a.mirror.loads > loads, 'a reloaded')
   t.same(a.get('during'), bob, 'the claim made while it was away is there')
   t.equal(a.get('before'), undefined, 'and the one deleted meanwhile is gone')
   await b.set('after', alice)
-  await a.mirror.until(() => a.get('after') !== undefined)
+  await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('after') !== undefined))
   t.pass('changes flow again after the reconnect')
 })
 
@@ -143,7 +144,7 @@ t.test('redis: a change message that went missing (a gap in the numbers) makes t
   await test.incr(`${prefix}client-owners:seq`)
   const reloaded = a.mirror.nextLoad()
   await a.set('next', bob)
-  await reloaded
+  await within(5000, 'the reload', reloaded)
   t.same(a.get('lost'), alice, 'the message after the gap brought the lost write in')
   t.same(a.get('next'), bob)
 })
