@@ -29,7 +29,7 @@ export interface PrincipalDirectory {
 }
 
 /** What is stored per user: the token's rights, and when the token was issued. */
-interface KnownRecord {
+export interface KnownRecord {
   readonly groups: readonly string[]
   readonly role: Role
   readonly grants: Grants
@@ -37,7 +37,7 @@ interface KnownRecord {
   readonly issuedAt: number
 }
 
-interface Cached {
+export interface Cached {
   record: KnownRecord
   /** False until LevelDB has it; such an entry is written again the next time the user is seen. */
   persisted: boolean
@@ -47,7 +47,7 @@ interface Cached {
  * Users whose record stays in memory (least recently seen leaves first). Every
  * CONNECT and HTTP call asks for its user's; a miss costs one LevelDB read.
  */
-const CACHE_SIZE = 10_000
+export const CACHE_SIZE = 10_000
 
 /**
  * "Newest" is by issue time (`iat`), not by arrival: a stale token still in
@@ -87,10 +87,9 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
   }
 
   function seen (principal: Principal): void {
-    if (principal.kind !== 'user' || principal.sub === null) return
-    const sub = principal.sub
-    const hasIat = principal.issuedAt !== undefined
-    const candidate: KnownRecord = { groups: principal.groups, role: principal.role, grants: principal.grants, issuedAt: principal.issuedAt ?? Date.now() }
+    const offered = candidateOf(principal)
+    if (offered === undefined) return
+    const { sub, candidate, hasIat } = offered
     const cached = cache.get(sub)
     // the path of nearly every call: nothing new about this user
     if (cached !== undefined && cached.persisted && !pending.has(sub) && !supersedes(candidate, hasIat, cached.record)) {
@@ -142,13 +141,20 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
   }
 }
 
+/** What a principal would be stored as: undefined for anything but a user. */
+export function candidateOf (principal: Principal): { sub: string, candidate: KnownRecord, hasIat: boolean } | undefined {
+  if (principal.kind !== 'user' || principal.sub === null) return undefined
+  const candidate: KnownRecord = { groups: principal.groups, role: principal.role, grants: principal.grants, issuedAt: principal.issuedAt ?? Date.now() }
+  return { sub: principal.sub, candidate, hasIat: principal.issuedAt !== undefined }
+}
+
 /**
  * Does a newly seen token replace what is known? When it was issued no
  * earlier and says something else, or the same with a later `iat` (so that
  * an older token seen after it cannot win). A token without `iat` saying the
  * same thing changes nothing: no write per call.
  */
-function supersedes (candidate: KnownRecord, hasIat: boolean, known: KnownRecord): boolean {
+export function supersedes (candidate: KnownRecord, hasIat: boolean, known: KnownRecord): boolean {
   if (candidate.issuedAt < known.issuedAt) return false
   if (!sameRights(candidate, known)) return true
   return hasIat && candidate.issuedAt > known.issuedAt
@@ -162,7 +168,7 @@ function sameList (a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((item, i) => item === b[i])
 }
 
-function principalOf (sub: string, record: KnownRecord): Principal {
+export function principalOf (sub: string, record: KnownRecord): Principal {
   return { kind: 'user', sub, groups: record.groups, role: record.role, grants: record.grants, expiresAt: null, issuedAt: record.issuedAt }
 }
 
