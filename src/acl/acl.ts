@@ -150,7 +150,7 @@ class PrincipalAccess implements PrincipalAcl, Identity {
 
   canPublish (topic: string): boolean {
     if (topic.startsWith('$')) return false
-    // bucket change events come from Herald only (src/store/buckets.ts): nobody may forge one
+    // bucket change events come from Herald only (the bucket stores, src/buckets/store.ts): nobody may forge one
     if (eventsTopicBucket(topic) !== undefined) return false
     if (this.denies('write', topic)) return false
     return this.#namespace.allowsWrite(this, topic) || this.#write.allow.some((f) => covers(f, topic))
