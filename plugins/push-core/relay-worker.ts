@@ -164,9 +164,7 @@ export class RelayWorker {
         jobs = await store.take(room, signal)
       } catch (err) {
         if (this.#closed) return
-        // only the error's name and code: a decode error's message can quote a stored record
-        const { name, code } = err instanceof Error ? err as Error & { code?: unknown } : { name: typeof err, code: undefined }
-        if (failures === 0) logger.warn({ error: name, code }, 'relay outbox unavailable; taking jobs again after a pause')
+        if (failures === 0) logger.warn(errorFields(err), 'relay outbox unavailable; taking jobs again after a pause')
         failures++
         await sleep(Math.min(100 * 2 ** failures, 5000), undefined, { signal }).catch(() => {})
         continue
@@ -355,9 +353,16 @@ export class RelayWorker {
     if (!this.#owns(job)) return
     const attempts = job.attempts + 1
     if (attempts >= this.#options.maxAttempts) {
+      try {
+        await this.#options.store.deadLetter({ ...job, attempts }, reason)
+      } catch (err) {
+        // not stored aside: the job stays with this worker and is tried once more later (and dead-lettered then)
+        logger.warn({ jobId: job.id, ...errorFields(err) }, 'relay job could not be dead-lettered; trying it again later')
+        if (this.#owns(job)) this.#schedule({ ...job, notBefore: this.#now() + retryDelayMs(attempts, this.#options.policy, retryAfterMs) })
+        return
+      }
       logger.warn({ jobId: job.id, installationId: job.installationId, provider, attempts, reason }, 'relay job dead-lettered')
       observer?.deadLettered(provider)
-      await this.#options.store.deadLetter({ ...job, attempts }, reason)
       this.#removed(job)
       return
     }
@@ -368,7 +373,12 @@ export class RelayWorker {
     }
     observer?.retried(provider)
     const next = { ...job, attempts, notBefore }
-    await this.#options.store.update(next)
+    try {
+      await this.#options.store.update(next)
+    } catch (err) {
+      // retried all the same: only a node taking the job over would see fewer attempts
+      logger.warn({ jobId: job.id, ...errorFields(err) }, 'relay retry state not stored')
+    }
     if (this.#owns(job)) this.#schedule(next)
   }
 
@@ -384,14 +394,27 @@ export class RelayWorker {
     this.#removed(job)
   }
 
-  /** One outbox write for all the jobs settled in the same event-loop turn, not one per job. */
+  /**
+   * One outbox write for all the jobs settled in the same event-loop turn, not
+   * one per job. A failed write is tried again until it works or the worker
+   * closes: the jobs were sent, and a job left in the outbox is sent again.
+   */
   async #deleteFromOutbox (id: string): Promise<void> {
     this.#settled.push(id)
     this.#deleting ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       const ids = this.#settled
       this.#settled = []
       this.#deleting = undefined
-      await this.#options.store.settle(ids)
+      for (let failures = 0; ; failures++) {
+        try {
+          await this.#options.store.settle(ids)
+          return
+        } catch (err) {
+          if (this.#closed) throw err
+          if (failures === 0) this.#options.logger.warn({ jobs: ids.length, ...errorFields(err) }, 'relay outbox: settled jobs not removed yet; trying again')
+          await sleep(Math.min(100 * 2 ** failures, 5000), undefined, { signal: this.#stopTaking.signal }).catch(() => {})
+        }
+      }
     })
     await this.#deleting
   }
@@ -433,4 +456,9 @@ export class RelayWorker {
     this.#idleWaiters = []
     for (const resolve of waiters) resolve()
   }
+}
+
+/** Only an error's name and code go to the log: a decode error's message can quote a stored record, push token included. */
+function errorFields (err: unknown): { error: string, code: unknown } {
+  return err instanceof Error ? { error: err.name, code: (err as Error & { code?: unknown }).code } : { error: typeof err, code: undefined }
 }

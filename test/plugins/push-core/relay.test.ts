@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { createLocalRelayStore, createPushRelay, retryDelayMs, type DeadLetter, type Delivery, type DeliveryResult, type DeviceToken, type OutboxStorage, type PushSender, type RelayContent, type RelayJob } from '../../../plugins/push-core/index.js'
+import { createLocalRelayStore, createPushRelay, retryDelayMs, type DeadLetter, type Delivery, type DeliveryResult, type DeviceToken, type OutboxStorage, type PushSender, type RelayContent, type RelayJob, type RelayStore } from '../../../plugins/push-core/index.js'
 
 /**
  * In-memory storage under the single-process outbox (createLocalRelayStore);
@@ -43,7 +43,7 @@ class ScriptedSender implements PushSender {
 
 const content: RelayContent = { kind: 'push', messageId: 'm1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
 
-function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number, concurrency?: number, apnsSender?: PushSender, failedTokenReads?: number } = {}) {
+function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connected?: string[], pushOnly?: string[], forbidden?: string[], maxAttempts?: number, concurrency?: number, apnsSender?: PushSender, failedTokenReads?: number, wrapStore?: (store: RelayStore) => RelayStore } = {}) {
   const store = new MemoryStore()
   const warnings: Array<{ fields: object, message: string }> = []
   const fcm = new ScriptedSender('fcm', 500)
@@ -55,7 +55,7 @@ function setup (t: Test, options: { tokens?: Record<string, DeviceToken>, connec
   const counts = { sent: 0, retried: 0, pruned: 0, dropped: [] as string[], dead: 0 }
   const relay = createPushRelay({
     logger: { info () {}, warn: (fields, message) => { warnings.push({ fields, message }) } },
-    store: createLocalRelayStore(store),
+    store: options.wrapStore?.(createLocalRelayStore(store)) ?? createLocalRelayStore(store),
     senders: [fcm, options.apnsSender ?? apns],
     tokens: {
       tokensOf: async (ids) => {
@@ -253,6 +253,55 @@ t.test('jobs left in the outbox are sent after a restart', async (t) => {
   await first.relay.start()
   await settled(first.relay)
   t.equal(first.fcm.batches.flat()[0]?.jobId, 'j1')
+})
+
+t.test('a settle the store refuses is tried again: the job is sent once and the outbox empties', async (t) => {
+  // before the fix the job stayed in the worker for good: drain() hung, and this failed by timeout
+  t.setTimeout(10_000)
+  let refusals = 2
+  const { relay, apns, store, warnings } = setup(t, {
+    tokens: { a: apnsToken('a') },
+    wrapStore: (inner) => {
+      const settle = inner.settle.bind(inner)
+      inner.settle = async (ids) => {
+        if (refusals-- > 0) throw Object.assign(new Error('Connection is closed.'), { code: 'ECONNRESET' })
+        await settle(ids)
+      }
+      return inner
+    },
+  })
+  await relay.routed(['a'], content)
+  await settled(relay)
+  t.equal(apns.batches.length, 1, 'sent once')
+  t.equal(store.jobs.size, 0)
+  t.equal(relay.depth, 0)
+  t.same(warnings.map((w) => w.message), ['relay outbox: settled jobs not removed yet; trying again'], 'one warning for the streak')
+})
+
+t.test('a job another node took over is neither retried nor settled here', async (t) => {
+  let lose: ((ids: readonly string[]) => void) | undefined
+  let updated: ((job: RelayJob) => void) | undefined
+  const retryStored = new Promise<RelayJob>((resolve) => { updated = resolve })
+  const { relay, apns, store, counts } = setup(t, {
+    tokens: { a: apnsToken('a') },
+    wrapStore: (inner) => {
+      const update = inner.update.bind(inner)
+      inner.update = async (job) => { await update(job); updated?.(job) }
+      inner.onLost = (listener) => { lose = listener }
+      return inner
+    },
+  })
+  apns.answer = (delivery) => ({ jobId: delivery.jobId, outcome: 'retry', reason: 'scripted', retryAfterMs: 200 })
+  await relay.routed(['a'], content)
+  const job = await retryStored
+  t.equal(relay.depth, 1, 'waiting for its retry')
+  lose?.([job.id])
+  t.equal(relay.depth, 0, 'forgotten at once')
+  // the node that took it over settles it
+  await store.deleteMany([job.id])
+  await new Promise((resolve) => setTimeout(resolve, 400))
+  t.equal(apns.batches.length, 1, 'not tried again after its Retry-After')
+  t.equal(counts.retried, 1)
 })
 
 t.test('retry delays grow exponentially with jitter, capped, and honour Retry-After', async (t) => {
