@@ -2,14 +2,23 @@ import assert from 'node:assert'
 import { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
+import MQEmitterRedis from 'mqemitter-redis'
 import t, { type Test } from 'tap'
 import { openDatabase, type Database, type StorageEngine } from '../../src/store/open-store.js'
+import { openRedisConnection, type RedisConnection } from '../../src/store/redis/connection.js'
+import { RedisSessionStore } from '../../src/store/redis/session-store.js'
 import { SessionStore } from '../../src/store/session-store.js'
+import type { SessionStorage } from '../../src/store/session-storage.js'
 import { makeTempDir } from '../helpers/broker.js'
+import { startRedis } from '../helpers/redis.js'
 
 // aedes-persistence's own abstract suite (abstract.js, v11), which every aedes
 // persistence is meant to pass, run against Herald's session store on both
-// storage engines. The suite is written for node:test: it is given a `test`
+// LevelDB storage engines and against the Redis session store of cluster mode
+// (on a redis-server of its own). aedes-persistence-redis 11.2 was tested with
+// the suite of aedes-persistence 10.3; v11's differs from it only by two
+// cleanIncoming cases, which RedisSessionStore implements (the library does
+// not). The suite is written for node:test: it is given a `test`
 // function and calls it once per case with a callback that takes a node:test
 // context (t.plan, t.assert.*, t.diagnostic). Below, each case becomes a tap
 // subtest, and a small context adapter turns every t.assert call into one tap
@@ -24,7 +33,7 @@ interface SuiteContext {
 
 interface SuiteOptions {
   test: (name: string, fn: (t: SuiteContext) => Promise<void>) => void
-  persistence: () => Promise<SessionStore>
+  persistence: () => Promise<SessionStorage>
   /** async persistence: the suite calls `await instance.setup(broker)` itself */
   testAsync: true
   buildEmitter: () => EventEmitter
@@ -53,8 +62,8 @@ const BY_TOPIC = 'subscriptionsByTopic gives one entry per client with clientId,
 const CLEAR_RETURNS_PLACE = 'outgoingClearMessageId returns the message\'s place in the queue, not the stored packet (no read per PUBACK)'
 
 /**
- * The suite's cases Herald does not run, by name, each for a documented
- * difference of SessionStore from the library; nothing else is skipped.
+ * The suite's cases Herald does not run on LevelDB, by name, each for a
+ * documented difference of SessionStore from the library; nothing else is skipped.
  */
 const SKIPPED = new Map<string, string>([
   ['store and look up subscriptions by topic', BY_TOPIC],
@@ -122,32 +131,102 @@ class ContractStore extends SessionStore {
   }
 }
 
+/**
+ * subscriptionsByTopic of the Redis store gives one entry per client, at the
+ * highest QoS of its filters that match, as SessionStore does (a message is
+ * queued once per client: [MQTT-3.3.5-1]); the library gives one per
+ * (client, filter). Unlike SessionStore it keeps the whole stored
+ * subscription, so only the case with two matching filters of one client differs.
+ */
+const REDIS_BY_TOPIC = 'subscriptionsByTopic gives one entry per client, at the highest QoS of its matching filters (RedisSessionStore)'
+
+/** The cases not run against the Redis store; nothing else is skipped. */
+const REDIS_SKIPPED = new Map<string, string>([
+  ['store and look up subscriptions by topic', REDIS_BY_TOPIC],
+])
+
+/** Runs the suite, each case a tap subtest; checks that every skipped name is a case of it. */
+function runSuite (t: Test, skipped: ReadonlyMap<string, string>, options: Omit<SuiteOptions, 'test' | 'testAsync'>): void {
+  const seen = new Set<string>()
+  abstractPersistence({
+    ...options,
+    test: (name, fn) => {
+      seen.add(name)
+      const skip = skipped.get(name)
+      void t.test(name, skip === undefined ? {} : { skip }, async (t) => {
+        const { context, checkPlan } = suiteContext(t)
+        await fn(context)
+        checkPlan()
+      })
+    },
+    testAsync: true,
+  })
+  t.test('every skipped name is a case of the suite', async (t) => {
+    t.same([...skipped.keys()].filter((name) => !seen.has(name)), [])
+  })
+}
+
 for (const engine of ['leveldb', 'memory'] satisfies StorageEngine[]) {
   t.test(`aedes-persistence abstract suite, ${engine} engine`, async (t) => {
     const dir = await makeTempDir(t)
     const opened: Database[] = []
     // a case that fails before its cleanup leaves its database open
     t.teardown(async () => { for (const db of opened) if (db.status === 'open') await db.close() })
-    const seen = new Set<string>()
-    abstractPersistence({
-      test: (name, fn) => {
-        seen.add(name)
-        const skip = SKIPPED.get(name)
-        void t.test(name, skip === undefined ? {} : { skip }, async (t) => {
-          const { context, checkPlan } = suiteContext(t)
-          await fn(context)
-          checkPlan()
-        })
-      },
+    runSuite(t, SKIPPED, {
       persistence: async () => {
         const db = await openDatabase(join(dir, String(opened.length)), engine)
         opened.push(db)
         return new ContractStore(db)
       },
-      testAsync: true,
       // the suite's fake broker wants an mqemitter; the store never touches it
       buildEmitter: () => new EventEmitter(),
     })
-    t.same([...SKIPPED.keys()].filter((name) => !seen.has(name)), [], 'every skipped name is a case of the suite')
   })
 }
+
+/** The mq the suite builds for its fake broker: mqemitter-redis, the bus of cluster mode. */
+type Bus = ReturnType<typeof MQEmitterRedis>
+
+/**
+ * A Redis session store as a cluster node has it. Its destroy() is what
+ * closing a node does: the store, then the broker's mq, then the connection.
+ */
+class ContractRedisStore extends RedisSessionStore {
+  readonly #conn: RedisConnection
+
+  constructor (conn: RedisConnection) {
+    super(conn)
+    this.#conn = conn
+  }
+
+  override async destroy (): Promise<void> {
+    await super.destroy()
+    const { mq } = this.broker as { mq: Bus }
+    await new Promise<void>((resolve) => mq.close(resolve))
+    await this.#conn.close()
+  }
+}
+
+t.test('aedes-persistence abstract suite, Redis', async (t) => {
+  const redis = await startRedis(t)
+  const conns: RedisConnection[] = []
+  const buses: Bus[] = []
+  // a case that fails before its cleanup leaves its connections open
+  t.teardown(async () => {
+    await Promise.all(buses.map(async (bus) => await new Promise<void>((resolve) => bus.close(resolve))))
+    await Promise.all(conns.map(async (conn) => await conn.close()))
+  })
+  runSuite(t, REDIS_SKIPPED, {
+    persistence: async () => {
+      // a key prefix per case: each starts with an empty store, as the library's suite gets by FLUSHALL
+      const conn = await openRedisConnection({ url: redis.url, keyPrefix: `case${conns.length}:` })
+      conns.push(conn)
+      return new ContractRedisStore(conn)
+    },
+    buildEmitter: () => {
+      const bus = MQEmitterRedis({ port: redis.port, host: '127.0.0.1' })
+      buses.push(bus)
+      return bus as unknown as EventEmitter
+    },
+  })
+})

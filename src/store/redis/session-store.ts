@@ -207,8 +207,8 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionS
     return this.#queues.stream(client.id)
   }
 
-  override async incomingStorePacket (client: { id: string }, packet: { messageId?: number }): Promise<void> {
-    await this.#incoming.store(client.id, packet)
+  override async incomingStorePacket (client: { id: string }, packet: object): Promise<void> {
+    await this.#incoming.store(client.id, packet as { messageId?: number })
   }
 
   override async incomingGetPacket (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
