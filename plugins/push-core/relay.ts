@@ -41,7 +41,8 @@ export interface PushRelay {
    * A message reached these client ids (topic subscribers, a user's inbox, one
    * installation). Writes a job for each that is an installation with a push
    * token and no open MQTT connection (push-only ones always), and resolves
-   * once the jobs are durable. Sending happens in the background.
+   * once the jobs are durable. Sending happens in the background, by whichever
+   * node takes the jobs from the outbox (this one, in a single process).
    */
   routed (clientIds: Iterable<string>, content: RelayContent, ttlSec?: number): Promise<number>
   start (): Promise<void>
@@ -49,6 +50,7 @@ export interface PushRelay {
   idle (): Promise<void>
   /** The outbox is empty, retries included: for tests. */
   drain (): Promise<void>
+  /** Jobs this node took from the outbox and has not settled: ready, in flight, or waiting for a retry. */
   readonly depth: number
   close (): Promise<void>
 }

@@ -25,7 +25,7 @@ export interface RelayGateway {
   idle (): Promise<void>
   /** The outbox is empty, retries included (tests). */
   drain (): Promise<void>
-  /** Relay jobs not settled yet. */
+  /** Relay jobs this node holds, not settled yet (in a cluster, each node counts its own). */
   readonly depth: number
   close (): Promise<void>
 }

@@ -348,3 +348,39 @@ t.test('consumers of nodes long gone that hold nothing leave the group', async (
   t.notOk((await consumers()).includes('ghost'), 'the idle consumer holding nothing is gone')
   t.ok((await consumers()).includes('live'))
 })
+
+t.test('Redis restarted empty: the node recreates the group and sends what is routed afterwards', async (t) => {
+  // a redis-server of its own: this test stops it
+  const own = await startRedis(t)
+  const conn = await openRedisConnection({ url: own.url, keyPrefix: 'restart:' })
+  const store = await openRedisRelayStore(conn, { consumer: 'n', claimIdleMs: 1000, blockMs: 100 })
+  const sender = new CountingSender('n')
+  const relay = createPushRelay({
+    logger: { info () {}, warn () {} },
+    store,
+    senders: [sender],
+    tokens: { tokensOf: async (ids) => ids.map((id) => ({ provider: 'fcm', token: id, environment: null, apnsTopic: null })), prune: async () => {} },
+    recipients: { hasPushToken: () => true, isPushOnly: () => false, isConnected: () => false, mayReceive: async (ids) => ids.map(() => true) },
+    settings: { defaultTtlSec: 3600, maxAttempts: 10, concurrency: 10, retryBaseMs: 1, retryMaxMs: 4 },
+  })
+  t.teardown(async () => { await relay.close(); await conn.close() })
+  await relay.start()
+  await relay.routed(['before'], content)
+  await until(() => sender.deliveries.length === 1)
+  await own.stop({ kill: true })
+  await own.restart()
+  // routing fails until the connection is back
+  const signal = AbortSignal.timeout(10_000)
+  for (;;) {
+    try {
+      await relay.routed(['after'], content)
+      break
+    } catch (err) {
+      if (signal.aborted) throw err
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  await relay.drain()
+  t.equal(sender.deliveries.length, 2, 'both sent, once each')
+  t.equal(await store.count(), 0, 'settled in the new stream')
+})
