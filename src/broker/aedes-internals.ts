@@ -57,6 +57,11 @@ export function willOf (client: Client): PublishPacket | null | undefined {
   return (client as unknown as { will?: PublishPacket | null }).will
 }
 
+/** Whether aedes has written the connection's CONNACK (lib/client.js `connackSent`, set in lib/handlers/connect.js). */
+export function connackSent (client: Client): boolean {
+  return (client as unknown as { connackSent: boolean }).connackSent
+}
+
 /** A client's granted subscriptions, by filter (lib/handlers/subscribe.js `client.subscriptions`). */
 export function clientSubscriptions (client: Client): Record<string, { qos: number } | undefined> {
   return (client as unknown as { subscriptions: Record<string, { qos: number } | undefined> }).subscriptions

@@ -1,6 +1,6 @@
 import type { Client, PublishPacket } from 'aedes'
 import { covers } from '../acl/topic-match.js'
-import { clientSubscriptions, outgoingBytes, replaceDelivery, type Deliver } from './aedes-internals.js'
+import { clientSubscriptions, connackSent, outgoingBytes, replaceDelivery, type Deliver, type DeliveredPacket } from './aedes-internals.js'
 
 /**
  * One copy of each message per client, at the highest QoS granted to the
@@ -43,30 +43,64 @@ export interface DeliveryLimits {
   onBehind (client: Client): void
 }
 
+/** Deliveries that came for a connection before its CONNACK went out, and where they go then (releaseAfterConnack). */
+const heldForConnack = new WeakMap<Client, { readonly send: (packet: DeliveredPacket) => void, readonly packets: DeliveredPacket[] }>()
+
 export function deliverOncePerMessage (client: Client, limits: DeliveryLimits): void {
-  replaceDelivery(client, (sendQos0, sendQos12) => deliverOnce(client, limits, sendQos0, sendQos12))
+  replaceDelivery(client, (sendQos0, sendQos12) => holdUntilConnack(client, limits, deliverOnce(client, limits, sendQos0, sendQos12)))
+}
+
+/**
+ * Call when aedes has written a connection's CONNACK: the messages that came
+ * for it meanwhile go out now, before its stored queue.
+ */
+export function releaseAfterConnack (client: Client): void {
+  const held = heldForConnack.get(client)
+  if (held === undefined) return
+  heldForConnack.delete(client)
+  for (const packet of held.packets) held.send(packet)
+}
+
+/**
+ * [MQTT-3.2.0-1] the first packet a server sends is the CONNACK. aedes 1.2
+ * subscribes a resumed session's filters (restoreSubs) before it writes the
+ * CONNACK, and delivers whatever is published in between at once: with a
+ * session store in Redis that is milliseconds, and a device taken over from
+ * another cluster node under load got PUBLISH packets before its CONNACK
+ * (mqtt.js then never saw a CONNACK). Such messages wait, in order, for the
+ * CONNACK (at most maxOutgoingMessages of them; a persistent session's QoS 1
+ * messages are in its queue anyway).
+ */
+function holdUntilConnack (client: Client, limits: DeliveryLimits, send: (packet: DeliveredPacket) => void): Deliver {
+  return (packet, done) => {
+    // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
+    setImmediate(done)
+    if (connackSent(client)) {
+      send(packet)
+      return
+    }
+    let held = heldForConnack.get(client)
+    if (held === undefined) heldForConnack.set(client, held = { send, packets: [] })
+    if (held.packets.length < limits.maxOutgoingMessages) held.packets.push(packet)
+    else limits.onDropped(packet.qos)
+  }
 }
 
 /** aedes' two delivery functions, sendQos0 and sendQos12, behind one that delivers once and bounds the connection. */
-function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver, sendQos12: Deliver): Deliver {
+function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver, sendQos12: Deliver): (packet: DeliveredPacket) => void {
   let lastBrokerId: string | null | undefined
   let lastCounter: number | undefined
   /** deliveries handed to aedes whose write has not completed */
   let writing = 0
   const written = (): void => { writing-- }
 
-  return (packet, done) => {
+  return (packet) => {
     if (packet.brokerId != null) {
-      if (packet.brokerId === lastBrokerId && packet.brokerCounter === lastCounter) {
-        // the same message again, through an overlapping subscription
-        setImmediate(done)
-        return
-      }
+      // the same message again, through an overlapping subscription
+      if (packet.brokerId === lastBrokerId && packet.brokerCounter === lastCounter) return
       lastBrokerId = packet.brokerId
       lastCounter = packet.brokerCounter
     }
-    // the message counts as delivered once it is handed to the connection: its write may wait for the peer, nobody else does
-    setImmediate(done)
     const subscriptions = clientSubscriptions(client)
     const qos = packet.qos === 0 ? 0 : deliveredQos(packet, subscriptions)
     const backlog = outgoingBytes(client)

@@ -14,7 +14,7 @@ import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
 import { sortableBrokerId } from './broker-id.js'
 import { SubscriptionLimit } from './subscription-limit.js'
-import { capQueuedQos, deliverOncePerMessage, type DeliveryLimits } from './delivery.js'
+import { capQueuedQos, deliverOncePerMessage, releaseAfterConnack, type DeliveryLimits } from './delivery.js'
 import { orderPubacks, type PubackOrder } from './puback-order.js'
 import { clientSubscriptions, disableCounterDedupe, remoteAddress, setBrokerId, slimParser, willOf, type ClosingConnection } from './aedes-internals.js'
 
@@ -295,6 +295,8 @@ function installEvents ({ broker, deps, subscriptionLimit }: Hooks): void {
   // a SUBSCRIBE (or a session's restore) is done: what it granted is in the connection's subscriptions now
   broker.on('subscribe', (_subscriptions, client) => { subscriptionLimit.settle(client) })
   broker.on('clientReady', (client) => { subscriptionLimit.settle(client) })
+  // messages that came for a resumed session before its CONNACK go out after it, before its queue
+  broker.on('connackSent', (_connack, client) => { releaseAfterConnack(client) })
   broker.on('publish', (_packet, client) => {
     if (client !== null) deps.observer?.messageIn()
   })
