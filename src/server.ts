@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import type { Server as NetServer } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -7,6 +8,7 @@ import type { WebSocketServer } from 'ws'
 import { createAcl } from './acl/index.js'
 import type { StorageBackend } from './backend/backend.js'
 import { openBackend } from './backend/open.js'
+import { clusterNodeId } from './backend/redis.js'
 import { HeraldError } from './errors/index.js'
 import { createTokenVerifier } from './auth/index.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
@@ -53,7 +55,9 @@ export interface ServerOptions {
 }
 
 export function buildServer (config: HeraldConfig, options: ServerOptions = {}): HeraldServer {
-  const logger = options.logger ?? pino({ level: config.log.level, base: { name: 'herald' } })
+  // in a cluster, every log line and metric names its node
+  const nodeId = config.cluster.redis.url === null ? undefined : clusterNodeId(config, cluster.worker?.id)
+  const logger = options.logger ?? pino({ level: config.log.level, base: { name: 'herald', ...(nodeId !== undefined && { node: nodeId }) } })
   const host = config.listen.host
   let ready = false
   let backend: StorageBackend | undefined
@@ -98,7 +102,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
 
     async start () {
       const tokens = createTokenVerifier(config.auth.jwt)
-      backend = await openBackend(config, logger, options)
+      backend = await openBackend(config, logger, { ...options, ...(nodeId !== undefined && { nodeId }) })
       const { appTopics, installations, clientIds, principals, buckets } = backend
       // every token accepted, at MQTT CONNECT or on an HTTP call, tells who its user is now (the relay's ACL)
       const verifier = principals.watch(tokens)
@@ -109,7 +113,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         storageWritable: () => backend?.problem() === null ? 1 : 0,
         openFiles: readOpenFiles,
         pendingConnects: () => pending?.size ?? 0,
-      })
+      }, { ...(nodeId !== undefined && { node: nodeId }) })
       // every listener's connections within the open-files limit, refusals counted and logged
       budget = new ConnectionBudget({
         logger,

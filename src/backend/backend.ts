@@ -40,4 +40,6 @@ export interface StorageBackend {
 export interface BackendOptions {
   /** ServerOptions.onDatabaseOpen: tests observe LevelDB's writes */
   readonly onDatabaseOpen?: (db: Database) => void
+  /** this node's id in a cluster (backend/redis.ts clusterNodeId) */
+  readonly nodeId?: string
 }

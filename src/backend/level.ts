@@ -25,6 +25,7 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
     onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
   })
   const principals = await openPrincipalDirectory(db, logger)
+  const buckets = await openBucketStore(db, config.buckets)
   return {
     location: { dataDir: config.dataDir },
     sessions,
@@ -32,11 +33,12 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
     installations: await openInstallationStore(db),
     clientIds: await openClientOwnerStore(db),
     principals,
-    buckets: await openBucketStore(db, config.buckets),
+    buckets,
     relayOutbox: createRelayOutbox(db),
     expiryDatabase: db,
     problem: () => guard.problem(),
     async close () {
+      await buckets.stop()
       await principals.idle()
       guard.close()
       await db.close()

@@ -39,6 +39,8 @@ export async function createBroker ({ config, sessions, mq, presence, verifier, 
   const aedes = new Aedes({
     persistence: sessions,
     ...(mq !== undefined && { mq }),
+    // aedes publishes the wills of a node it has not heard from in three heartbeats (cluster.nodeTimeoutMs)
+    ...(presence !== undefined && { heartbeatInterval: Math.max(1, Math.floor(config.cluster.nodeTimeoutMs / 3)) }),
     // mqemitter's default (100 messages in delivery at once) queues the rest in an array drained with
     // Array.shift(); 0 delivers each message as it comes. Publishers are held back by their sockets
     // and, at QoS 1, by the PUBACK that waits for the session store.

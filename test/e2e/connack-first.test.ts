@@ -50,7 +50,7 @@ t.test('a message published while a resumed session connects arrives after its C
   // resumed connection's delivery function has been called (mqemitter calls a message's listeners in one loop)
   const aedes = broker.server.broker?.aedes
   if (aedes === undefined) throw new Error('broker not started')
-  const bus = aedes.mq as { on (topic: string, listener: (packet: unknown, done: () => void) => void, ready?: () => void): void }
+  const bus = (aedes as unknown as { mq: { on (topic: string, listener: (packet: unknown, done: () => void) => void): void } }).mq
   const emitted = new Promise<void>((resolve) => bus.on('users/ann/inbox', (_packet, done) => { done(); resolve() }))
   const service = await connect(t, broker.mqttUrl, { clientId: 'svc', username: 'svc', password: sign({ sub: 'svc', role: 'service' }) })
   await service.publishAsync('users/ann/inbox', 'during connect', { qos: 0 })

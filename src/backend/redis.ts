@@ -1,0 +1,87 @@
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import { createClusterBus } from '../cluster/bus.js'
+import { acquireNodeLease } from '../cluster/node-lease.js'
+import { openClusterPresence } from '../cluster/presence.js'
+import type { HeraldConfig } from '../config/index.js'
+import { HeraldError } from '../errors/index.js'
+import { openRedisAppTopicStore } from '../store/redis/app-topics.js'
+import { openRedisBucketStore } from '../store/redis/buckets.js'
+import { openRedisClientOwnerStore } from '../store/redis/client-owners.js'
+import { openRedisConnection } from '../store/redis/connection.js'
+import { openRedisInstallationStore } from '../store/redis/installations.js'
+import { openRedisPrincipalDirectory } from '../store/redis/known-principals.js'
+import { openRedisRelayStore } from '../store/redis/relay-outbox.js'
+import { RedisSessionStore } from '../store/redis/session-store.js'
+import { createSessionPolicy } from '../store/session-policy.js'
+import type { StorageBackend } from './backend.js'
+
+/** `cluster.nodeId`, or host name and process id: unique per process, so every worker and restart is a node of its own. */
+export function clusterNodeId (config: HeraldConfig, worker?: number): string {
+  const base = config.cluster.nodeId ?? `${hostname()}-${process.pid}`
+  return config.cluster.nodeId !== null && worker !== undefined ? `${base}-${worker}` : base
+}
+
+/**
+ * A node of a cluster: every store in the Redis at `cluster.redis.url`
+ * (docs/clustering.md says what each one guarantees), aedes' bus over Redis
+ * pub/sub, a lease that tells the other nodes this one is alive, and the
+ * cluster-wide presence of connections. Throws, naming the url, when Redis
+ * does not answer at start; afterwards a lost Redis makes problem() say so
+ * (`/readyz` 503, CONNACK 3, HTTP 503) until it is back.
+ */
+export async function openRedisBackend (config: HeraldConfig, logger: Logger, nodeId: string): Promise<StorageBackend> {
+  const url = config.cluster.redis.url
+  if (url === null) throw new Error('cluster.redis.url is not set')
+  const conn = await openRedisConnection({ url, keyPrefix: config.cluster.keyPrefix })
+  const leaseMs = config.cluster.nodeTimeoutMs
+  const onError = (what: string) => (err: unknown): void => logger.warn({ err }, what)
+  const lease = await acquireNodeLease(conn, { node: nodeId, leaseMs, onError: onError('renewing the node lease or sweeping dead nodes failed') })
+  const presence = await openClusterPresence(conn, lease)
+  lease.onNodeDead(async (dead) => {
+    logger.warn({ deadNode: dead }, 'a cluster node stopped renewing its lease: its connections leave the presence')
+    await presence.removeNode(dead)
+  })
+  const bus = createClusterBus(conn, onError('the cluster bus lost Redis'))
+  const storeOptions = { onError: onError('a store mirror could not follow Redis; it reloads') }
+  const sessions = new RedisSessionStore(conn, {
+    policy: createSessionPolicy(),
+    onError: onError('a session store write nobody waits for failed'),
+  })
+  const principals = await openRedisPrincipalDirectory(conn, logger)
+  const appTopics = await openRedisAppTopicStore(conn, storeOptions)
+  const installations = await openRedisInstallationStore(conn, storeOptions)
+  const clientIds = await openRedisClientOwnerStore(conn, storeOptions)
+  const buckets = await openRedisBucketStore(conn, config.buckets, { node: nodeId, leaseMs, ...storeOptions })
+  lease.onNodeDead(async (dead) => { await buckets.takeOver(dead) })
+  const relayOutbox = await openRedisRelayStore(conn, { consumer: nodeId, claimIdleMs: leaseMs })
+
+  return {
+    location: { redis: conn.safeUrl, node: nodeId },
+    sessions,
+    appTopics,
+    installations,
+    clientIds,
+    principals,
+    buckets,
+    relayOutbox,
+    mq: bus.mq,
+    cluster: { nodeId, presence },
+    problem () {
+      if (conn.client.status !== 'ready') return new HeraldError('SERVER_UNAVAILABLE', 'Redis (cluster.redis.url) is not reachable')
+      if (!lease.held()) return new HeraldError('SERVER_UNAVAILABLE', 'this node could not renew its cluster lease')
+      return null
+    },
+    async close () {
+      // its pending events go out, or stay for the node that takes them over
+      await buckets.stop()
+      await principals.idle()
+      await presence.removeNode(nodeId).catch(onError('removing this node\'s connections from the presence failed'))
+      await presence.close()
+      await Promise.all([appTopics.close(), installations.close(), clientIds.close()])
+      await bus.close()
+      await lease.close()
+      await conn.close()
+    },
+  }
+}

@@ -1,0 +1,38 @@
+import { makeTempDir, TEST_SECRET, type Teardown } from './broker.js'
+import { spawnBroker, type ChildBroker } from './child-broker.js'
+import { startRedis, type TestRedis } from './redis.js'
+
+export interface TestCluster {
+  readonly redis: TestRedis
+  readonly nodes: ChildBroker[]
+  /** Starts one more node on the same Redis (e.g. after a kill). */
+  addNode (): Promise<ChildBroker>
+}
+
+export interface ClusterOptions {
+  readonly nodes: number
+  /** cluster.nodeTimeoutMs: how soon a killed node's connections, jobs and wills are taken over */
+  readonly nodeTimeoutMs?: number
+  /** more HERALD_* variables for every node */
+  readonly env?: Record<string, string>
+}
+
+/**
+ * A cluster of `herald start` processes on this machine, each on its own
+ * free ports and data dir, sharing one redis-server the test started.
+ */
+export async function startCluster (t: Teardown, options: ClusterOptions): Promise<TestCluster> {
+  const redis = await startRedis(t)
+  let count = 0
+  const addNode = async (): Promise<ChildBroker> => await spawnBroker(t, {
+    HERALD_DATA_DIR: await makeTempDir(t),
+    HERALD_JWT_SECRET: TEST_SECRET,
+    HERALD_CLUSTER_REDIS_URL: redis.url,
+    HERALD_CLUSTER_KEY_PREFIX: 'e2e:',
+    HERALD_CLUSTER_NODE_ID: `node-${++count}`,
+    HERALD_CLUSTER_NODE_TIMEOUT_MS: String(options.nodeTimeoutMs ?? 10_000),
+    ...options.env,
+  })
+  const nodes = await Promise.all(Array.from({ length: options.nodes }, addNode))
+  return { redis, nodes, addNode }
+}
