@@ -78,6 +78,8 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
       await principals.idle()
       await presence.removeNode(nodeId).catch(onError('removing this node\'s connections from the presence failed'))
       await presence.close()
+      // aedes never destroys its persistence: the session store's own connection closes here
+      await sessions.destroy()
       await Promise.all([appTopics.close(), installations.close(), clientIds.close()])
       await bus.close()
       await lease.close()

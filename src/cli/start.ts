@@ -59,6 +59,8 @@ export async function startCommand (configFile: string | undefined): Promise<num
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
   })
+  // a worker's channel to the primary would keep it alive: it exits once the channel is gone
+  cluster.worker?.disconnect()
   return 0
 }
 
