@@ -15,10 +15,11 @@ import { startRedis } from '../helpers/redis.js'
 // aedes-persistence's own abstract suite (abstract.js, v11), which every aedes
 // persistence is meant to pass, run against Herald's session store on both
 // LevelDB storage engines and against the Redis session store of cluster mode
-// (on a redis-server of its own). aedes-persistence-redis 11.2 was tested with
-// the suite of aedes-persistence 10.3; v11's differs from it only by two
-// cleanIncoming cases, which RedisSessionStore implements (the library does
-// not). The suite is written for node:test: it is given a `test`
+// (on a redis-server of its own). RedisSessionStore keeps
+// aedes-persistence-redis 11.2's key layout, not its class; the library was
+// tested with the suite of aedes-persistence 10.3, and v11's differs from it
+// only by two cleanIncoming cases, which RedisSessionStore implements (the
+// library does not). The suite is written for node:test: it is given a `test`
 // function and calls it once per case with a callback that takes a node:test
 // context (t.plan, t.assert.*, t.diagnostic). Below, each case becomes a tap
 // subtest, and a small context adapter turns every t.assert call into one tap
@@ -134,9 +135,10 @@ class ContractStore extends SessionStore {
 /**
  * subscriptionsByTopic of the Redis store gives one entry per client, at the
  * highest QoS of its filters that match, as SessionStore does (a message is
- * queued once per client: [MQTT-3.3.5-1]); the library gives one per
+ * queued once per client: [MQTT-3.3.5-1]); aedes-persistence gives one per
  * (client, filter). Unlike SessionStore it keeps the whole stored
- * subscription, so only the case with two matching filters of one client differs.
+ * subscription (rh, rap, nl), so only the case with two matching filters of
+ * one client differs.
  */
 const REDIS_BY_TOPIC = 'subscriptionsByTopic gives one entry per client, at the highest QoS of its matching filters (RedisSessionStore)'
 
@@ -184,7 +186,7 @@ for (const engine of ['leveldb', 'memory'] satisfies StorageEngine[]) {
   })
 }
 
-/** The mq the suite builds for its fake broker: mqemitter-redis, the bus of cluster mode. */
+/** The mq the suite builds for its fake broker: mqemitter-redis, the bus of cluster mode (the store itself does not use it). */
 type Bus = ReturnType<typeof MQEmitterRedis>
 
 /**

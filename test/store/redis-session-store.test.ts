@@ -16,8 +16,7 @@ import { within } from '../helpers/within.js'
 // Herald's session semantics on the Redis session store of cluster mode
 // (aedes-persistence's own suite runs against it in test/contracts/): each
 // test starts its own redis-server, and a "node" is what a Herald process
-// has: its own connections, its own mq (mqemitter-redis, the cluster's bus)
-// and its own RedisSessionStore, all on that one Redis.
+// has: its own connection and RedisSessionStore, all on that one Redis.
 
 const PREFIX = 'test:'
 
@@ -29,13 +28,11 @@ interface Node {
 
 async function openNode (t: Test, redis: TestRedis, brokerId: string, options: RedisSessionStoreOptions = {}): Promise<Node> {
   const conn = await openRedisConnection({ url: redis.url, keyPrefix: PREFIX })
-  const mq = MQEmitterRedis({ port: redis.port, host: '127.0.0.1' })
-  const broker = { id: brokerId, counter: 0, mq, publish: mq.emit.bind(mq), subscribe: mq.on.bind(mq), unsubscribe: mq.removeListener.bind(mq) }
+  const broker = { id: brokerId, counter: 0 }
   const store = new RedisSessionStore(conn, options)
   await store.setup(broker)
   t.teardown(async () => {
     await store.destroy()
-    await new Promise<void>((resolve) => mq.close(resolve))
     await conn.close()
   })
   return { store, broker }
@@ -67,11 +64,13 @@ async function keysLeft (redis: TestRedis): Promise<string[]> {
   return (await redis.client().keys(`${PREFIX}*`)).map((key) => key.slice(PREFIX.length)).sort()
 }
 
-/** Polls `condition` (another node hears a change through Redis pub/sub), failing after `ms`. */
+/** Polls `condition` (another node hears a change through Redis pub/sub) every 10 ms; fails, and stops polling, after `ms`. */
 async function eventually (what: string, condition: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  await within(ms, what, (async () => {
-    while (!await condition()) await new Promise((resolve) => setTimeout(resolve, 10))
-  })())
+  const deadline = Date.now() + ms
+  while (!await condition()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }
 
 async function retainedTopics (node: Node, filter = '#'): Promise<string[]> {
@@ -174,7 +173,7 @@ t.test('a message queued through one node is read and acknowledged through anoth
 
   await b.store.outgoingUpdate({ id: 'tablet' }, { ...sent, messageId: 1 })
   await b.store.outgoingClearMessageId({ id: 'tablet' }, { messageId: 1 })
-  t.same(await keysLeft(redis), ['sessions:client:phone', 'sessions:client:tablet', 'sessions:clients'],
+  t.same(await keysLeft(redis), ['sessions:client:phone', 'sessions:client:tablet', 'sessions:clients', 'sessions:subscriptions-seq'],
     'once every recipient acknowledged: only the subscriptions are left (no message, queue, id or set entry)')
   t.same(await a.store.sessionState('phone'), { subscriptions: true, will: false, queue: false })
 })
@@ -204,7 +203,7 @@ t.test('deleteSession removes everything of the client, deleteQueue all but its 
   t.same(await a.store.sessionState('phone'), { subscriptions: false, will: false, queue: false })
   t.same(await a.store.sessionClientIds(), new Set(['phone:x']))
   await b.store.deleteSession('phone:x')
-  t.same(await keysLeft(redis), [], 'nothing of either session is left in Redis')
+  t.same(await keysLeft(redis), ['sessions:subscriptions-seq'], 'nothing of either session is left in Redis (the number of the last subscription change stays)')
   await eventually('the subscriptions leave the trie of node a', async () => (await a.store.subscriptionsByTopic('news/x')).length === 0)
 })
 
@@ -251,6 +250,31 @@ t.test('the retained mirror is read again when its subscriber comes back (change
   await client.client('KILL', 'TYPE', 'pubsub')
   await eventually('the mirror is read again after the reconnect', async () => (await retainedTopics(a)).includes('app/missed'))
   t.same(await retainedTopics(a), ['app/before', 'app/missed'], 'the reconnected subscriber reloaded the mirror')
+})
+
+t.test('a node that missed a subscription change reads the subscriptions again: when its subscriber comes back, or when a change number is skipped', async (t) => {
+  const redis = await startRedis(t)
+  const a = await openNode(t, redis, 'node-a')
+  const b = await openNode(t, redis, 'node-b')
+  const client = redis.client()
+  /** A subscription whose change node a never hears: written without its message, as if sent while a's subscriber was away. */
+  const missed = async (clientId: string, topic: string): Promise<void> => {
+    await client.hset(`${PREFIX}sessions:client:${clientId}`, topic, msgpack.encode({ topic, qos: 1 }))
+    await client.sadd(`${PREFIX}sessions:clients`, clientId)
+    await client.incr(`${PREFIX}sessions:subscriptions-seq`)
+  }
+  const matched = async (node: Node, topic: string): Promise<string[]> => (await node.store.subscriptionsByTopic(topic)).map((s) => s.clientId).sort()
+
+  await missed('phone', 'news/#')
+  t.same(await matched(a, 'news/today'), [], 'node a does not know it')
+  await b.store.addSubscriptions({ id: 'tablet' }, [{ topic: 'news/#', qos: 1 }])
+  await eventually('node a sees the number it missed and reads the subscriptions again', async () => (await matched(a, 'news/today')).length === 2)
+  t.same(await matched(a, 'news/today'), ['phone', 'tablet'], 'both, after the skipped number')
+
+  await missed('watch', 'news/#')
+  await client.client('KILL', 'TYPE', 'pubsub')
+  await eventually('node a reads them again once its subscriber is back', async () => (await matched(a, 'news/today')).length === 3)
+  t.same(await matched(b, 'news/today'), ['phone', 'tablet', 'watch'], 'and so does node b')
 })
 
 t.test('wills are kept by broker: another node finds those of a dead one', async (t) => {
@@ -315,5 +339,5 @@ t.test('aedes on two nodes: a session queued on one is drained on the other, and
   await within(5000, 'the queued messages on node b', both)
   t.same(received, ['one', 'two'], 'drained on node b, in order')
   await eventually('the acknowledgements have cleared the queue', async () => !(await b.store.sessionState('phone')).queue)
-  t.same((await keysLeft(redis)).filter((key) => !key.startsWith('sessions:retained')), ['sessions:client:phone', 'sessions:clients'], 'only the subscription is left')
+  t.same(await keysLeft(redis), ['sessions:client:phone', 'sessions:clients', 'sessions:subscriptions-seq'], 'only the subscription is left')
 })

@@ -2,14 +2,14 @@
  * The Redis keys of the session store (RedisSessionStore), all under
  * `<cluster.keyPrefix>sessions:` (SESSIONS_PREFIX; ioredis adds it).
  *
- * aedes-persistence-redis 11 owns `clients` (the set of client ids with
- * subscriptions) and `client:<id>` (a hash of each one's subscriptions); its
- * removeSubscriptions also deletes `outgoing:<id>`, which Herald's queues
- * therefore do not use. Everything else is Herald's, in the library's
- * layout where the library has one (wills, incoming QoS 2 messages, the
- * retained hash), with the sets beside them that answer Herald's questions
- * (which clients have a will, a queue, which topics a retained message)
- * without scanning the key space.
+ * Subscriptions, wills, incoming QoS 2 messages and the retained hash are in
+ * aedes-persistence-redis 11's layout; beside them are the sets that answer
+ * Herald's questions (which clients have a will, a queue, which topics a
+ * retained message) without scanning the key space, and the sequence numbers
+ * of the changes every node mirrors. Queues are Herald's own
+ * (`queue:<client>`, `msg:<broker id>:<counter>`): the library's
+ * `outgoing:<client>` lists name packets whose counts its writes do not keep
+ * atomically.
  */
 
 /** After `cluster.keyPrefix`: one Redis serves the session store beside Herald's other stores. */
@@ -22,6 +22,17 @@ function id (clientId: string): string {
 
 /** Set of the client ids with subscriptions (the library's CLIENTSKEY). */
 export const CLIENTS_KEY = 'clients'
+
+/** A client's subscriptions: topic → msgpack of the subscription (the library's clientSubKey). */
+export function clientSubscriptionsKey (clientId: string): string {
+  return `client:${id(clientId)}`
+}
+
+/** The number of the last subscription change (redis/subscriptions.ts). */
+export const SUBSCRIPTIONS_SEQ_KEY = 'subscriptions-seq'
+
+/** Channel (after conn.channel) on which every node hears the subscription changes. */
+export const SUBSCRIPTIONS_CHANNEL = 'sessions:subscriptions'
 
 /** Set of the client ids whose queue is not empty. */
 export const QUEUES_KEY = 'queues'

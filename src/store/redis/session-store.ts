@@ -1,40 +1,48 @@
-import AsyncRedisPersistence from 'aedes-persistence-redis/asyncPersistence.js'
 import type { Redis } from 'ioredis'
+import { Readable } from 'node:stream'
 import type { RetainedLimits } from '../retained-messages.js'
 import { createSessionPolicy, type SessionPolicy } from '../session-policy.js'
 import type { PersistedPacket, QueueLimitHandlers, SessionState, SessionStorage, StoredSubscription } from '../session-storage.js'
 import type { RedisConnection } from './connection.js'
 import { RedisIncoming } from './incoming.js'
 import { RedisRetained } from './retained.js'
-import { CLIENTS_KEY, QUEUES_KEY, RETAINED_CHANNEL, SESSIONS_PREFIX, WILL_CLIENTS_KEY } from './session-keys.js'
+import { CLIENTS_KEY, QUEUES_KEY, RETAINED_CHANNEL, SESSIONS_PREFIX, SUBSCRIPTIONS_CHANNEL, WILL_CLIENTS_KEY } from './session-keys.js'
 import { RedisQueues } from './session-queues.js'
+import { RedisSubscriptions } from './subscriptions.js'
 import { RedisWills } from './wills.js'
 
 export interface RedisSessionStoreOptions {
   /** the broker's decisions the store consults (session-policy.ts), filled in by the wiring */
   readonly policy?: SessionPolicy
-  /** failures nobody waits for: reading the retained mirror again after the subscriber reconnected */
+  /** failures nobody waits for: reading a mirror (subscriptions, retained topics) again after its subscriber reconnected */
   readonly onError?: (err: unknown) => void
 }
 
-/** What aedes (or the abstract suite) gives setup(): its id, and the publish/subscribe the library's broadcast uses. */
+/** What aedes (or the abstract suite) gives setup(): its id is the broker id wills are stored under. */
 interface SetupBroker { readonly id: string }
-
-/** How long destroy() waits for the library to unsubscribe from the broker's mq (a closed mq may never answer). */
-const UNSUBSCRIBE_WAIT_MS = 1000
 
 /**
  * The session store of cluster mode: every node's sessions in one Redis,
- * behind the same SessionStorage seam as the LevelDB store.
+ * behind the same SessionStorage seam as the LevelDB store, checked by
+ * aedes-persistence's abstract suite (test/contracts/session-store.test.ts).
  *
- * Built on aedes-persistence-redis 11 for the subscriptions: a hash per
- * client, and a trie of all stored subscriptions that every node keeps in
- * memory and in step through the broker's mq (its BroadcastPersistence
- * publishes `$SYS/sub/add` and `$SYS/sub/rm`, which mqemitter-redis carries
- * to every node; addSubscriptions resolves once its own broadcast came back).
- * The rest is Herald's, for Herald's semantics and for what the library does
- * not do atomically (redis/session-keys.ts has the layout):
+ * It keeps aedes-persistence-redis 11's key layout for subscriptions, wills,
+ * incoming QoS 2 messages and the retained hash (redis/session-keys.ts), but
+ * not its class, whose gaps are those a cluster falls into:
+ * - its subscription trie follows the other nodes only by broadcasts on the
+ *   MQTT bus, lost while a node's bus subscriber reconnects, and never
+ *   reloaded: that node then stops queueing what it publishes for the
+ *   subscription, and an acknowledged message is lost for an offline device
+ *   (redis/subscriptions.ts numbers the changes and reloads instead);
+ * - its queue writes are several commands (a count, a list per recipient)
+ *   with no bound, and its PUBACK looks the message up in an in-process cache,
+ *   so a PUBACK on another node (after a takeover) leaves the message queued
+ *   for ever;
+ * - it leaves will writes unawaited (an unhandled rejection when Redis is
+ *   away), has no cleanIncoming, and scans every retained message (HSCAN) for
+ *   each wildcard filter of a SUBSCRIBE.
  *
+ * Herald's semantics, as on LevelDB:
  * - Subscription guard: a filter the guard refuses (policy.subscriptionGuard)
  *   is never stored.
  * - Routing hook: the relay sees each QoS>0 message with the offline
@@ -48,68 +56,77 @@ const UNSUBSCRIBE_WAIT_MS = 1000
  *   checked by the write itself, so they hold across the cluster; each node
  *   mirrors the retained topics so a SUBSCRIBE reads only what it matches and
  *   mayRetain answers synchronously.
- * - Wills (redis/wills.ts) by broker id, as the library keeps them, so a dead
- *   node's wills are found by the others; incoming QoS 2 messages
- *   (redis/incoming.ts) with cleanIncoming, which the library lacks.
+ * - Wills (redis/wills.ts) by broker id, so a dead node's wills are found by
+ *   the others (aedes' streamWill, given the brokers it hears heartbeats from).
  *
  * What a PUBACK means on Redis: aedes' publish awaits outgoingEnqueueCombi
- * (and storeRetained), and this store resolves those once Redis has replied
- * to the write. A QoS 1 publish whose publish completed is therefore in
- * Redis' memory; the broker's PUBACK follows (broker/puback-order.ts), so
+ * (and storeRetained), and this store resolves those once Redis has answered
+ * the write. A QoS 1 message whose publish completed is therefore in Redis'
+ * memory when the broker sends the PUBACK (broker/puback-order.ts), so
  * expectAcknowledgement has nothing to hold back and safeToAck nothing to
- * wait for. Whether it survives a crash of the Redis server is Redis'
- * persistence setting: with `appendonly yes` and `appendfsync always` Redis
- * replies after the write is fsynced; with `everysec` (Redis' default) up to
- * about a second of acknowledged writes can be lost when Redis itself dies;
- * without AOF, everything since the last snapshot. A Herald node may die at
- * any time without losing an acknowledged message. docs/clustering.md says so.
+ * wait for (the LevelDB store's wait for the recipients' acknowledgements,
+ * ackWaitMs, does not apply: every such message is written). A Herald node
+ * may die at any time without losing an acknowledged message. Whether it
+ * survives the Redis server dying is Redis' persistence setting: with
+ * `appendonly yes` and `appendfsync always` Redis fsyncs the AOF before it
+ * answers; with `appendfsync everysec` about the last second of
+ * acknowledged writes may be lost; without AOF, everything since the last
+ * snapshot. docs/clustering.md says so.
  *
  * Needs Redis 6.2 or later (LPOP with a count, LPOS), one instance or
  * Sentinel: the scripts build message keys from a prefix, which Redis
  * Cluster does not allow.
  */
-export class RedisSessionStore extends AsyncRedisPersistence implements SessionStorage {
+export class RedisSessionStore implements SessionStorage {
   readonly policy: SessionPolicy
   readonly #client: Redis
   readonly #conn: RedisConnection
+  readonly #subscriptions: RedisSubscriptions
   readonly #queues: RedisQueues
   readonly #retained: RedisRetained
   readonly #wills: RedisWills
   readonly #incoming: RedisIncoming
   #broker: SetupBroker | undefined
   #onDropped: QueueLimitHandlers['onDropped'] | undefined
+  #destroyed = false
 
   /**
-   * Opens its own connection to the cluster's Redis (the library's destroy()
-   * closes the one it is given), with `sessions:` after `cluster.keyPrefix`.
-   * aedes calls setup(broker) when it starts listening: the store then loads
-   * the subscriptions and retained topics and subscribes to the other nodes'
-   * changes (the broker's mq must be the cluster's bus).
+   * Opens its own connection to the cluster's Redis, with `sessions:` after
+   * `cluster.keyPrefix` (destroy() closes it). aedes calls setup(broker) when
+   * it starts listening: the store then subscribes to the other nodes'
+   * changes and loads the subscriptions and retained topics.
    */
   constructor (conn: RedisConnection, { policy = createSessionPolicy(), onError = () => {} }: RedisSessionStoreOptions = {}) {
     const client = conn.client.duplicate({ keyPrefix: `${conn.keyPrefix}${SESSIONS_PREFIX}` })
     // ioredis emits 'error' on every failed reconnect; commands fail on their own
     client.on('error', () => {})
-    super({ conn: client })
     this.policy = policy
     this.#client = client
     this.#conn = conn
+    this.#subscriptions = new RedisSubscriptions(client, conn.channel(SUBSCRIPTIONS_CHANNEL), onError)
     this.#queues = new RedisQueues(client)
     this.#retained = new RedisRetained(client, conn.channel(RETAINED_CHANNEL), onError)
     this.#wills = new RedisWills(client)
     this.#incoming = new RedisIncoming(client)
   }
 
-  /** This node's broker id: read at each use (the abstract suite changes it to play another broker). */
+  /** The broker given to setup() (the abstract suite reads and changes its id). */
+  get broker (): unknown {
+    return this.#broker
+  }
+
+  /** This node's broker id: read at each use. */
   get #brokerId (): string {
     if (this.#broker === undefined) throw new Error('the session store is not set up')
     return this.#broker.id
   }
 
-  override async setup (broker: unknown): Promise<void> {
+  async setup (broker: unknown): Promise<void> {
     this.#broker = broker as SetupBroker
-    await super.setup(broker)
-    await this.#retained.open(this.#conn.subscriber())
+    // one subscriber connection for both mirrors' channels
+    const subscriber = this.#conn.subscriber()
+    await this.#subscriptions.open(subscriber)
+    await this.#retained.open(subscriber)
   }
 
   async deleteSession (clientId: string): Promise<void> {
@@ -130,8 +147,8 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionS
   }
 
   async sessionState (clientId: string): Promise<SessionState> {
-    const [subscriptions, will, queue] = await Promise.all([this.#client.sismember(CLIENTS_KEY, clientId), this.#wills.has(clientId), this.#queues.has(clientId)])
-    return { subscriptions: subscriptions === 1, will, queue }
+    const [subscriptions, will, queue] = await Promise.all([this.#subscriptions.has(clientId), this.#wills.has(clientId), this.#queues.has(clientId)])
+    return { subscriptions, will, queue }
   }
 
   async sessionClientIds (): Promise<Set<string>> {
@@ -156,36 +173,58 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionS
     return undefined
   }
 
-  override async storeRetained (packet: PersistedPacket): Promise<void> {
+  async storeRetained (packet: PersistedPacket): Promise<void> {
     await this.#retained.store(packet)
   }
 
-  override createRetainedStreamCombi (patterns: string[]): NodeJS.ReadableStream {
+  createRetainedStreamCombi (patterns: string[]): NodeJS.ReadableStream {
     return this.#retained.stream(patterns)
   }
 
-  override createRetainedStream (pattern: string): NodeJS.ReadableStream {
+  createRetainedStream (pattern: string): NodeJS.ReadableStream {
     return this.#retained.stream([pattern])
   }
 
-  override async addSubscriptions (client: { id: string }, subs: Array<{ topic: string, qos: number }>): Promise<void> {
-    const allowed = subs.filter((sub) => this.policy.subscriptionGuard(client.id, sub.topic))
-    if (allowed.length > 0) await super.addSubscriptions(client, allowed)
+  async addSubscriptions (client: { id: string }, subs: Array<{ topic: string, qos: number }>): Promise<void> {
+    await this.#subscriptions.add(client.id, subs.filter((sub) => this.policy.subscriptionGuard(client.id, sub.topic)))
+  }
+
+  async removeSubscriptions (client: { id: string }, topics: string[]): Promise<void> {
+    await this.#subscriptions.remove(client.id, topics)
+  }
+
+  async subscriptionsByClient (client: { id: string }): Promise<Array<{ topic: string, qos: number }>> {
+    return await this.#subscriptions.byClient(client.id)
+  }
+
+  async cleanSubscriptions (client: { id: string }): Promise<void> {
+    const subs = await this.#subscriptions.byClient(client.id)
+    await this.#subscriptions.remove(client.id, subs.map((sub) => sub.topic))
   }
 
   /** One subscription per client whose filters match, the one of highest QoS (the library gives one per filter). */
-  override async subscriptionsByTopic (topic: string): Promise<StoredSubscription[]> {
-    return onePerClient(await super.subscriptionsByTopic(topic))
+  async subscriptionsByTopic (topic: string): Promise<StoredSubscription[]> {
+    return onePerClient(this.#subscriptions.match(topic))
   }
 
-  override async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
+  /** aedes-persistence's count of the QoS > 0 subscriptions this node knows and of the clients with any (aedes 1.2 does not ask). */
+  async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
+    return { subsCount: this.#subscriptions.count, clientsCount: await this.#subscriptions.clientCount() }
+  }
+
+  /** aedes-persistence's clients subscribed at QoS > 0 to exactly this filter (aedes 1.2 does not ask). */
+  getClientList (filter: string): NodeJS.ReadableStream {
+    return Readable.from(this.#subscriptions.clientsOf(filter))
+  }
+
+  async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
     const recipients = onePerClient(subs)
     const routing = this.policy.routing
     const queued = routing === undefined || recipients.length === 0 ? recipients : await routing(recipients, packet)
     await this.#enqueue(queued.map((sub) => sub.clientId), packet)
   }
 
-  override async outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void> {
+  async outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void> {
     await this.#enqueue([sub.clientId], packet)
   }
 
@@ -195,27 +234,27 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionS
     unique.forEach((clientId, i) => { if ((dropped[i] ?? 0) > 0) this.#onDropped?.(clientId, dropped[i] ?? 0) })
   }
 
-  override async outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void> {
+  async outgoingUpdate (client: { id: string }, packet: PersistedPacket): Promise<void> {
     await this.#queues.update(client.id, packet)
   }
 
-  override async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
+  async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
     return await this.#queues.clear(client.id, packet?.messageId)
   }
 
-  override outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket> {
+  outgoingStream (client: { id: string }): NodeJS.ReadableStream & AsyncIterable<PersistedPacket> {
     return this.#queues.stream(client.id)
   }
 
-  override async incomingStorePacket (client: { id: string }, packet: object): Promise<void> {
+  async incomingStorePacket (client: { id: string }, packet: object): Promise<void> {
     await this.#incoming.store(client.id, packet as { messageId?: number })
   }
 
-  override async incomingGetPacket (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
+  async incomingGetPacket (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
     return await this.#incoming.get(client.id, packet.messageId)
   }
 
-  override async incomingDelPacket (client: { id: string }, packet: { messageId?: number }): Promise<void> {
+  async incomingDelPacket (client: { id: string }, packet: { messageId?: number }): Promise<void> {
     await this.#incoming.del(client.id, packet.messageId)
   }
 
@@ -223,32 +262,31 @@ export class RedisSessionStore extends AsyncRedisPersistence implements SessionS
     await this.#incoming.clean(client.id)
   }
 
-  override async putWill (client: { id: string }, packet: object): Promise<void> {
+  async putWill (client: { id: string }, packet: object): Promise<void> {
     await this.#wills.put(this.#brokerId, client.id, packet as Record<string, unknown>)
   }
 
-  override async getWill (client: { id: string }): Promise<unknown> {
+  async getWill (client: { id: string }): Promise<unknown> {
     return await this.#wills.get(this.#brokerId, client.id)
   }
 
   /** `brokerId`: the broker that stored the will (aedes names it for a dead broker's will); this one otherwise. */
-  override async delWill (client: { id: string, brokerId?: string }): Promise<unknown> {
+  async delWill (client: { id: string, brokerId?: string }): Promise<unknown> {
     return await this.#wills.del(client.brokerId ?? this.#brokerId, client.id)
   }
 
-  override streamWill (brokers?: Record<string, number>): NodeJS.ReadableStream {
+  streamWill (brokers?: Record<string, number>): NodeJS.ReadableStream {
     return this.#wills.stream(brokers)
   }
 
-  /** Stops hearing the other nodes, then closes this store's connection. */
-  override async destroy (): Promise<void> {
-    await this.#retained.close()
-    let timer: NodeJS.Timeout | undefined
-    const waited = new Promise<void>((resolve) => { timer = setTimeout(resolve, UNSUBSCRIBE_WAIT_MS) })
+  /** Stops hearing the other nodes and closes this store's connection; the RedisConnection stays open. */
+  async destroy (): Promise<void> {
+    if (this.#destroyed) return
+    this.#destroyed = true
+    await Promise.all([this.#subscriptions.close(), this.#retained.close()])
     try {
-      await Promise.race([super.destroy(), waited])
-    } finally {
-      clearTimeout(timer)
+      await this.#client.quit()
+    } catch {
       this.#client.disconnect()
     }
   }
