@@ -277,22 +277,31 @@ t.test('a node that missed a subscription change reads the subscriptions again: 
   t.same(await matched(b, 'news/today'), ['phone', 'tablet', 'watch'], 'and so does node b')
 })
 
-t.test('wills are kept by broker: another node finds those of a dead one', async (t) => {
+t.test('wills are kept by broker: the others find those of a dead one, and one node takes each', async (t) => {
   const redis = await startRedis(t)
   const a = await openNode(t, redis, 'node-a')
   const b = await openNode(t, redis, 'node-b')
-  const will = { topic: 'status/phone', payload: Buffer.from('gone'), qos: 1, retain: false }
-  await a.store.putWill({ id: 'phone' }, will)
-  const streamed = async (brokers: Record<string, number>): Promise<unknown[]> => {
+  const c = await openNode(t, redis, 'node-c')
+  const will = (clientId: string): Record<string, unknown> => ({ topic: `status/${clientId}`, payload: Buffer.from('gone'), qos: 1, retain: false })
+  const streamed = async (node: Node, brokers: Record<string, number>): Promise<unknown[]> => {
     const wills: unknown[] = []
-    for await (const w of b.store.streamWill(brokers)) wills.push(w)
+    for await (const w of node.store.streamWill(brokers)) wills.push(w)
     return wills
   }
-  t.same(await streamed({ 'node-a': Date.now(), 'node-b': Date.now() }), [], 'node a is alive: its will is not for others')
-  t.same(await streamed({ 'node-b': Date.now() }), [{ ...will, clientId: 'phone', brokerId: 'node-a' }], 'node a is dead: node b finds its will')
-  t.same(await b.store.delWill({ id: 'phone', brokerId: 'node-a' }), { ...will, clientId: 'phone', brokerId: 'node-a' }, 'node b deletes it after publishing it')
-  t.same(await streamed({}), [], 'gone')
+  for (const clientId of ['phone', 'tablet', 'watch']) await a.store.putWill({ id: clientId }, will(clientId))
+  await b.store.putWill({ id: 'laptop' }, will('laptop'))
+  t.same(await streamed(b, { 'node-a': Date.now(), 'node-b': Date.now() }), [], 'node a is alive: its wills are not for the others')
+  t.same(await a.store.sessionClientIds(), new Set(['phone', 'tablet', 'watch', 'laptop']))
+
+  // node a is dead: nodes b and c look at once
+  const [onB, onC] = await Promise.all([streamed(b, { 'node-b': Date.now(), 'node-c': Date.now() }), streamed(c, { 'node-b': Date.now(), 'node-c': Date.now() })])
+  const taken = [...onB, ...onC] as Array<{ clientId: string, brokerId: string, topic: string }>
+  t.same(taken.map((w) => w.clientId).sort(), ['phone', 'tablet', 'watch'], 'each of its wills is taken by one node only')
+  t.same(taken.find((w) => w.clientId === 'phone'), { ...will('phone'), clientId: 'phone', brokerId: 'node-a' }, 'as it was stored')
+  t.equal(await b.store.delWill({ id: 'phone', brokerId: 'node-a' }), undefined, 'aedes deletes it after publishing: nothing left to delete')
+  t.same(await streamed(c, {}), [{ ...will('laptop'), clientId: 'laptop', brokerId: 'node-b' }], 'the will of node b was not touched')
   t.same(await a.store.sessionState('phone'), { subscriptions: false, will: false, queue: false })
+  t.same(await a.store.sessionClientIds(), new Set(), 'no will left')
 })
 
 /** A bare aedes node (no Herald hooks) on the Redis store and bus, listening on a free loopback port. */

@@ -75,10 +75,15 @@ export function willKey (brokerId: string, clientId: string): string {
   return `will:${brokerId}:${id(clientId)}`
 }
 
-/** The broker id a will key names, or undefined for a key of another shape. */
-export function brokerOfWillKey (key: string): string | undefined {
+/** The broker and client a will key names, or undefined for a key of another shape. */
+export function parseWillKey (key: string): { brokerId: string, clientId: string } | undefined {
   const last = key.lastIndexOf(':')
-  return key.startsWith('will:') && last > 5 ? key.slice(5, last) : undefined
+  if (!key.startsWith('will:') || last <= 5) return undefined
+  try {
+    return { brokerId: key.slice(5, last), clientId: decodeURIComponent(key.slice(last + 1)) }
+  } catch {
+    return undefined
+  }
 }
 
 /** Set of the broker ids that hold a will of the client. */

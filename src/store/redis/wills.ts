@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import msgpack from 'msgpack-lite'
 import { Readable } from 'node:stream'
-import { WILL_CLIENTS_KEY, WILLS_KEY, brokerOfWillKey, willBrokersKey, willKey } from './session-keys.js'
+import { WILL_CLIENTS_KEY, WILLS_KEY, parseWillKey, willBrokersKey, willKey } from './session-keys.js'
 
 type Arg = string | Buffer | number
 
@@ -31,6 +31,13 @@ return will
  * when Redis is away) and keeps, per client, which brokers hold one, so that
  * session expiry and deleteSession find a client's wills without reading
  * them all.
+ *
+ * A dead broker's will is published once: every node's aedes looks for them
+ * at about the same time (every 4 heartbeats), and publishes before it
+ * deletes; here streamWill takes each will out of Redis (the delete script)
+ * and yields only those it took, so one node gets each. The price: a node
+ * that dies between taking a will and publishing it loses that will: at most
+ * once, where aedes on its own gives at least once (duplicates).
  */
 export class RedisWills {
   readonly #client: Redis & WillCommands
@@ -76,17 +83,20 @@ export class RedisWills {
     return await this.#client.sismember(WILL_CLIENTS_KEY, clientId) === 1
   }
 
-  /** The wills of brokers not in `brokers` (broker id → last heartbeat): aedes publishes those of dead brokers. */
+  /**
+   * The wills of brokers not in `brokers` (broker id → last heartbeat), each
+   * taken out of Redis as it is read: aedes publishes them (those of dead
+   * brokers), and of several nodes looking at once only one gets each.
+   */
   stream (brokers?: Record<string, number>): NodeJS.ReadableStream {
-    const client = this.#client
+    const wills = this
     return Readable.from((async function * () {
-      for (const key of await client.lrange(WILLS_KEY, 0, -1)) {
-        const brokerId = brokerOfWillKey(key)
-        if (brokerId === undefined || (brokers !== undefined && brokers[brokerId] !== undefined)) continue
-        const will = await client.getBuffer(key)
-        // deleted since the list was read
-        if (will === null) continue
-        yield msgpack.decode(will) as unknown
+      for (const key of await wills.#client.lrange(WILLS_KEY, 0, -1)) {
+        const named = parseWillKey(key)
+        if (named === undefined || (brokers !== undefined && brokers[named.brokerId] !== undefined)) continue
+        const will = await wills.del(named.brokerId, named.clientId)
+        // taken by another node, or deleted since the list was read
+        if (will !== undefined) yield will
       }
     })())
   }
