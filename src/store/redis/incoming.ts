@@ -6,7 +6,7 @@ import { incomingIdsKey, incomingPrefix } from './session-keys.js'
 type Arg = string | Buffer | number
 
 interface IncomingCommands {
-  heraldCleanIncoming (...args: Arg[]): Promise<number>
+  heraldSessionCleanIncoming (...args: Arg[]): Promise<number>
 }
 
 /** KEYS: the client's set of incoming ids. ARGV: the prefixed key prefix of its incoming messages. */
@@ -28,7 +28,7 @@ export class RedisIncoming {
   readonly #client: Redis & IncomingCommands
 
   constructor (client: Redis) {
-    client.defineCommand('heraldCleanIncoming', { numberOfKeys: 1, lua: CLEAN })
+    client.defineCommand('heraldSessionCleanIncoming', { numberOfKeys: 1, lua: CLEAN })
     this.#client = client as Redis & IncomingCommands
   }
 
@@ -58,6 +58,6 @@ export class RedisIncoming {
   }
 
   async clean (clientId: string): Promise<void> {
-    await this.#client.heraldCleanIncoming(incomingIdsKey(clientId), `${this.#client.options.keyPrefix ?? ''}${incomingPrefix(clientId)}`)
+    await this.#client.heraldSessionCleanIncoming(incomingIdsKey(clientId), `${this.#client.options.keyPrefix ?? ''}${incomingPrefix(clientId)}`)
   }
 }

@@ -11,7 +11,7 @@ import { RETAINED_COUNTS_KEY, RETAINED_KEY, RETAINED_TOPICS_KEY } from './sessio
 type Arg = string | Buffer | number
 
 interface RetainedCommands {
-  heraldRetain (...args: Arg[]): Promise<'added' | 'replaced' | 'deleted' | 'none' | 'maxRetained' | 'namespace'>
+  heraldSessionRetain (...args: Arg[]): Promise<'added' | 'replaced' | 'deleted' | 'none' | 'maxRetained' | 'namespace'>
 }
 
 /**
@@ -89,7 +89,7 @@ export class RedisRetained {
   readonly #onReady = (): void => { this.#reloadAfterReconnect() }
 
   constructor (client: Redis, channel: string, onError: (err: unknown) => void) {
-    client.defineCommand('heraldRetain', { numberOfKeys: 3, lua: RETAIN })
+    client.defineCommand('heraldSessionRetain', { numberOfKeys: 3, lua: RETAIN })
     this.#client = client as Redis & RetainedCommands
     this.#channel = channel
     this.#onError = onError
@@ -144,7 +144,7 @@ export class RedisRetained {
     const value = packet.payload.length === 0 ? '' : msgpack.encode(packet)
     let outcome
     try {
-      outcome = await this.#client.heraldRetain(RETAINED_KEY, RETAINED_TOPICS_KEY, RETAINED_COUNTS_KEY, topic, value, namespace?.key ?? '', this.#limits.maxRetained, bound, this.#channel, id)
+      outcome = await this.#client.heraldSessionRetain(RETAINED_KEY, RETAINED_TOPICS_KEY, RETAINED_COUNTS_KEY, topic, value, namespace?.key ?? '', this.#limits.maxRetained, bound, this.#channel, id)
     } catch (err) {
       this.#waiting.delete(id)
       throw err

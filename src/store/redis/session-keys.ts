@@ -1,6 +1,7 @@
 /**
  * The Redis keys of the session store (RedisSessionStore), all under
- * `<cluster.keyPrefix>sessions:` (SESSIONS_PREFIX; ioredis adds it).
+ * `<cluster.keyPrefix>sessions:` (ioredis adds the first part, these names
+ * carry SESSIONS_PREFIX).
  *
  * Subscriptions, wills, incoming QoS 2 messages and the retained hash are in
  * aedes-persistence-redis 11's layout; beside them are the sets that answer
@@ -14,6 +15,7 @@
 
 /** After `cluster.keyPrefix`: one Redis serves the session store beside Herald's other stores. */
 export const SESSIONS_PREFIX = 'sessions:'
+const S = SESSIONS_PREFIX
 
 /** Client ids are URI-encoded in keys, as the library does: no `:` inside a key part. */
 function id (clientId: string): string {
@@ -21,21 +23,21 @@ function id (clientId: string): string {
 }
 
 /** Set of the client ids with subscriptions (the library's CLIENTSKEY). */
-export const CLIENTS_KEY = 'clients'
+export const CLIENTS_KEY = `${S}clients`
 
 /** A client's subscriptions: topic → msgpack of the subscription (the library's clientSubKey). */
 export function clientSubscriptionsKey (clientId: string): string {
-  return `client:${id(clientId)}`
+  return `${S}client:${id(clientId)}`
 }
 
 /** The number of the last subscription change (redis/subscriptions.ts). */
-export const SUBSCRIPTIONS_SEQ_KEY = 'subscriptions-seq'
+export const SUBSCRIPTIONS_SEQ_KEY = `${S}subscriptions-seq`
 
 /** Channel (after conn.channel) on which every node hears the subscription changes. */
-export const SUBSCRIPTIONS_CHANNEL = 'sessions:subscriptions'
+export const SUBSCRIPTIONS_CHANNEL = `${S}subscriptions`
 
 /** Set of the client ids whose queue is not empty. */
-export const QUEUES_KEY = 'queues'
+export const QUEUES_KEY = `${S}queues`
 
 /**
  * A queued message for any number of clients: a hash of `p` (the packet,
@@ -43,11 +45,11 @@ export const QUEUES_KEY = 'queues'
  * many queue entries name it; the hash goes with the last).
  */
 export function messageKey (brokerId: string, brokerCounter: number | string): string {
-  return `msg:${brokerId}:${brokerCounter}`
+  return `${MESSAGE_KEY_PREFIX}${brokerId}:${brokerCounter}`
 }
 
-/** The part of a message key after `msg:`, which its queue entries carry as `m:<this>`. */
-export const MESSAGE_KEY_PREFIX = 'msg:'
+/** What comes before `<broker id>:<counter>` in a message key; its queue entries carry `m:<broker id>:<counter>`. */
+export const MESSAGE_KEY_PREFIX = `${S}msg:`
 
 /**
  * A client's queue, oldest first: a list of entries `m:<broker id>:<counter>`
@@ -55,12 +57,12 @@ export const MESSAGE_KEY_PREFIX = 'msg:'
  * its PUBCOMP, which needs nothing else stored).
  */
 export function queueKey (clientId: string): string {
-  return `queue:${id(clientId)}`
+  return `${S}queue:${id(clientId)}`
 }
 
 /** A client's message ids in flight: `m:<message id>` → entry, and `e:<entry>` → message id. */
 export function queueIdsKey (clientId: string): string {
-  return `queue-ids:${id(clientId)}`
+  return `${S}queue-ids:${id(clientId)}`
 }
 
 export function messageEntry (brokerId: string, brokerCounter: number | string): string {
@@ -68,19 +70,21 @@ export function messageEntry (brokerId: string, brokerCounter: number | string):
 }
 
 /** List of the will keys (the library's WILLSKEY). */
-export const WILLS_KEY = 'will'
+export const WILLS_KEY = `${S}will`
+
+const WILL_KEY_PREFIX = `${S}will:`
 
 /** A will, stored by the broker that holds the connection (the library's willKey). */
 export function willKey (brokerId: string, clientId: string): string {
-  return `will:${brokerId}:${id(clientId)}`
+  return `${WILL_KEY_PREFIX}${brokerId}:${id(clientId)}`
 }
 
 /** The broker and client a will key names, or undefined for a key of another shape. */
 export function parseWillKey (key: string): { brokerId: string, clientId: string } | undefined {
   const last = key.lastIndexOf(':')
-  if (!key.startsWith('will:') || last <= 5) return undefined
+  if (!key.startsWith(WILL_KEY_PREFIX) || last <= WILL_KEY_PREFIX.length) return undefined
   try {
-    return { brokerId: key.slice(5, last), clientId: decodeURIComponent(key.slice(last + 1)) }
+    return { brokerId: key.slice(WILL_KEY_PREFIX.length, last), clientId: decodeURIComponent(key.slice(last + 1)) }
   } catch {
     return undefined
   }
@@ -88,30 +92,30 @@ export function parseWillKey (key: string): { brokerId: string, clientId: string
 
 /** Set of the broker ids that hold a will of the client. */
 export function willBrokersKey (clientId: string): string {
-  return `will-brokers:${id(clientId)}`
+  return `${S}will-brokers:${id(clientId)}`
 }
 
 /** Set of the client ids with a will. */
-export const WILL_CLIENTS_KEY = 'will-clients'
+export const WILL_CLIENTS_KEY = `${S}will-clients`
 
 /** Prefix of a client's incoming QoS 2 messages, `incoming:<id>:<message id>` (the library's incomingKey). */
 export function incomingPrefix (clientId: string): string {
-  return `incoming:${id(clientId)}:`
+  return `${S}incoming:${id(clientId)}:`
 }
 
 /** Set of a client's incoming message ids. */
 export function incomingIdsKey (clientId: string): string {
-  return `incoming-ids:${id(clientId)}`
+  return `${S}incoming-ids:${id(clientId)}`
 }
 
 /** Hash of the retained messages, topic → packet (the library's RETAINEDKEY on a single Redis). */
-export const RETAINED_KEY = 'retained'
+export const RETAINED_KEY = `${S}retained`
 
 /** Set of the retained topics, for loading the mirror without reading the messages. */
-export const RETAINED_TOPICS_KEY = 'retained-topics'
+export const RETAINED_TOPICS_KEY = `${S}retained-topics`
 
 /** Hash of retained topics per namespace (`users/alice` → count), for the bounds. */
-export const RETAINED_COUNTS_KEY = 'retained-counts'
+export const RETAINED_COUNTS_KEY = `${S}retained-counts`
 
 /** Channel (after conn.channel) on which every node hears retained topics come and go. */
-export const RETAINED_CHANNEL = 'sessions:retained'
+export const RETAINED_CHANNEL = `${S}retained`

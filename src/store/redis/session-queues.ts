@@ -9,11 +9,11 @@ type Arg = string | Buffer | number
 
 /** The Lua scripts below, as ioredis defines them (defineCommand: KEYS are prefixed by ioredis). */
 interface QueueCommands {
-  heraldQueueEnqueue (numKeys: number, ...args: Arg[]): Promise<number[]>
-  heraldQueueClearBuffer (numKeys: number, ...args: Arg[]): Promise<[Buffer, Buffer | null] | null>
-  heraldQueuePubrel (numKeys: number, ...args: Arg[]): Promise<number>
-  heraldQueueTrim (numKeys: number, ...args: Arg[]): Promise<number>
-  heraldQueueDelete (numKeys: number, ...args: Arg[]): Promise<number>
+  heraldSessionQueueEnqueue (numKeys: number, ...args: Arg[]): Promise<number[]>
+  heraldSessionQueueClearBuffer (numKeys: number, ...args: Arg[]): Promise<[Buffer, Buffer | null] | null>
+  heraldSessionQueuePubrel (numKeys: number, ...args: Arg[]): Promise<number>
+  heraldSessionQueueTrim (numKeys: number, ...args: Arg[]): Promise<number>
+  heraldSessionQueueDelete (numKeys: number, ...args: Arg[]): Promise<number>
 }
 
 /**
@@ -164,11 +164,11 @@ export class RedisQueues {
   max = 0
 
   constructor (client: Redis) {
-    client.defineCommand('heraldQueueEnqueue', { lua: ENQUEUE })
-    client.defineCommand('heraldQueueClear', { lua: CLEAR })
-    client.defineCommand('heraldQueuePubrel', { lua: PUBREL })
-    client.defineCommand('heraldQueueTrim', { lua: TRIM })
-    client.defineCommand('heraldQueueDelete', { lua: DELETE })
+    client.defineCommand('heraldSessionQueueEnqueue', { lua: ENQUEUE })
+    client.defineCommand('heraldSessionQueueClear', { lua: CLEAR })
+    client.defineCommand('heraldSessionQueuePubrel', { lua: PUBREL })
+    client.defineCommand('heraldSessionQueueTrim', { lua: TRIM })
+    client.defineCommand('heraldSessionQueueDelete', { lua: DELETE })
     this.#client = client as Redis & QueueCommands
     this.#messagePrefix = `${client.options.keyPrefix ?? ''}${MESSAGE_KEY_PREFIX}`
   }
@@ -180,7 +180,7 @@ export class RedisQueues {
     for (const clientId of clientIds) keys.push(queueKey(clientId), queueIdsKey(clientId))
     // aedes-packet's copy: the fields aedes persists, and no message id (each recipient gets its own)
     const encoded = msgpack.encode(new Packet(packet))
-    return await this.#client.heraldQueueEnqueue(keys.length, ...keys, messageEntry(packet.brokerId, packet.brokerCounter), encoded, this.max, this.#messagePrefix, ...clientIds)
+    return await this.#client.heraldSessionQueueEnqueue(keys.length, ...keys, messageEntry(packet.brokerId, packet.brokerCounter), encoded, this.max, this.#messagePrefix, ...clientIds)
   }
 
   /** A message goes in flight under a message id; a PUBREL (QoS 2) takes its message's place. */
@@ -188,7 +188,7 @@ export class RedisQueues {
     const { messageId } = packet
     if (messageId === undefined) return
     if (packet.cmd === 'pubrel') {
-      await this.#client.heraldQueuePubrel(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, messageId, this.#messagePrefix, clientId)
+      await this.#client.heraldSessionQueuePubrel(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, messageId, this.#messagePrefix, clientId)
       return
     }
     if (packet.brokerId === undefined || packet.brokerCounter === undefined) return
@@ -199,7 +199,7 @@ export class RedisQueues {
   /** PUBACK/PUBCOMP: the entry leaves the queue. Resolves with the packet as it was queued (with its message id), or undefined for an unknown id. */
   async clear (clientId: string, messageId: number | undefined): Promise<unknown> {
     if (typeof messageId !== 'number') return undefined
-    const cleared = await this.#client.heraldQueueClearBuffer(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, messageId, this.#messagePrefix, clientId)
+    const cleared = await this.#client.heraldSessionQueueClearBuffer(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, messageId, this.#messagePrefix, clientId)
     if (cleared === null) return undefined
     const [entry, packet] = cleared
     if (entry.toString().startsWith('r:')) return { cmd: 'pubrel', messageId }
@@ -242,7 +242,7 @@ export class RedisQueues {
 
   /** Removes the client's queue and its message ids. */
   async delete (clientId: string): Promise<void> {
-    await this.#client.heraldQueueDelete(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, this.#messagePrefix, clientId)
+    await this.#client.heraldSessionQueueDelete(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, this.#messagePrefix, clientId)
   }
 
   /** Cuts every queue to the bound (a lowered bound, or queues written without one); calls `onDropped` for each queue cut. */
@@ -253,7 +253,7 @@ export class RedisQueues {
       const [next, clientIds] = await this.#client.sscan(QUEUES_KEY, cursor, 'COUNT', 500)
       cursor = next
       const dropped = await Promise.all(clientIds.map(async (clientId) =>
-        await this.#client.heraldQueueTrim(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, this.max, this.#messagePrefix, clientId)))
+        await this.#client.heraldSessionQueueTrim(3, queueKey(clientId), queueIdsKey(clientId), QUEUES_KEY, this.max, this.#messagePrefix, clientId)))
       clientIds.forEach((clientId, i) => { if ((dropped[i] ?? 0) > 0) onDropped(clientId, dropped[i] ?? 0) })
     } while (cursor !== '0')
   }

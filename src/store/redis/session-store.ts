@@ -6,7 +6,7 @@ import type { PersistedPacket, QueueLimitHandlers, SessionState, SessionStorage,
 import type { RedisConnection } from './connection.js'
 import { RedisIncoming } from './incoming.js'
 import { RedisRetained } from './retained.js'
-import { CLIENTS_KEY, QUEUES_KEY, RETAINED_CHANNEL, SESSIONS_PREFIX, SUBSCRIPTIONS_CHANNEL, WILL_CLIENTS_KEY } from './session-keys.js'
+import { CLIENTS_KEY, QUEUES_KEY, RETAINED_CHANNEL, SUBSCRIPTIONS_CHANNEL, WILL_CLIENTS_KEY } from './session-keys.js'
 import { RedisQueues } from './session-queues.js'
 import { RedisSubscriptions } from './subscriptions.js'
 import { RedisWills } from './wills.js'
@@ -91,15 +91,14 @@ export class RedisSessionStore implements SessionStorage {
   #destroyed = false
 
   /**
-   * Opens its own connection to the cluster's Redis, with `sessions:` after
-   * `cluster.keyPrefix` (destroy() closes it). aedes calls setup(broker) when
-   * it starts listening: the store then subscribes to the other nodes'
-   * changes and loads the subscriptions and retained topics.
+   * Uses the connection's client (keys under `sessions:`, session-keys.ts)
+   * and, from setup() on, one subscriber connection of it: conn.close()
+   * closes both. aedes calls setup(broker) when it starts listening: the
+   * store then subscribes to the other nodes' changes and loads the
+   * subscriptions and retained topics.
    */
   constructor (conn: RedisConnection, { policy = createSessionPolicy(), onError = () => {} }: RedisSessionStoreOptions = {}) {
-    const client = conn.client.duplicate({ keyPrefix: `${conn.keyPrefix}${SESSIONS_PREFIX}` })
-    // ioredis emits 'error' on every failed reconnect; commands fail on their own
-    client.on('error', () => {})
+    const client = conn.client
     this.policy = policy
     this.#client = client
     this.#conn = conn
@@ -279,16 +278,11 @@ export class RedisSessionStore implements SessionStorage {
     return this.#wills.stream(brokers)
   }
 
-  /** Stops hearing the other nodes and closes this store's connection; the RedisConnection stays open. */
+  /** Stops hearing the other nodes; the RedisConnection (and its subscriber) is closed by its owner. */
   async destroy (): Promise<void> {
     if (this.#destroyed) return
     this.#destroyed = true
     await Promise.all([this.#subscriptions.close(), this.#retained.close()])
-    try {
-      await this.#client.quit()
-    } catch {
-      this.#client.disconnect()
-    }
   }
 }
 

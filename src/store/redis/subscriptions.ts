@@ -8,8 +8,8 @@ import { CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientSubscriptionsKey } from './se
 type Arg = string | Buffer | number
 
 interface SubscriptionCommands {
-  heraldSubscribe (...args: Arg[]): Promise<number>
-  heraldUnsubscribe (...args: Arg[]): Promise<number>
+  heraldSessionSubscribe (...args: Arg[]): Promise<number>
+  heraldSessionUnsubscribe (...args: Arg[]): Promise<number>
 }
 
 /** A subscription as aedes stores it: topic and QoS, and MQTT 5 options it may carry. */
@@ -86,8 +86,8 @@ export class RedisSubscriptions {
   readonly #onReady = (): void => { if (this.#subscribed) this.#reloadInBackground() }
 
   constructor (client: Redis, channel: string, onError: (err: unknown) => void) {
-    client.defineCommand('heraldSubscribe', { numberOfKeys: 3, lua: SUBSCRIBE })
-    client.defineCommand('heraldUnsubscribe', { numberOfKeys: 3, lua: UNSUBSCRIBE })
+    client.defineCommand('heraldSessionSubscribe', { numberOfKeys: 3, lua: SUBSCRIBE })
+    client.defineCommand('heraldSessionUnsubscribe', { numberOfKeys: 3, lua: UNSUBSCRIBE })
     this.#client = client as Redis & SubscriptionCommands
     this.#channel = channel
     this.#onError = onError
@@ -120,13 +120,13 @@ export class RedisSubscriptions {
     if (subs.length === 0) return
     const change: Change = { c: clientId, add: [...subs] }
     const pairs = subs.flatMap((sub) => [sub.topic, msgpack.encode(sub)])
-    await this.#caughtUp(await this.#client.heraldSubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...pairs))
+    await this.#caughtUp(await this.#client.heraldSessionSubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...pairs))
   }
 
   async remove (clientId: string, topics: readonly string[]): Promise<void> {
     if (topics.length === 0) return
     const change: Change = { c: clientId, rm: [...topics] }
-    await this.#caughtUp(await this.#client.heraldUnsubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...topics))
+    await this.#caughtUp(await this.#client.heraldSessionUnsubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...topics))
   }
 
   /** The client's subscriptions, read from Redis (not the trie, which holds only those of QoS > 0 and may lag another node's write by a moment). */

@@ -6,7 +6,7 @@ import { WILL_CLIENTS_KEY, WILLS_KEY, parseWillKey, willBrokersKey, willKey } fr
 type Arg = string | Buffer | number
 
 interface WillCommands {
-  heraldDelWillBuffer (...args: Arg[]): Promise<Buffer | null>
+  heraldSessionDelWillBuffer (...args: Arg[]): Promise<Buffer | null>
 }
 
 /**
@@ -43,7 +43,7 @@ export class RedisWills {
   readonly #client: Redis & WillCommands
 
   constructor (client: Redis) {
-    client.defineCommand('heraldDelWill', { numberOfKeys: 4, lua: DEL_WILL })
+    client.defineCommand('heraldSessionDelWill', { numberOfKeys: 4, lua: DEL_WILL })
     this.#client = client as Redis & WillCommands
   }
 
@@ -70,7 +70,7 @@ export class RedisWills {
   /** Deletes the will the broker stored for the client; resolves with it (undefined: there was none). */
   async del (brokerId: string, clientId: string): Promise<unknown> {
     const key = willKey(brokerId, clientId)
-    const will = await this.#client.heraldDelWillBuffer(key, WILLS_KEY, willBrokersKey(clientId), WILL_CLIENTS_KEY, key, brokerId, clientId)
+    const will = await this.#client.heraldSessionDelWillBuffer(key, WILLS_KEY, willBrokersKey(clientId), WILL_CLIENTS_KEY, key, brokerId, clientId)
     return will === null ? undefined : msgpack.decode(will)
   }
 
