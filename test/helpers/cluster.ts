@@ -15,6 +15,8 @@ export interface ClusterOptions {
   readonly nodeTimeoutMs?: number
   /** more HERALD_* variables for every node */
   readonly env?: Record<string, string>
+  /** more HERALD_* variables for one node (0 for the first, counting nodes added later), e.g. its own HERALD_CONFIG */
+  readonly nodeEnv?: (index: number) => Record<string, string>
 }
 
 /**
@@ -24,15 +26,19 @@ export interface ClusterOptions {
 export async function startCluster (t: Teardown, options: ClusterOptions): Promise<TestCluster> {
   const redis = await startRedis(t)
   let count = 0
-  const addNode = async (): Promise<ChildBroker> => await spawnBroker(t, {
-    HERALD_DATA_DIR: await makeTempDir(t),
-    HERALD_JWT_SECRET: TEST_SECRET,
-    HERALD_CLUSTER_REDIS_URL: redis.url,
-    HERALD_CLUSTER_KEY_PREFIX: 'e2e:',
-    HERALD_CLUSTER_NODE_ID: `node-${++count}`,
-    HERALD_CLUSTER_NODE_TIMEOUT_MS: String(options.nodeTimeoutMs ?? 10_000),
-    ...options.env,
-  })
+  const addNode = async (): Promise<ChildBroker> => {
+    const index = count++
+    return await spawnBroker(t, {
+      HERALD_DATA_DIR: await makeTempDir(t),
+      HERALD_JWT_SECRET: TEST_SECRET,
+      HERALD_CLUSTER_REDIS_URL: redis.url,
+      HERALD_CLUSTER_KEY_PREFIX: 'e2e:',
+      HERALD_CLUSTER_NODE_ID: `node-${index + 1}`,
+      HERALD_CLUSTER_NODE_TIMEOUT_MS: String(options.nodeTimeoutMs ?? 10_000),
+      ...options.env,
+      ...options.nodeEnv?.(index),
+    })
+  }
   const nodes = await Promise.all(Array.from({ length: options.nodes }, addNode))
   return { redis, nodes, addNode }
 }
