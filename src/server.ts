@@ -147,7 +147,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects
       sessionLimits = await applySessionLimits({
         config,
-        ...(backend.expiryDatabase !== undefined && { db: backend.expiryDatabase }),
+        activity: backend.sessionActivity,
         broker,
         owners: clientIds,
         logger,

@@ -7,6 +7,7 @@ import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
 import type { PrincipalDirectory } from '../store/known-principals.js'
 import type { Database } from '../store/open-store.js'
+import type { SessionActivityStore } from '../store/session-activity.js'
 import type { SessionStorage } from '../store/session-storage.js'
 
 /**
@@ -29,8 +30,8 @@ export interface StorageBackend {
   readonly mq?: unknown
   /** this node in a cluster: its id, and who is connected to which node */
   readonly cluster?: { readonly nodeId: string, readonly presence: ClusterPresence }
-  /** the LevelDB of session expiry's last-seen records; undefined: sessions do not expire on this backend (yet) */
-  readonly expiryDatabase?: Database
+  /** when each client id was last seen (`limits.sessionExpirySec`) */
+  readonly sessionActivity: SessionActivityStore
   /** Why writes cannot be made now (full disk, Redis unreachable); null when they can. */
   problem (): HeraldError | null
   /** Once the broker has closed and every store is idle: flushes and closes. */

@@ -7,6 +7,7 @@ import { openInstallationStore } from '../store/installations.js'
 import { openPrincipalDirectory } from '../store/known-principals.js'
 import { openDatabase } from '../store/open-store.js'
 import { createRelayOutbox } from '../store/relay-outbox.js'
+import { levelSessionActivity } from '../store/session-activity.js'
 import { createSessionPolicy, SessionStore } from '../store/session-store.js'
 import { guardStorage } from '../store/storage-guard.js'
 import type { BackendOptions, StorageBackend } from './backend.js'
@@ -35,7 +36,7 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
     principals,
     buckets,
     relayOutbox: createRelayOutbox(db),
-    expiryDatabase: db,
+    sessionActivity: levelSessionActivity(db),
     problem: () => guard.problem(),
     async close () {
       await buckets.stop()

@@ -12,6 +12,7 @@ import { openRedisConnection } from '../store/redis/connection.js'
 import { openRedisInstallationStore } from '../store/redis/installations.js'
 import { openRedisPrincipalDirectory } from '../store/redis/known-principals.js'
 import { openRedisRelayStore } from '../store/redis/relay-outbox.js'
+import { redisSessionActivity } from '../store/redis/session-activity.js'
 import { RedisSessionStore } from '../store/redis/session-store.js'
 import { createSessionPolicy } from '../store/session-policy.js'
 import type { StorageBackend } from './backend.js'
@@ -65,6 +66,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     principals,
     buckets,
     relayOutbox,
+    sessionActivity: redisSessionActivity(conn),
     mq: bus.mq,
     cluster: { nodeId, presence },
     problem () {

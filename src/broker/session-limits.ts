@@ -1,14 +1,14 @@
 import type { Logger } from 'pino'
 import type { HeraldConfig } from '../config/index.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
-import type { Database } from '../store/open-store.js'
+import type { SessionActivityStore } from '../store/session-activity.js'
 import { openSessionExpiry, type SessionExpiry } from '../store/session-expiry.js'
 import type { Broker } from './create-broker.js'
 
 export interface SessionLimitsDeps {
   readonly config: HeraldConfig
-  /** where session expiry keeps last-seen times; undefined: the backend has no session expiry yet (cluster mode) */
-  readonly db?: Database
+  /** where session expiry keeps when each client id was last seen (the backend's) */
+  readonly activity: SessionActivityStore
   readonly broker: Broker
   readonly owners: ClientOwnerStore
   readonly logger: Logger
@@ -34,7 +34,7 @@ export interface SessionLimits {
  * broker is created, before any listener: queues over the bound are cut and
  * expired sessions deleted before a client can connect.
  */
-export async function applySessionLimits ({ config, db, broker, owners, logger, observer, now }: SessionLimitsDeps): Promise<SessionLimits> {
+export async function applySessionLimits ({ config, activity, broker, owners, logger, observer, now }: SessionLimitsDeps): Promise<SessionLimits> {
   const { maxQueuedMessagesPerSession, sessionExpirySec, sessionExpirySweepSec } = config.limits
   if (maxQueuedMessagesPerSession > 0) {
     await broker.sessions.limitQueues(maxQueuedMessagesPerSession, {
@@ -46,10 +46,8 @@ export async function applySessionLimits ({ config, db, broker, owners, logger, 
     })
   }
   let expiry: SessionExpiry | undefined
-  if (sessionExpirySec > 0 && db === undefined) {
-    logger.warn('limits.sessionExpirySec is not applied in cluster mode yet: sessions stored in Redis do not expire')
-  } else if (sessionExpirySec > 0 && db !== undefined) {
-    expiry = await openSessionExpiry(db, {
+  if (sessionExpirySec > 0) {
+    expiry = await openSessionExpiry(activity, {
       expirySec: sessionExpirySec,
       sweepSec: sessionExpirySweepSec,
       sessions: broker.sessions,

@@ -1,9 +1,7 @@
 import type { Logger } from 'pino'
-import { groupCommitTarget } from './batch-target.js'
 import type { ClientOwnerStore } from './client-owners.js'
-import { GroupCommit } from './group-commit.js'
-import type { Database } from './open-store.js'
 import { Serial } from './serial.js'
+import type { SessionActivityStore } from './session-activity.js'
 import type { SessionStorage } from './session-storage.js'
 
 /** What session expiry needs of the session store (LevelDB or Redis). */
@@ -63,45 +61,46 @@ export interface SessionExpiry {
  *   the rest.
  */
 /**
- * When each client id was last seen, in memory and in LevelDB. The writes
- * nobody waits for go in shared batches: a disconnect storm is a few LevelDB writes.
+ * When each client id was last seen, in memory and in the activity store
+ * (session-activity.ts). The writes nobody waits for are tracked so close()
+ * can wait for them.
  */
 class Activity {
   /** client id → when it was last seen, ms since the epoch */
   readonly lastSeen = new Map<string, number>()
-  private readonly stored
-  private readonly commit
   private readonly writes = new Set<Promise<void>>()
-  private readonly logger: Logger
 
-  constructor (db: Database, logger: Logger) {
-    this.stored = db.sublevel<string, number>('session-activity', { valueEncoding: 'json' })
-    this.commit = new GroupCommit(groupCommitTarget(db))
-    this.logger = logger
+  constructor (readonly store: SessionActivityStore, private readonly logger: Logger) {}
+
+  /** Reads every record: at start, and before each sweep of a cluster, whose other nodes write too. */
+  async load (): Promise<void> {
+    const all = await this.store.loadAll()
+    this.lastSeen.clear()
+    for (const [clientId, at] of all) this.lastSeen.set(clientId, at)
   }
 
-  async load (): Promise<void> {
-    for await (const [clientId, at] of this.stored.iterator()) this.lastSeen.set(clientId, at)
+  /** The client id's record as stored now, kept in memory too (a cluster: another node may have seen it since). */
+  async refresh (clientId: string): Promise<number | undefined> {
+    if (!this.store.shared) return this.lastSeen.get(clientId)
+    const at = await this.store.get(clientId)
+    if (at === undefined) this.lastSeen.delete(clientId)
+    else this.lastSeen.set(clientId, at)
+    return at
   }
 
   seen (clientId: string, at: number): void {
     this.lastSeen.set(clientId, at)
-    // the bytes the sublevel's json encoding would write
-    this.behind(this.commit.write([{ type: 'put', key: this.key(clientId), value: Buffer.from(JSON.stringify(at)) }]))
+    this.behind(this.store.put(clientId, at))
   }
 
   forget (clientId: string): void {
     if (!this.lastSeen.delete(clientId)) return
-    this.behind(this.commit.write([{ type: 'del', key: this.key(clientId) }]))
+    this.behind(this.store.delete(clientId))
   }
 
   /** Resolves once the writes asked for so far are done. */
   async settled (): Promise<void> {
     await Promise.all([...this.writes])
-  }
-
-  private key (clientId: string): string {
-    return this.stored.prefixKey(clientId, 'utf8')
   }
 
   private behind (write: Promise<void>): void {
@@ -128,8 +127,8 @@ async function expirable ({ sessions, owners }: SessionExpiryOptions): Promise<S
 
 async function expire ({ sessions, owners, isConnected, expirySec }: SessionExpiryOptions, activity: Activity, now: () => number, clientId: string): Promise<'session' | 'queue' | undefined> {
   if (isConnected(clientId)) return undefined
-  // used since the sweep listed it (it connected and left while earlier sessions were deleted)
-  const last = activity.lastSeen.get(clientId)
+  // used since the sweep listed it (it connected and left while earlier sessions were deleted; or, in a cluster, on another node)
+  const last = await activity.refresh(clientId)
   if (last !== undefined && now() - last < expirySec * 1000) return undefined
   const claim = owners.get(clientId)
   if (claim?.installation === true) {
@@ -143,16 +142,17 @@ async function expire ({ sessions, owners, isConnected, expirySec }: SessionExpi
     activity.seen(clientId, now())
     return 'session'
   }
-  if (claim !== undefined && owners.get(clientId) === claim) await owners.delete(clientId)
+  // only the claim it saw: a claim made since (another node, another owner) stays
+  if (claim !== undefined) await owners.release(clientId, claim)
   activity.forget(clientId)
   return 'session'
 }
 
-export async function openSessionExpiry (db: Database, options: SessionExpiryOptions): Promise<SessionExpiry> {
+export async function openSessionExpiry (store: SessionActivityStore, options: SessionExpiryOptions): Promise<SessionExpiry> {
   const { sessions, owners, isConnected, logger } = options
   const now = options.now ?? Date.now
   const expiryMs = options.expirySec * 1000
-  const activity = new Activity(db, logger)
+  const activity = new Activity(store, logger)
   await activity.load()
   const { lastSeen } = activity
   const seen = (clientId: string, at: number): void => { activity.seen(clientId, at) }
@@ -165,7 +165,14 @@ export async function openSessionExpiry (db: Database, options: SessionExpiryOpt
 
   async function sweep (): Promise<number> {
     await Promise.all([...lookups])
-    return await serial.run(async () => {
+    return await serial.run(async () => await sweepOnce() ?? 0)
+  }
+
+  /** One sweep, unless another node of the cluster is sweeping (undefined). */
+  async function sweepOnce (): Promise<number | undefined> {
+    return await store.exclusive(options.sweepSec * 1000, async () => {
+      // other nodes saw clients since this one read the records
+      if (store.shared) await activity.load()
       const at = now()
       const ids = await expirable(options)
       const due: string[] = []
