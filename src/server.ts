@@ -131,6 +131,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         sessions: backend.sessions,
         ...(backend.mq !== undefined && { mq: backend.mq }),
         ...(backend.cluster !== undefined && { presence: backend.cluster.presence }),
+        ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
         verifier,
         acl,
         clientIds,
@@ -178,6 +179,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
+        ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
         readiness: () => ready ? (backend?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         ports: publicPorts,
       }

@@ -7,6 +7,7 @@ import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
 import type { PrincipalDirectory } from '../store/known-principals.js'
 import type { Database } from '../store/open-store.js'
+import type { RateLimiters } from '../store/rate-limiters.js'
 import type { SessionActivityStore } from '../store/session-activity.js'
 import type { SessionStorage } from '../store/session-storage.js'
 
@@ -30,6 +31,8 @@ export interface StorageBackend {
   readonly mq?: unknown
   /** this node in a cluster: its id, and who is connected to which node */
   readonly cluster?: { readonly nodeId: string, readonly presence: ClusterPresence }
+  /** where the rate limits count across nodes (CONNECTs per IP, HTTP); undefined: each process in its memory */
+  readonly rateLimiters?: RateLimiters
   /** when each client id was last seen (`limits.sessionExpirySec`) */
   readonly sessionActivity: SessionActivityStore
   /** Why writes cannot be made now (full disk, Redis unreachable); null when they can. */

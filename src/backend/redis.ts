@@ -11,6 +11,7 @@ import { openRedisClientOwnerStore } from '../store/redis/client-owners.js'
 import { openRedisConnection } from '../store/redis/connection.js'
 import { openRedisInstallationStore } from '../store/redis/installations.js'
 import { openRedisPrincipalDirectory } from '../store/redis/known-principals.js'
+import { redisRateLimiters } from '../store/redis/rate-limiters.js'
 import { openRedisRelayStore } from '../store/redis/relay-outbox.js'
 import { redisSessionActivity } from '../store/redis/session-activity.js'
 import { RedisSessionStore } from '../store/redis/session-store.js'
@@ -69,6 +70,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     sessionActivity: redisSessionActivity(conn),
     mq: bus.mq,
     cluster: { nodeId, presence },
+    rateLimiters: redisRateLimiters(conn),
     problem () {
       if (conn.client.status !== 'ready') return new HeraldError('SERVER_UNAVAILABLE', 'Redis (cluster.redis.url) is not reachable')
       if (!lease.held()) return new HeraldError('SERVER_UNAVAILABLE', 'this node could not renew its cluster lease')

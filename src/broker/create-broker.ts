@@ -5,6 +5,7 @@ import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { ClusterPresence } from '../cluster/presence.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
+import type { RateLimiters } from '../store/rate-limiters.js'
 import type { SessionStorage } from '../store/session-storage.js'
 import { createBrokerPort, type BrokerPort } from './broker-port.js'
 import { createConnectLimiter } from './connect-limiter.js'
@@ -28,6 +29,8 @@ export interface BrokerDeps {
   readonly mq?: unknown
   /** who is connected to which cluster node; undefined: one process */
   readonly presence?: ClusterPresence
+  /** where limits.connectRatePerIp counts: the cluster's Redis; undefined: this process's memory */
+  readonly rateLimiters?: RateLimiters
   readonly verifier: TokenVerifier
   readonly acl: Acl
   readonly clientIds: ClientOwnerStore
@@ -35,7 +38,7 @@ export interface BrokerDeps {
   readonly observer?: BrokerObserver
 }
 
-export async function createBroker ({ config, sessions, mq, presence, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
+export async function createBroker ({ config, sessions, mq, presence, rateLimiters, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const aedes = new Aedes({
     persistence: sessions,
     ...(mq !== undefined && { mq }),
@@ -61,7 +64,7 @@ export async function createBroker ({ config, sessions, mq, presence, verifier, 
     owners: clientIds,
     sessions,
     ...(presence !== undefined && { presence }),
-    connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec),
+    connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec, rateLimiters),
     logger,
     ...(observer !== undefined && { observer }),
   })

@@ -8,6 +8,7 @@ import { bearerAuth } from './auth.js'
 import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
 import { ErrorBody, sendError } from './errors.js'
+import { rateLimitStore } from './rate-limit-store.js'
 import { registerBucketRoutes } from './routes/buckets.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerInstallationRoutes } from './routes/installations.js'
@@ -86,6 +87,8 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   await app.register(rateLimit, {
     max: ctx.config.http.rateLimit.max,
     timeWindow: ctx.config.http.rateLimit.windowSec * 1000,
+    // in a cluster, counted across the nodes (rate-limit-store.ts); otherwise the plugin's in-memory store
+    ...(ctx.rateLimiters !== undefined && { store: rateLimitStore(ctx.rateLimiters, 'http') }),
     errorResponseBuilder: () => new HeraldError('RATE_LIMITED'),
   })
 
@@ -95,7 +98,7 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
 
   const authenticate = bearerAuth({
     verifier: ctx.verifier,
-    failures: createAuthFailureLimiter(ctx.config.http.authFailureLimit.max, ctx.config.http.authFailureLimit.windowSec),
+    failures: createAuthFailureLimiter(ctx.config.http.authFailureLimit.max, ctx.config.http.authFailureLimit.windowSec, ctx.rateLimiters),
     onFailure: (error) => ctx.metrics.authFailures.inc({ transport: 'http', code: error.code }),
     onLimited: () => ctx.metrics.httpAuthRateLimited.inc(),
   })

@@ -11,6 +11,7 @@ import type { BucketStore } from '../buckets/index.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { InstallationStore } from '../store/installations.js'
 import type { PrincipalDirectory } from '../store/known-principals.js'
+import type { RateLimiters } from '../store/rate-limiters.js'
 
 /** The ports devices are told to connect to. */
 export interface PublicPorts {
@@ -37,6 +38,8 @@ export interface HttpContext {
   readonly clientIds: ClientOwnerStore
   readonly metrics: Metrics
   readonly relay: RelayGateway
+  /** Where http.rateLimit and http.authFailureLimit count: the cluster's Redis; undefined: this process's memory. */
+  readonly rateLimiters?: RateLimiters
   /** Why the server should get no traffic now (starting, stopping, the store cannot write), or null: `/readyz`. */
   readiness (): HeraldError | null
   ports (): PublicPorts
