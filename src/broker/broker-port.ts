@@ -2,6 +2,7 @@ import type { Aedes, Client } from 'aedes'
 import { newPacket, publishToClient, unsubscribeClient } from './aedes-internals.js'
 import type { RoutedMessage } from './routed-message.js'
 import type { ClusterPresence } from '../cluster/presence.js'
+import type { RemoteClients, RemoteOp } from '../cluster/remote-clients.js'
 import type { SessionStorage } from '../store/session-storage.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
@@ -36,13 +37,20 @@ export interface BrokerPort {
   publish (message: OutboundMessage, options?: PublishOptions): Promise<void>
   /** Whether this message was published with `relayed`; asked while it is routed, before publish() resolves. */
   relayedAlready (message: RoutedMessage): boolean
-  /** Sends a message to one client id only: now when connected, from its queue when it reconnects. */
+  /**
+   * Sends a message to one client id only: now when connected (to any node of
+   * a cluster), from its queue when it reconnects.
+   *
+   * In a cluster, this and subscribe, unsubscribe and deleteSession act on a
+   * connection held by another node through that node (cluster/remote-clients.ts),
+   * and reject with NODE_UNREACHABLE when it does not answer.
+   */
   deliverTo (clientId: string, message: OutboundMessage): Promise<void>
   /** Adds a subscription to a client id's session, live or stored. */
   subscribe (clientId: string, topic: string, qos: 0 | 1): Promise<void>
   unsubscribe (clientId: string, topic: string): Promise<void>
   subscriptions (clientId: string): Promise<SubscriptionInfo[]>
-  /** Closes a live connection with this client id and removes its stored session. */
+  /** Closes a live connection with this client id (on any node) and removes its stored session. */
   deleteSession (clientId: string): Promise<void>
   /** Whether the client id has an open connection: to any node of a cluster. */
   isConnected (clientId: string): boolean
@@ -50,11 +58,64 @@ export interface BrokerPort {
   persistentSubscribers (topic: string): Promise<string[]>
 }
 
-export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, registry: ConnectionRegistry<Client>, presence?: ClusterPresence): BrokerPort {
+/** This node in a cluster: who is connected where, and how to reach the others' connections. */
+export interface BrokerCluster {
+  readonly presence: ClusterPresence
+  readonly remote?: RemoteClients
+}
+
+/** How many nodes one operation follows a connection through when it moves while asked (takeover). */
+const MAX_HOPS = 3
+
+export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, registry: ConnectionRegistry<Client>, cluster?: BrokerCluster): BrokerPort {
+  const presence = cluster?.presence
+  const remote = cluster?.remote
   const live = (clientId: string): Client | undefined => {
     const client = registry.connectionByClientId(clientId)
     return client !== undefined && !client.closed ? client : undefined
   }
+
+  /** What each operation does to a live connection on this node, whichever node asked. */
+  async function perform (client: Client, { op, args }: RemoteOp): Promise<void> {
+    switch (op) {
+      // aedes' Client#publish queues the packet first when the session is persistent
+      case 'deliverTo': return await publishToClient(client, newPacket(aedes, args))
+      case 'subscribe': return await new Promise<void>((resolve, reject) => client.subscribe({ topic: args.topic, qos: args.qos }, (err) => err ? reject(err) : resolve()))
+      case 'unsubscribe': return await unsubscribeClient(client, args.topic)
+      case 'deleteSession': return await new Promise<void>((resolve) => client.close(() => resolve()))
+    }
+  }
+
+  /**
+   * Performs `op` on the client id's live connection, here or on the node the
+   * presence names: false when no node holds one (the caller then acts on the
+   * stored session, as for an offline client). A node that finds the
+   * connection gone answers so; if the presence names another node by then
+   * (the device moved), that one is asked.
+   */
+  async function onConnection (clientId: string, op: RemoteOp): Promise<boolean> {
+    const client = live(clientId)
+    if (client !== undefined) {
+      await perform(client, op)
+      return true
+    }
+    if (presence === undefined || remote === undefined) return false
+    let asked: string | undefined
+    for (let hop = 0; hop < MAX_HOPS; hop++) {
+      const node = presence.nodeOf(clientId)
+      if (node === undefined || node === remote.node || node === asked) return false
+      if (await remote.request(node, clientId, op)) return true
+      asked = node
+    }
+    return false
+  }
+
+  remote?.serve(async (clientId, op) => {
+    const client = live(clientId)
+    if (client === undefined) return false
+    await perform(client, op)
+    return true
+  })
 
   /** brokerCounter → brokerId of the messages published with `relayed` whose publish has not finished */
   const relayed = new Map<number, string>()
@@ -84,27 +145,18 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
     relayedAlready: (message) => relayed.get(message.brokerCounter) === message.brokerId,
 
     async deliverTo (clientId, message) {
-      const client = live(clientId)
-      if (client !== undefined) {
-        // aedes' Client#publish queues the packet first when the session is persistent
-        await publishToClient(client, newPacket(aedes, message))
-        return
-      }
+      const { topic, payload, qos, retain } = message
+      if (await onConnection(clientId, { op: 'deliverTo', args: { topic, payload, qos, retain } })) return
       if (message.qos > 0) await sessions.outgoingEnqueue({ clientId }, newPacket(aedes, message))
     },
 
     async subscribe (clientId, topic, qos) {
-      const client = live(clientId)
-      if (client === undefined) {
-        await sessions.addSubscriptions({ id: clientId }, [{ topic, qos }])
-        return
-      }
-      await new Promise<void>((resolve, reject) => client.subscribe({ topic, qos }, (err) => err ? reject(err) : resolve()))
+      if (await onConnection(clientId, { op: 'subscribe', args: { topic, qos } })) return
+      await sessions.addSubscriptions({ id: clientId }, [{ topic, qos }])
     },
 
     async unsubscribe (clientId, topic) {
-      const client = live(clientId)
-      if (client !== undefined) await unsubscribeClient(client, topic)
+      await onConnection(clientId, { op: 'unsubscribe', args: { topic } })
       await sessions.removeSubscriptions({ id: clientId }, [topic])
     },
 
@@ -114,8 +166,7 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
     },
 
     async deleteSession (clientId) {
-      const client = live(clientId)
-      if (client !== undefined) await new Promise<void>((resolve) => client.close(() => resolve()))
+      await onConnection(clientId, { op: 'deleteSession', args: {} })
       await sessions.deleteSession(clientId)
     },
 

@@ -28,6 +28,8 @@ export interface ClusterPresence {
   /** Removes the record if it is still this connection's (a takeover may have replaced it). */
   unregister (clientId: string, connection: string): Promise<void>
   isConnected (clientId: string): boolean
+  /** The node holding the client id's connection, as far as this node's mirror knows. */
+  nodeOf (clientId: string): string | undefined
   ownerOf (clientId: string): string | undefined
   /** Connections of `owner` cluster-wide, not counting `clientId` (which a new connection replaces). */
   countForOwner (owner: string, clientId: string): number
@@ -121,6 +123,7 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
       await client.heraldPresenceUnregister('presence', `presence:node:${node}`, clientId, node, connection, channel)
     },
     isConnected: (clientId) => mirror.get(clientId) !== undefined,
+    nodeOf: (clientId) => mirror.get(clientId)?.node,
     ownerOf: (clientId) => mirror.get(clientId)?.owner,
     countForOwner: (owner, clientId) => mirror.countForOwner(owner, clientId),
     async removeNode (dead) {

@@ -27,6 +27,7 @@ const envKeys: Record<string, { path: string[], type: 'string' | 'integer' | 'wo
   HERALD_CLUSTER_WORKERS: { path: ['cluster', 'workers'], type: 'workers' },
   HERALD_CLUSTER_NODE_ID: { path: ['cluster', 'nodeId'], type: 'string' },
   HERALD_CLUSTER_NODE_TIMEOUT_MS: { path: ['cluster', 'nodeTimeoutMs'], type: 'integer' },
+  HERALD_CLUSTER_REQUEST_TIMEOUT_MS: { path: ['cluster', 'requestTimeoutMs'], type: 'integer' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },

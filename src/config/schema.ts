@@ -57,6 +57,7 @@ export const ConfigSchema = Type.Object({
     workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 1, description: 'worker processes behind the same ports on this machine (node:cluster); `auto`: one per CPU core; more than 1 needs cluster.redis.url' }),
     nodeId: NullableString('this node\'s name in logs, metrics and Redis; null: host name and process id'),
     nodeTimeoutMs: Type.Integer({ minimum: 1000, maximum: 300_000, default: 10_000, description: 'a node that has not renewed its lease in Redis for this long is dead to the others: its connections leave the cluster presence, its relay jobs and pending bucket events are taken over, its clients\' wills are published' }),
+    requestTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'how long an HTTP operation on an installation connected to another node (subscribe, unsubscribe, delete, push to it) waits for that node to act on the connection before it fails with NODE_UNREACHABLE' }),
   }, { additionalProperties: false, default: {} }),
   log: Type.Object({
     level: Type.Union([

@@ -48,6 +48,8 @@ export const errorCodes = {
   NOT_FOUND: { status: 404, connack: Connack.notAuthorized, message: 'no such resource' },
   INTERNAL_ERROR: { status: 500, connack: Connack.serverUnavailable, message: 'internal error' },
   SERVER_UNAVAILABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the server is not available' },
+  // 503: the node's lease expires within cluster.nodeTimeoutMs (its connections leave the presence), or it answers again
+  NODE_UNREACHABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the cluster node holding the client\'s connection did not answer; retry later' },
   STORAGE_FULL: { status: 503, connack: Connack.serverUnavailable, message: 'the disk is full: the broker cannot store anything until space is freed; retry later' },
   CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
 } as const satisfies Record<string, ErrorSpec>
