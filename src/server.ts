@@ -131,6 +131,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         sessions: backend.sessions,
         ...(backend.mq !== undefined && { mq: backend.mq }),
         ...(backend.cluster !== undefined && { presence: backend.cluster.presence }),
+        ...(backend.cluster !== undefined && { remote: backend.cluster.remote }),
         ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
         verifier,
         acl,

@@ -1,6 +1,7 @@
 import type { RelayStore } from '../../plugins/push-core/index.js'
 import type { BucketStore } from '../buckets/store.js'
 import type { ClusterPresence } from '../cluster/presence.js'
+import type { RemoteClients } from '../cluster/remote-clients.js'
 import type { HeraldError } from '../errors/index.js'
 import type { AppTopicStore } from '../store/app-topics.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
@@ -29,8 +30,8 @@ export interface StorageBackend {
   readonly relayOutbox: RelayStore
   /** aedes' message bus between nodes; undefined: aedes' in-process one */
   readonly mq?: unknown
-  /** this node in a cluster: its id, and who is connected to which node */
-  readonly cluster?: { readonly nodeId: string, readonly presence: ClusterPresence }
+  /** this node in a cluster: its id, who is connected to which node, and how to act on a connection another node holds */
+  readonly cluster?: { readonly nodeId: string, readonly presence: ClusterPresence, readonly remote: RemoteClients }
   /** where the rate limits count across nodes (CONNECTs per IP, HTTP); undefined: each process in its memory */
   readonly rateLimiters?: RateLimiters
   /** when each client id was last seen (`limits.sessionExpirySec`) */

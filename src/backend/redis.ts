@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { createClusterBus } from '../cluster/bus.js'
 import { acquireNodeLease } from '../cluster/node-lease.js'
 import { openClusterPresence } from '../cluster/presence.js'
+import { openRemoteClients } from '../cluster/remote-clients.js'
 import type { HeraldConfig } from '../config/index.js'
 import { HeraldError } from '../errors/index.js'
 import { openRedisAppTopicStore } from '../store/redis/app-topics.js'
@@ -45,6 +46,8 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     await presence.removeNode(dead)
   })
   const bus = createClusterBus(conn, onError('the cluster bus lost Redis'))
+  // HTTP operations on a connection another node holds go to that node (the broker serves the requests it gets)
+  const remote = await openRemoteClients(conn, { node: nodeId, timeoutMs: config.cluster.requestTimeoutMs, onError: onError('a request from another cluster node failed') })
   const storeOptions = { onError: onError('a store mirror could not follow Redis; it reloads') }
   const sessions = new RedisSessionStore(conn, {
     policy: createSessionPolicy(),
@@ -69,7 +72,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     relayOutbox,
     sessionActivity: redisSessionActivity(conn),
     mq: bus.mq,
-    cluster: { nodeId, presence },
+    cluster: { nodeId, presence, remote },
     rateLimiters: redisRateLimiters(conn),
     problem () {
       if (conn.client.status !== 'ready') return new HeraldError('SERVER_UNAVAILABLE', 'Redis (cluster.redis.url) is not reachable')
@@ -82,6 +85,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
       await principals.idle()
       await presence.removeNode(nodeId).catch(onError('removing this node\'s connections from the presence failed'))
       await presence.close()
+      await remote.close()
       // aedes never destroys its persistence: the session store's own connection closes here
       await sessions.destroy()
       await Promise.all([appTopics.close(), installations.close(), clientIds.close()])

@@ -4,6 +4,7 @@ import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { ClusterPresence } from '../cluster/presence.js'
+import type { RemoteClients } from '../cluster/remote-clients.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { RateLimiters } from '../store/rate-limiters.js'
 import type { SessionStorage } from '../store/session-storage.js'
@@ -29,6 +30,8 @@ export interface BrokerDeps {
   readonly mq?: unknown
   /** who is connected to which cluster node; undefined: one process */
   readonly presence?: ClusterPresence
+  /** how the broker port reaches a connection another cluster node holds (and serves the others' requests) */
+  readonly remote?: RemoteClients
   /** where limits.connectRatePerIp counts: the cluster's Redis; undefined: this process's memory */
   readonly rateLimiters?: RateLimiters
   readonly verifier: TokenVerifier
@@ -38,7 +41,7 @@ export interface BrokerDeps {
   readonly observer?: BrokerObserver
 }
 
-export async function createBroker ({ config, sessions, mq, presence, rateLimiters, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
+export async function createBroker ({ config, sessions, mq, presence, remote, rateLimiters, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const aedes = new Aedes({
     persistence: sessions,
     ...(mq !== undefined && { mq }),
@@ -73,7 +76,7 @@ export async function createBroker ({ config, sessions, mq, presence, rateLimite
     aedes,
     connections,
     sessions,
-    port: createBrokerPort(aedes, sessions, connections, presence),
+    port: createBrokerPort(aedes, sessions, connections, presence !== undefined ? { presence, ...(remote !== undefined && { remote }) } : undefined),
     close: async () => {
       await new Promise<void>((resolve) => aedes.close(() => resolve()))
       await sessions.flush()
