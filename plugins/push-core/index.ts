@@ -1,6 +1,7 @@
 export { ownTokensOnly } from './own-tokens.js'
 export { createPushRelay, type PushRelay, type RelayContext } from './relay.js'
 export type { DeadLetter, OutboxStorage, RelayJob, RelayStore } from './job.js'
+export { reviveDeadLetter } from './job.js'
 export { createLocalRelayStore } from './local-store.js'
 export type { DropReason, RelayLogger, RelayObserver, TokenDirectory } from './relay-worker.js'
 export { retryDelayMs, type RetryPolicy } from './retry-policy.js'

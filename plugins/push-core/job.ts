@@ -43,6 +43,20 @@ export interface RelayStore {
   /** Moves a job that ran out of attempts to the dead letters, with the last reason. */
   deadLetter (job: RelayJob, reason: string): Promise<void>
   deadLetters (): AsyncIterable<DeadLetter>
+  /** One page of dead letters in job id order, those after `after` (a job id); `next` is the last id when more may follow. */
+  listDeadLetters (options: { readonly after?: string, readonly limit: number }): Promise<{ letters: DeadLetter[], next: string | null }>
+  getDeadLetter (id: string): Promise<DeadLetter | undefined>
+  /**
+   * Moves a dead letter back into the outbox as the job `revive` makes of it
+   * (same id), in one step: of two replays of one dead letter (two operators,
+   * two nodes) one gets the job, the other undefined, as does a replay of a
+   * dead letter purged meanwhile.
+   */
+  replayDeadLetter (id: string, revive: (letter: DeadLetter) => RelayJob): Promise<RelayJob | undefined>
+  /** Removes these dead letters, or every one when `ids` is undefined; resolves how many were removed. */
+  deleteDeadLetters (ids?: readonly string[]): Promise<number>
+  /** Dead letters stored, every node's together. */
+  deadLetterCount (): Promise<number>
   /** Jobs stored and not settled yet, every node's together. */
   count (): Promise<number>
   /**
@@ -71,4 +85,24 @@ export interface OutboxStorage {
   deadLetter (job: RelayJob, reason: string): Promise<void>
   loadAll (): AsyncIterable<RelayJob>
   deadLetters (): AsyncIterable<DeadLetter>
+  /** Dead letters in job id order, after `after` (exclusive). */
+  deadLettersAfter (after: string | undefined, limit: number): AsyncIterable<DeadLetter>
+  getDeadLetter (id: string): Promise<DeadLetter | undefined>
+  /** Stores `job` and removes the dead letter of the same id, in one write. */
+  revive (job: RelayJob): Promise<void>
+  /** Removes dead letters, in one write. */
+  deleteDeadLetters (ids: readonly string[]): Promise<void>
+  /** Ids of the dead letters. */
+  deadLetterIds (): AsyncIterable<string>
+}
+
+/**
+ * The job a replayed dead letter becomes: no attempts made, due now, and as
+ * long to live as the message had when it was first routed (its `ttl`), from
+ * now: an operator replays once the cause is fixed, often after the original
+ * expiry, and a job revived already expired would be dropped at once.
+ */
+export function reviveDeadLetter (letter: DeadLetter, now: number): RelayJob {
+  const ttlMs = Math.max(0, letter.expiresAt - letter.createdAt)
+  return { id: letter.id, installationId: letter.installationId, content: letter.content, createdAt: letter.createdAt, expiresAt: now + ttlMs, attempts: 0, notBefore: now }
 }

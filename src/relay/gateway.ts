@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { createPushRelay, type PushSender, type RelayContent, type RelayObserver } from '../../plugins/push-core/index.js'
+import { createPushRelay, reviveDeadLetter, type DeadLetter, type PushSender, type RelayContent, type RelayJob, type RelayObserver } from '../../plugins/push-core/index.js'
 import type { Acl, PrincipalAcl } from '../acl/index.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { MessageRouter, RoutedMessage } from '../broker/routed-message.js'
@@ -27,8 +27,27 @@ export interface RelayGateway {
   drain (): Promise<void>
   /** Relay jobs this node holds, not settled yet (in a cluster, each node counts its own). */
   readonly depth: number
+  /** The jobs that ran out of attempts, for operators (the admin API): every node's. */
+  readonly deadLetters: DeadLetters
   close (): Promise<void>
 }
+
+/** Relay dead letters as an operator sees them: inspect, send again once the cause is fixed, or drop. */
+export interface DeadLetters {
+  /** One page in job id order; pass `next` as `after` for the following one. */
+  list (options: { readonly after?: string, readonly limit: number }): Promise<{ letters: DeadLetter[], next: string | null }>
+  get (id: string): Promise<DeadLetter | undefined>
+  /** Back into the outbox with no attempts made and its ttl counted from now (reviveDeadLetter); undefined when there is no such dead letter. */
+  replay (id: string): Promise<RelayJob | undefined>
+  /** Replays every dead letter; resolves how many. */
+  replayAll (): Promise<number>
+  /** Removes these dead letters (every one when `ids` is undefined); resolves how many there were. */
+  purge (ids?: readonly string[]): Promise<number>
+  count (): Promise<number>
+}
+
+/** Dead letters replayed per page of `replayAll`. */
+const REPLAY_PAGE = 500
 
 export interface GatewayDeps {
   readonly config: HeraldConfig
@@ -41,6 +60,8 @@ export interface GatewayDeps {
   readonly store: RelayStore
   readonly senders: readonly PushSender[]
   readonly observer?: RelayObserver
+  /** The clock a replayed dead letter's new expiry counts from (tests). */
+  readonly now?: () => number
 }
 
 export function createRelayGateway (deps: GatewayDeps): RelayGateway {
@@ -75,8 +96,29 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     ...(deps.observer !== undefined && { observer: deps.observer }),
   })
 
+  const store = deps.store
+  const now = deps.now ?? Date.now
+  const deadLetters: DeadLetters = {
+    list: async (options) => await store.listDeadLetters(options),
+    get: async (id) => await store.getDeadLetter(id),
+    replay: async (id) => await store.replayDeadLetter(id, (letter) => reviveDeadLetter(letter, now())),
+    async replayAll () {
+      let replayed = 0
+      let after: string | undefined
+      for (;;) {
+        const { letters, next } = await store.listDeadLetters({ ...(after !== undefined && { after }), limit: REPLAY_PAGE })
+        for (const letter of letters) if (await deadLetters.replay(letter.id) !== undefined) replayed++
+        if (next === null) return replayed
+        after = next
+      }
+    },
+    purge: async (ids) => await store.deleteDeadLetters(ids),
+    count: async () => await store.deadLetterCount(),
+  }
+
   return {
     get depth () { return relay.depth },
+    deadLetters,
     async relayPush (clientIds, content, ttlSec) {
       await relay.routed(clientIds, content, ttlSec)
     },

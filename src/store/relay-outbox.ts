@@ -26,5 +26,15 @@ export function levelOutboxStorage (db: Database): OutboxStorage {
     },
     loadAll: () => jobs.values(),
     deadLetters: () => dead.values(),
+    deadLettersAfter: (after, limit) => dead.values({ ...(after !== undefined && { gt: after }), limit }),
+    getDeadLetter: async (id) => await dead.get(id),
+    async revive (job) {
+      await db.batch()
+        .put(job.id, job, { sublevel: jobs })
+        .del(job.id, { sublevel: dead })
+        .write()
+    },
+    deleteDeadLetters: async (ids) => { await dead.batch(ids.map((id) => ({ type: 'del' as const, key: id }))) },
+    deadLetterIds: () => dead.keys(),
   }
 }

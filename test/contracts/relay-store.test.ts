@@ -161,4 +161,49 @@ function contract (t: Test, backend: Backend): void {
     t.ok((dead[0]?.deadAt ?? 0) >= before)
     t.same(ids(await takeN(restarted, 1)), ['y'], 'the dead letter is not handed out again')
   })
+
+  t.test('dead letters are paged in id order, read by id, replayed once into the outbox, and purged', async (t) => {
+    const { open } = await backend.space(t)
+    const store = await open()
+    const names = ['d1', 'd2', 'd3', 'd4', 'd5']
+    await store.enqueue(names.map((id) => job(id, { attempts: 2 })))
+    for (const taken of await takeN(store, names.length)) await store.deadLetter({ ...taken, attempts: 10 }, `reason of ${taken.id}`)
+    t.equal(await store.count(), 0)
+    t.equal(await store.deadLetterCount(), 5)
+
+    const first = await store.listDeadLetters({ limit: 2 })
+    t.same(ids(first.letters), ['d1', 'd2'])
+    t.equal(first.next, 'd2')
+    const second = await store.listDeadLetters({ after: first.next ?? undefined, limit: 2 })
+    t.same(ids(second.letters), ['d3', 'd4'])
+    const last = await store.listDeadLetters({ after: second.next ?? undefined, limit: 2 })
+    t.same(ids(last.letters), ['d5'])
+    t.equal(last.next, null, 'no page after the last')
+    t.same(await store.listDeadLetters({ after: 'd5', limit: 2 }), { letters: [], next: null })
+
+    t.match(await store.getDeadLetter('d3'), { id: 'd3', attempts: 10, reason: 'reason of d3', content: { messageId: 'm-d3' } })
+    t.equal(await store.getDeadLetter('nope'), undefined)
+
+    // two replays of one dead letter at once: one job
+    const revive = (letter: { id: string, installationId: string, content: RelayJob['content'] }): RelayJob =>
+      job(letter.id, { installationId: letter.installationId, content: letter.content, notBefore: 5000 })
+    const replays = await Promise.all([store.replayDeadLetter('d2', revive), store.replayDeadLetter('d2', revive)])
+    t.equal(replays.filter((r) => r !== undefined).length, 1, 'replayed once')
+    t.equal(await store.replayDeadLetter('nope', revive), undefined)
+    t.equal(await store.getDeadLetter('d2'), undefined, 'no longer a dead letter')
+    t.equal(await store.deadLetterCount(), 4)
+    t.equal(await store.count(), 1, 'back in the outbox')
+    const [again] = await takeN(store, 1)
+    t.match(again, { id: 'd2', attempts: 0, notBefore: 5000, content: { messageId: 'm-d2' } }, 'handed out as the revived job')
+
+    t.equal(await store.deleteDeadLetters(['d1', 'nope']), 1, 'one of two existed')
+    t.equal(await store.deadLetterCount(), 3)
+    t.equal(await store.deleteDeadLetters(), 3, 'all the others')
+    t.equal(await store.deadLetterCount(), 0)
+    t.same(await store.listDeadLetters({ limit: 10 }), { letters: [], next: null })
+    await store.close()
+    const restarted = await open()
+    t.equal(await restarted.deadLetterCount(), 0, 'purged for good')
+    t.same(ids(await takeN(restarted, 1)), ['d2'], 'the replayed job is stored: a restart hands it out')
+  })
 }

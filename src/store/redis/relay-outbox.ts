@@ -87,6 +87,15 @@ redis.call(unpack(args))
 return p[#p][1]
 `
 
+const REVIVE_LUA = `
+-- KEYS: dead hash, stream. ARGV: 1 job id, 2 the dead letter as read, 3 the revived job.
+-- Moves the dead letter back into the stream only if it is still the one read: of two replays, one does.
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'job', ARGV[3])
+return 1
+`
+
 const FORGET_CONSUMER_LUA = `
 -- KEYS: stream. ARGV: 1 group, 2 consumer. Deletes the consumer only when it holds nothing.
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
@@ -108,6 +117,7 @@ class RedisRelayOutbox implements RelayStore {
   readonly #refresh: Script
   readonly #release: Script
   readonly #forgetConsumer: Script
+  readonly #revive: Script
   /** job id → stream entry id, for every job this node took and has not settled */
   readonly #held = new Map<string, string>()
   readonly #lostListeners: Array<(ids: readonly string[]) => void> = []
@@ -131,6 +141,7 @@ class RedisRelayOutbox implements RelayStore {
     this.#refresh = defineScript(this.#client, 'heraldRelayRefresh', 1, REFRESH_LUA)
     this.#release = defineScript(this.#client, 'heraldRelayRelease', 1, RELEASE_LUA)
     this.#forgetConsumer = defineScript(this.#client, 'heraldRelayForgetConsumer', 1, FORGET_CONSUMER_LUA)
+    this.#revive = defineScript(this.#client, 'heraldRelayRevive', 2, REVIVE_LUA)
   }
 
   async open (): Promise<void> {
@@ -231,6 +242,46 @@ class RedisRelayOutbox implements RelayStore {
       cursor = next
       for (let i = 1; i < flat.length; i += 2) yield JSON.parse(flat[i] as string) as DeadLetter
     } while (cursor !== '0')
+  }
+
+  async listDeadLetters ({ after, limit }: { after?: string, limit: number }): Promise<{ letters: DeadLetter[], next: string | null }> {
+    // a hash has no order: its ids are sorted here (a few dozen bytes each), the page's letters read by id
+    const ids = (await this.#client.hkeys(KEYS.dead)).filter((id) => after === undefined || id > after).sort(byteOrder)
+    const page = ids.slice(0, limit)
+    if (page.length === 0) return { letters: [], next: null }
+    const values = await this.#client.hmget(KEYS.dead, ...page)
+    const letters = values.flatMap((raw) => raw === null ? [] : [JSON.parse(raw) as DeadLetter])
+    return { letters, next: ids.length > limit ? page[page.length - 1] ?? null : null }
+  }
+
+  async getDeadLetter (id: string): Promise<DeadLetter | undefined> {
+    const raw = await this.#client.hget(KEYS.dead, id)
+    return raw === null ? undefined : JSON.parse(raw) as DeadLetter
+  }
+
+  async replayDeadLetter (id: string, revive: (letter: DeadLetter) => RelayJob): Promise<RelayJob | undefined> {
+    // the script moves the letter only if it is the one read; one changed meanwhile (dead-lettered again) is read again
+    for (let tries = 0; tries < 5; tries++) {
+      const raw = await this.#client.hget(KEYS.dead, id)
+      if (raw === null) return undefined
+      const job = revive(JSON.parse(raw) as DeadLetter)
+      if (await this.#revive([KEYS.dead, KEYS.stream], [id, raw, JSON.stringify(job)]) === 1) return job
+    }
+    return undefined
+  }
+
+  async deleteDeadLetters (ids?: readonly string[]): Promise<number> {
+    if (ids === undefined) {
+      const [[err, count] = [null, 0]] = await this.#client.multi().hlen(KEYS.dead).del(KEYS.dead).exec() ?? []
+      if (err !== null) throw err
+      return Number(count)
+    }
+    if (ids.length === 0) return 0
+    return await this.#client.hdel(KEYS.dead, ...ids)
+  }
+
+  async deadLetterCount (): Promise<number> {
+    return await this.#client.hlen(KEYS.dead)
   }
 
   async count (): Promise<number> {
@@ -366,6 +417,11 @@ class RedisRelayOutbox implements RelayStore {
       this.#refreshing = false
     }
   }
+}
+
+/** Job ids compared as LevelDB compares keys (UTF-8 bytes; ids are ASCII), so both stores page alike. */
+function byteOrder (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 function fieldOf (fields: readonly string[], name: string): string | undefined {

@@ -20,6 +20,21 @@ class MemoryStore implements OutboxStorage {
   async deadLetter (job: RelayJob, reason: string): Promise<void> { this.jobs.delete(job.id); this.dead.push({ ...job, reason, deadAt: Date.now() }) }
   async * loadAll (): AsyncIterable<RelayJob> { yield * [...this.jobs.values()] }
   async * deadLetters (): AsyncIterable<DeadLetter> { yield * this.dead }
+  async * deadLettersAfter (after: string | undefined, limit: number): AsyncIterable<DeadLetter> {
+    yield * this.dead.filter((d) => after === undefined || d.id > after).sort((a, b) => a.id < b.id ? -1 : 1).slice(0, limit)
+  }
+
+  async getDeadLetter (id: string): Promise<DeadLetter | undefined> { return this.dead.find((d) => d.id === id) }
+  async revive (job: RelayJob): Promise<void> {
+    this.jobs.set(job.id, job)
+    this.dead.splice(this.dead.findIndex((d) => d.id === job.id), 1)
+  }
+
+  async deleteDeadLetters (ids: readonly string[]): Promise<void> {
+    for (const id of ids) this.dead.splice(this.dead.findIndex((d) => d.id === id), 1)
+  }
+
+  async * deadLetterIds (): AsyncIterable<string> { yield * this.dead.map((d) => d.id) }
 }
 
 /** A sender whose answers the test scripts per token; it records every batch it got. */
