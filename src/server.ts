@@ -104,6 +104,11 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const tokens = createTokenVerifier(config.auth.jwt)
       backend = await openBackend(config, logger, { ...options, ...(nodeId !== undefined && { nodeId }) })
       const { appTopics, installations, clientIds, principals, buckets } = backend
+      // a node that lost the cluster's Redis refuses CONNECTs and /v1 requests at once instead of waiting for it
+      const unavailable = (): HeraldError | null => {
+        const problem = backend?.problem() ?? null
+        return problem?.code === 'STORE_UNREACHABLE' ? problem : null
+      }
       // every token accepted, at MQTT CONNECT or on an HTTP call, tells who its user is now (the relay's ACL)
       const verifier = principals.watch(tokens)
       const acl = createAcl({ rules: config.acl.rules, anonymousGrants: config.auth.anonymous.acl, appTopics, appBuckets: buckets })
@@ -133,6 +138,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         ...(backend.cluster !== undefined && { presence: backend.cluster.presence }),
         ...(backend.cluster !== undefined && { remote: backend.cluster.remote }),
         ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
+        unavailable,
         verifier,
         acl,
         clientIds,
@@ -182,6 +188,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
         ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
         readiness: () => ready ? (backend?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
+        unavailable,
         ports: publicPorts,
       }
 

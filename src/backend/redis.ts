@@ -18,6 +18,7 @@ import { redisSessionActivity } from '../store/redis/session-activity.js'
 import { RedisSessionStore } from '../store/redis/session-store.js'
 import { createSessionPolicy } from '../store/session-policy.js'
 import type { StorageBackend } from './backend.js'
+import { watchRedis } from './redis-health.js'
 
 /** `cluster.nodeId`, or host name and process id: unique per process, so every worker and restart is a node of its own. */
 export function clusterNodeId (config: HeraldConfig, worker?: number): string {
@@ -37,6 +38,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
   const url = config.cluster.redis.url
   if (url === null) throw new Error('cluster.redis.url is not set')
   const conn = await openRedisConnection({ url, keyPrefix: config.cluster.keyPrefix })
+  const health = watchRedis(conn.client)
   const leaseMs = config.cluster.nodeTimeoutMs
   const onError = (what: string) => (err: unknown): void => logger.warn({ err }, what)
   const lease = await acquireNodeLease(conn, { node: nodeId, leaseMs, onError: onError('renewing the node lease or sweeping dead nodes failed') })
@@ -75,7 +77,8 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     cluster: { nodeId, presence, remote },
     rateLimiters: redisRateLimiters(conn),
     problem () {
-      if (conn.client.status !== 'ready') return new HeraldError('SERVER_UNAVAILABLE', 'Redis (cluster.redis.url) is not reachable')
+      const lost = health.problem()
+      if (lost !== null) return new HeraldError('STORE_UNREACHABLE', `Redis (cluster.redis.url) is lost: ${lost}`)
       if (!lease.held()) return new HeraldError('SERVER_UNAVAILABLE', 'this node could not renew its cluster lease')
       return null
     },
@@ -91,6 +94,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
       await Promise.all([appTopics.close(), installations.close(), clientIds.close()])
       await bus.close()
       await lease.close()
+      health.close()
       await conn.close()
     },
   }

@@ -39,6 +39,12 @@ export interface ConnectPolicyDeps {
   readonly owners: ClientOwnerStore
   readonly connectLimiter: ConnectLimiter
   readonly connections: LiveConnections
+  /**
+   * Why no CONNECT can be admitted now (a cluster node that lost Redis), asked
+   * first, so a CONNECT is refused at once (CONNACK 3) instead of waiting for a
+   * store or rate limiter that cannot answer; null or absent: go on.
+   */
+  readonly unavailable?: () => HeraldError | null
 }
 
 /** An accepted CONNECT. */
@@ -55,6 +61,8 @@ export interface Admission {
 /** Decides a CONNECT; throws a HeraldError whose code gives the CONNACK return code. */
 export async function admitConnection (request: ConnectRequest, deps: ConnectPolicyDeps): Promise<Admission> {
   const { limits } = deps
+  const unavailable = deps.unavailable?.() ?? null
+  if (unavailable !== null) throw unavailable
   if (!await deps.connectLimiter.tryConnect(request.ip)) throw new HeraldError('RATE_LIMITED')
   // [MQTT-3.1.3-8] a zero-length client id needs a clean session
   if (!request.clientIdGiven && !request.clean) throw new HeraldError('CLIENT_ID_INVALID', 'an empty client id needs clean session')

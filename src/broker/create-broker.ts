@@ -4,6 +4,7 @@ import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { ClusterPresence } from '../cluster/presence.js'
+import type { HeraldError } from '../errors/index.js'
 import type { RemoteClients } from '../cluster/remote-clients.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { RateLimiters } from '../store/rate-limiters.js'
@@ -34,6 +35,8 @@ export interface BrokerDeps {
   readonly remote?: RemoteClients
   /** where limits.connectRatePerIp counts: the cluster's Redis; undefined: this process's memory */
   readonly rateLimiters?: RateLimiters
+  /** why no CONNECT can be admitted now (connect-policy.ts): a cluster node that lost Redis refuses at once */
+  readonly unavailable?: () => HeraldError | null
   readonly verifier: TokenVerifier
   readonly acl: Acl
   readonly clientIds: ClientOwnerStore
@@ -41,7 +44,7 @@ export interface BrokerDeps {
   readonly observer?: BrokerObserver
 }
 
-export async function createBroker ({ config, sessions, mq, presence, remote, rateLimiters, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
+export async function createBroker ({ config, sessions, mq, presence, remote, rateLimiters, unavailable, verifier, acl, clientIds, logger, observer }: BrokerDeps): Promise<Broker> {
   const aedes = new Aedes({
     persistence: sessions,
     ...(mq !== undefined && { mq }),
@@ -67,6 +70,7 @@ export async function createBroker ({ config, sessions, mq, presence, remote, ra
     owners: clientIds,
     sessions,
     ...(presence !== undefined && { presence }),
+    ...(unavailable !== undefined && { unavailable }),
     connectLimiter: createConnectLimiter(config.limits.connectRatePerIp.points, config.limits.connectRatePerIp.windowSec, rateLimiters),
     logger,
     ...(observer !== undefined && { observer }),

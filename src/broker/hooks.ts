@@ -36,6 +36,8 @@ export interface HookDeps {
   readonly sessions: SessionStorage
   /** who is connected to which cluster node; undefined: one process, the registry knows */
   readonly presence?: ClusterPresence
+  /** why no CONNECT can be admitted now (connect-policy.ts), e.g. a cluster node that lost Redis */
+  readonly unavailable?: () => HeraldError | null
   readonly connectLimiter: ConnectLimiter
   readonly logger: Logger
   readonly observer?: BrokerObserver
@@ -292,6 +294,11 @@ function installSubscribeAndForward (hooks: Hooks): void {
 
 function installEvents ({ broker, deps, subscriptionLimit }: Hooks): void {
   const { logger } = deps
+  // aedes reports a failure of its own background work as an 'error' event on the broker: its
+  // sweep for the wills of dead cluster nodes, every four heartbeats, fails while Redis is lost.
+  // Without a listener that event ended the process; the sweep runs again at its next interval.
+  const events: NodeJS.EventEmitter = broker
+  events.on('error', (err: Error) => { logger.warn({ err }, 'broker background work failed (the store is unreachable?); it runs again later') })
   // a SUBSCRIBE (or a session's restore) is done: what it granted is in the connection's subscriptions now
   broker.on('subscribe', (_subscriptions, client) => { subscriptionLimit.settle(client) })
   broker.on('clientReady', (client) => { subscriptionLimit.settle(client) })

@@ -50,6 +50,8 @@ export const errorCodes = {
   SERVER_UNAVAILABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the server is not available' },
   // 503: the node's lease expires within cluster.nodeTimeoutMs (its connections leave the presence), or it answers again
   NODE_UNREACHABLE: { status: 503, connack: Connack.serverUnavailable, message: 'the cluster node holding the client\'s connection did not answer; retry later' },
+  // cluster mode: refused at once, before anything waits for Redis; over as soon as Redis answers again
+  STORE_UNREACHABLE: { status: 503, connack: Connack.serverUnavailable, message: 'this node cannot reach the store the cluster shares (Redis); retry later' },
   STORAGE_FULL: { status: 503, connack: Connack.serverUnavailable, message: 'the disk is full: the broker cannot store anything until space is freed; retry later' },
   CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
 } as const satisfies Record<string, ErrorSpec>

@@ -7,7 +7,7 @@ import { createAuthFailureLimiter } from './auth-failure-limiter.js'
 import { bearerAuth } from './auth.js'
 import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
-import { ErrorBody, sendError } from './errors.js'
+import { ErrorBody, sendError, toHeraldError } from './errors.js'
 import { rateLimitStore } from './rate-limit-store.js'
 import { registerBucketRoutes } from './routes/buckets.js'
 import { registerHealthRoutes } from './routes/health.js'
@@ -65,7 +65,12 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     // fastify's default parser is synchronous and answers through `done`
     else void parseJson(request, body, done)
   })
-  app.setErrorHandler(sendError)
+  app.setErrorHandler(async (err, request, reply) => {
+    // a request that failed because the store was lost meanwhile gets what the requests after it get: 503, not 500
+    const error = toHeraldError(err)
+    const lost = error.code === 'INTERNAL_ERROR' ? ctx.unavailable?.() ?? null : null
+    await sendError(lost ?? error, request, reply)
+  })
   app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })
   app.addHook('onResponse', async (request, reply) => {
     ctx.metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
@@ -103,6 +108,15 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     onLimited: () => ctx.metrics.httpAuthRateLimited.inc(),
   })
   await app.register(async (api) => {
+    // A node that lost the cluster's Redis answers 503 at once: before the rate limit and the token
+    // check (both may count in Redis) and the route, which would wait for Redis to time out.
+    const unavailable = ctx.unavailable
+    if (unavailable !== undefined) {
+      api.addHook('onRequest', async () => {
+        const problem = unavailable()
+        if (problem !== null) throw problem
+      })
+    }
     // Not api.addHook('onRequest'): @fastify/rate-limit puts its check among each route's own onRequest
     // hooks, and fastify runs those after the instance's, so a request refused 401 was never counted by
     // http.rateLimit. Appended here, in an onRoute hook that runs after the plugin's, auth comes after it.

@@ -42,5 +42,11 @@ export interface HttpContext {
   readonly rateLimiters?: RateLimiters
   /** Why the server should get no traffic now (starting, stopping, the store cannot write), or null: `/readyz`. */
   readiness (): HeraldError | null
+  /**
+   * Why no `/v1` request can be served now (a cluster node that lost Redis:
+   * STORE_UNREACHABLE), asked before anything waits for the store; absent or
+   * null: serve. Narrower than readiness: a full disk still serves reads.
+   */
+  unavailable? (): HeraldError | null
   ports (): PublicPorts
 }

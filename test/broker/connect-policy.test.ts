@@ -101,6 +101,17 @@ t.test('refusals, each with its code', async (t) => {
   t.equal(await refusal(admitConnection(request({ willTopic: 'users/alice/+' }), setup().deps)), 'TOPIC_INVALID')
 })
 
+t.test('a node that cannot serve (its cluster lost Redis) refuses first, CONNACK 3, asking nothing that would wait', async (t) => {
+  const { deps, attempts, owners } = setup()
+  const lost: ConnectPolicyDeps = { ...deps, unavailable: () => new HeraldError('STORE_UNREACHABLE') }
+  const refused: unknown = await admitConnection(request({ clean: false }), lost).catch((err: unknown) => err)
+  t.equal(isHeraldError(refused) ? refused.code : refused, 'STORE_UNREACHABLE')
+  t.equal(isHeraldError(refused) ? refused.connack : refused, 3, 'CONNACK 3: server unavailable')
+  t.same(attempts, [], 'the rate limiter (counted in Redis in a cluster) is not asked')
+  t.equal(owners.get('phone'), undefined, 'no claim')
+  t.equal((await admitConnection(request(), { ...deps, unavailable: () => null })).owner, 'user:alice', 'admitted again once it can serve')
+})
+
 t.test('an empty client id with clean session, a will the ACL allows', async (t) => {
   const admission = await admitConnection(request({ clientIdGiven: false, willTopic: 'users/alice/gone' }), setup().deps)
   t.equal(admission.owner, 'user:alice')

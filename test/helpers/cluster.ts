@@ -1,6 +1,7 @@
 import { makeTempDir, TEST_SECRET, type Teardown } from './broker.js'
 import { spawnBroker, type ChildBroker } from './child-broker.js'
 import { startRedis, type TestRedis } from './redis.js'
+import { within } from './within.js'
 
 export interface TestCluster {
   readonly redis: TestRedis
@@ -41,4 +42,31 @@ export async function startCluster (t: Teardown, options: ClusterOptions): Promi
   }
   const nodes = await Promise.all(Array.from({ length: options.nodes }, addNode))
   return { redis, nodes, addNode }
+}
+
+/** What a node's `/readyz` answers: its status and, when not ready, the error code. */
+export async function readyz (node: ChildBroker): Promise<{ status: number, code: string | undefined }> {
+  const response = await fetch(`http://127.0.0.1:${node.ports.http}/readyz`)
+  const body = await response.json() as { error?: { code?: string } }
+  return { status: response.status, code: body.error?.code }
+}
+
+/**
+ * Asks `/readyz` of a node until it answers `status` (every 20 ms: nothing
+ * announces it), at most `ms`; resolves the time it did (Date.now()).
+ */
+export async function untilReadyz (node: ChildBroker, status: 200 | 503, ms: number): Promise<number> {
+  const state = { late: false }
+  const polling = (async () => {
+    while (!state.late) {
+      if ((await readyz(node)).status === status) return Date.now()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return 0
+  })()
+  try {
+    return await within(ms, `/readyz ${status} on port ${node.ports.http}`, polling)
+  } finally {
+    state.late = true
+  }
 }
