@@ -14,14 +14,15 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { AddressPool } from './lib/addresses.js'
-import { brokerRegistry, defaultBrokers, heraldBuild, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
+import { brokerRegistry, clusterBrokers, defaultBrokers, heraldBuild, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
 import { LeanClient } from './lib/lean-client.js'
 import { benchSourceDir, repoRoot } from './lib/paths.js'
-import { CORES, machineBusySeconds } from './lib/proc.js'
+import { CORES, machineBusySeconds, openFileLimit } from './lib/proc.js'
 import { checkTargets, markdown, summarize, type BrokerInfo, type RunRecord } from './lib/report.js'
 import { round } from './lib/stats.js'
 import { TokenSigner } from './lib/tokens.js'
 import { phaseRegistry } from './phases/index.js'
+import { scaleCapacity } from './phases/scale.js'
 import type { BenchOptions, Phase, PhaseContext, PhasePreparation } from './phases/types.js'
 
 const defaults: BenchOptions = {
@@ -46,6 +47,7 @@ const defaults: BenchOptions = {
   scaleConnections: 10_000,
   scaleConcurrency: 200,
   scaleHoldSeconds: 2,
+  scaleGenerators: 0,
   scaleSubscribe: true,
   keepaliveSec: 60,
   maxMessages: 2_000_000,
@@ -73,6 +75,7 @@ const numericFlags: Record<string, keyof BenchOptions> = {
   'scale-connections': 'scaleConnections',
   'scale-concurrency': 'scaleConcurrency',
   'scale-hold-seconds': 'scaleHoldSeconds',
+  'scale-generators': 'scaleGenerators',
   keepalive: 'keepaliveSec',
   'max-messages': 'maxMessages',
 }
@@ -81,6 +84,9 @@ const usage = `npm run bench -- [options]
 
   --rounds N              rounds; brokers alternate within each (default 3)
   --brokers a,b           among ${brokerRegistry.map((b) => b.name).join(', ')} (default ${defaultBrokers.join(',')})
+  --cluster               add ${clusterBrokers.join(' and ')} to the brokers: cluster mode on a redis-server the bench
+                          starts, as ratios to the single-node herald of the same run (issue 16)
+  --cluster-workers N     worker processes of herald-cluster (default 3)
   --phases a,b            among ${phaseRegistry.map((p) => p.name).join(', ')} (default: all)
   --quick                 small sizes and one round: a smoke test of the bench itself
   --no-scale-subscribe    idle connections without a subscription each
@@ -95,16 +101,21 @@ const usage = `npm run bench -- [options]
                           the quietest attempt counts (default 1)
   --wait-quiet SEC        before starting, wait up to SEC for the machine to be idle (< 0.3 core busy over 3 s)
   --no-write              print only; keep bench/RESULTS.md and bench/results/ as they are
+  --section NAME          which generated block of bench/RESULTS.md the table replaces: main (the default without
+                          cluster brokers), or another name (<!-- bench:results:NAME:start --> … end, added at the
+                          end of the file if missing); a run with a cluster broker writes to "cluster" unless told
 ${Object.entries(numericFlags).map(([flag, key]) => `  --${`${flag} `.padEnd(22)}(default ${defaults[key] as number})`).join('\n')}
 `
 
-function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number, retryNoisy: number, waitQuietSec: number } {
+function parseOptions (): { options: BenchOptions, rounds: number, brokers: BrokerDefinition[], phases: Phase[], write: boolean, cpuProfileDir: string | undefined, phaseTimeoutSec: number, retryNoisy: number, waitQuietSec: number, section: string } {
   const { values } = parseArgs({
     options: {
       rounds: { type: 'string' },
       brokers: { type: 'string' },
       phases: { type: 'string' },
       quick: { type: 'boolean' },
+      cluster: { type: 'boolean' },
+      'cluster-workers': { type: 'string' },
       'no-scale-subscribe': { type: 'boolean' },
       'cpu-prof': { type: 'string' },
       'herald-dir': { type: 'string' },
@@ -115,6 +126,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
       'retry-noisy': { type: 'string' },
       'wait-quiet': { type: 'string' },
       'no-write': { type: 'boolean' },
+      section: { type: 'string' },
       help: { type: 'boolean' },
       ...Object.fromEntries(Object.keys(numericFlags).map((flag) => [flag, { type: 'string' as const }])),
     },
@@ -139,7 +151,13 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
   if (values['no-scale-subscribe'] === true) options['scaleSubscribe'] = false
   if (values['herald-dir'] !== undefined) process.env['HERALD_BENCH_DIR'] = resolve(values['herald-dir'])
 
+  if (values['cluster-workers'] !== undefined) {
+    const n = Number(values['cluster-workers'])
+    if (!Number.isInteger(n) || n < 2 || n > 64) throw new Error('--cluster-workers: 2 to 64')
+    process.env['HERALD_BENCH_CLUSTER_WORKERS'] = String(n)
+  }
   const brokerNames = (values.brokers ?? defaultBrokers.join(',')).split(',').map((s) => s.trim()).filter((s) => s !== '')
+  if (values.cluster === true) for (const name of clusterBrokers) if (!brokerNames.includes(name)) brokerNames.push(name)
   const brokers = brokerNames.map((name) => {
     const def = brokerRegistry.find((b) => b.name === name)
     if (def === undefined) throw new Error(`--brokers: unknown broker ${name}`)
@@ -155,6 +173,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
       if (phase === undefined) throw new Error(`--phases: unknown phase ${name}`)
       return phase
     })
+  if (values.section !== undefined && !/^[a-z0-9-]+$/.test(values.section)) throw new Error('--section: lower-case letters, digits and -')
   const rounds = Number(values.rounds ?? (values.quick === true ? 1 : 3))
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new Error('--rounds: 1 to 50')
   return {
@@ -163,6 +182,8 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
     brokers,
     phases,
     write: values['no-write'] !== true,
+    // a cluster run's table keeps the single-node table of the main block as it is
+    section: values.section ?? (brokers.some((b) => b.redis) ? 'cluster' : 'main'),
     cpuProfileDir: values['cpu-prof'],
     phaseTimeoutSec: Number(values['phase-timeout'] ?? 240),
     retryNoisy: Number(values['retry-noisy'] ?? 1),
@@ -179,12 +200,6 @@ function configFlag (flag: string, json: string): Record<string, unknown> {
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`${flag}: must be a JSON object`)
   return parsed as Record<string, unknown>
-}
-
-function openFileLimit (): number {
-  const limits = readFileSync('/proc/self/limits', 'utf8')
-  const match = /^Max open files\s+(\d+|unlimited)/m.exec(limits)
-  return match?.[1] === undefined || match[1] === 'unlimited' ? Infinity : Number(match[1])
 }
 
 function machine (): Record<string, string> {
@@ -212,14 +227,15 @@ async function withTimeout<T> (promise: Promise<T>, ms: number, what: string): P
 }
 
 function headline (phase: Phase, metrics: Record<string, number | null>): string {
-  return phase.metrics.filter((m) => m.headline === true).map((m) => {
+  // figures a broker does not have (Redis CPU of a broker without Redis) are left out
+  return phase.metrics.filter((m) => m.headline === true && metrics[m.key] !== null && metrics[m.key] !== undefined).map((m) => {
     const v = metrics[m.key]
     return `${m.label} ${v === null || v === undefined ? '–' : round(v, m.digits ?? 0).toLocaleString('en-US')}${m.unit === '/s' || m.unit === '' ? '' : ` ${m.unit}`}`
   }).join(', ')
 }
 
 async function main (): Promise<void> {
-  const { options, rounds, brokers: requested, phases, write, cpuProfileDir, phaseTimeoutSec, retryNoisy, waitQuietSec } = parseOptions()
+  const { options, rounds, brokers: requested, phases, write, cpuProfileDir, phaseTimeoutSec, retryNoisy, waitQuietSec, section } = parseOptions()
   const notes: string[] = []
   const log = (message: string): void => { process.stderr.write(`${message}\n`) }
 
@@ -249,11 +265,14 @@ async function main (): Promise<void> {
     }
   }
 
-  const fdLimit = openFileLimit()
-  if (phases.some((p) => p.name === 'scale') && options.scaleConnections + 200 > fdLimit) {
-    const capped = Math.max(100, fdLimit - 200)
-    notes.push(`--scale-connections ${options.scaleConnections} exceeds this process's open files limit (${fdLimit}); held ${capped} instead. The brokers have the same limit.`)
-    ;(options as { scaleConnections: number }).scaleConnections = capped
+  // every broker process has this machine's open-files limit: a broker holds at most that many connections per
+  // process that holds them (a cluster: per worker); the generator uses child processes beyond its own
+  if (phases.some((p) => p.name === 'scale')) {
+    const fdLimit = openFileLimit()
+    for (const def of brokers) {
+      const capacity = scaleCapacity(def.workers)
+      if (options.scaleConnections > capacity) notes.push(`${def.label}: --scale-connections ${options.scaleConnections} exceeds what its ${def.workers} process(es) may hold under the open files limit (${fdLimit} each); held at most ${capacity}.`)
+    }
   }
 
   const infos: BrokerInfo[] = brokers.map((b) => ({ name: b.name, label: b.label, version: b.version() }))
@@ -268,6 +287,7 @@ async function main (): Promise<void> {
   async function runOnce (r: number, phase: Phase, def: BrokerDefinition, attempt: number): Promise<RunRecord> {
     const tag = `${runId}r${r}${attempt > 1 ? `a${attempt}` : ''}${phase.name.replace(/[^a-z0-9]/g, '')}${def.name.slice(0, 3)}`
     const clients: LeanClient[] = []
+    const deferred: Array<() => void | Promise<void>> = []
     let preparation: PhasePreparation | undefined
     let broker: RunningBroker | undefined
     const phaseStart = performance.now()
@@ -300,6 +320,7 @@ async function main (): Promise<void> {
           clients.push(client)
           return client
         },
+        defer (fn) { deferred.push(fn) },
       }
       const outcome = await withTimeout(phase.run(ctx), phaseTimeoutSec * 1000, `${phase.name} on ${def.name}`)
       if (running.exited) throw new Error(`${def.name} exited during the phase: ${running.stderrTail().slice(-500)}`)
@@ -309,12 +330,14 @@ async function main (): Promise<void> {
     } catch (err) {
       let message = err instanceof Error ? err.message : String(err)
       if (broker?.exited === true) message = `${def.name} exited during the phase (${message}); its last output: ${broker.stderrTail().slice(-1500)}`
+      else if (broker !== undefined && broker.stderrTail().trim() !== '') message = `${message}; the broker's last output: ${broker.stderrTail().slice(-1000)}`
       log(`[${r}/${rounds}] ${phase.name.padEnd(11)} ${def.name.padEnd(11)} FAILED: ${message}`)
       return { ...base, ok: false, kept: true, error: message, seconds: (performance.now() - phaseStart) / 1000, metrics: {}, cpu: null, notes: [] }
     } finally {
       // the broker closes first, so the TIME_WAIT sockets are on its side, not on the source addresses
       await broker?.stop()
       for (const client of clients) client.destroy()
+      for (const fn of deferred) await fn()
       await preparation?.cleanup?.()
       // let the sockets and the kernel settle before the next broker starts
       await sleep(300)
@@ -355,22 +378,26 @@ async function main (): Promise<void> {
   if (write) {
     mkdirSync(join(benchSourceDir, 'results'), { recursive: true })
     writeFileSync(jsonPath, JSON.stringify({ date, command, seconds, machine: machineInfo, brokers: infos, rounds, options, phases: phases.map((p) => ({ name: p.name, title: p.title, metrics: p.metrics })), records, summary, targets, notes }, null, 2) + '\n')
-    writeResultsMarkdown(table)
-    log(`wrote ${relative(repoRoot, jsonPath)} and bench/RESULTS.md`)
+    writeResultsMarkdown(table, section)
+    log(`wrote ${relative(repoRoot, jsonPath)} and bench/RESULTS.md (${section === 'main' ? 'the main block' : `block "${section}"`})`)
   }
 }
 
-const START = '<!-- bench:results:start -->'
-const END = '<!-- bench:results:end -->'
+/** The markers of a generated block of bench/RESULTS.md: `main` is the first one, others carry their name. */
+function markers (section: string): { start: string, end: string } {
+  const name = section === 'main' ? '' : `${section}:`
+  return { start: `<!-- bench:results:${name}start -->`, end: `<!-- bench:results:${name}end -->` }
+}
 
-/** Replaces the generated part of bench/RESULTS.md; notes written around it by hand stay. */
-function writeResultsMarkdown (table: string): void {
+/** Replaces one generated block of bench/RESULTS.md; notes written around it by hand, and the other blocks, stay. */
+function writeResultsMarkdown (table: string, section: string): void {
   const file = join(benchSourceDir, 'RESULTS.md')
-  const generated = `${START}\n${table}\n${END}`
-  let text = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmark results\n\n${START}\n${END}\n`
-  const a = text.indexOf(START)
-  const b = text.indexOf(END)
-  text = a >= 0 && b > a ? text.slice(0, a) + generated + text.slice(b + END.length) : `${text.trimEnd()}\n\n${generated}\n`
+  const { start, end } = markers(section)
+  const generated = `${start}\n${table}\n${end}`
+  let text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmark results\n'
+  const a = text.indexOf(start)
+  const b = text.indexOf(end)
+  text = a >= 0 && b > a ? text.slice(0, a) + generated + text.slice(b + end.length) : `${text.trimEnd()}\n\n${generated}\n`
   writeFileSync(file, text)
 }
 

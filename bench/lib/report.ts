@@ -27,6 +27,8 @@ export interface BrokerInfo {
 export interface CpuSummary {
   readonly broker: number | null
   readonly generator: number | null
+  /** a cluster broker's redis-server */
+  readonly redis: number | null
   readonly other: number | null
   /** rounds flagged saturated / generator-bound */
   readonly saturated: number
@@ -68,6 +70,7 @@ export function summarize (records: readonly RecordLike[]): Summary {
     ;(cpu[phase] ??= {})[broker] = {
       broker: median(shares.map((c) => c.broker)),
       generator: median(shares.map((c) => c.generator)),
+      redis: median(shares.map((c) => c.redis).filter((v): v is number => typeof v === 'number')),
       other: median(shares.map((c) => c.other)),
       saturated: shares.filter((c) => c.saturated).length,
       generatorBound: shares.filter((c) => c.generatorBound).length,
@@ -195,6 +198,79 @@ export function checkTargets (summary: Summary, phases: readonly Phase[]): Targe
       met: held === null ? null : held >= 50_000 ? true : (target !== null && target < 50_000 ? null : false),
     })
   }
+  checks.push(...clusterChecks(summary))
+  return checks
+}
+
+/** The two cluster brokers, compared with the single-node `herald` of the same run. */
+const CLUSTERS = [
+  { name: 'herald-cluster', label: 'cluster' },
+  { name: 'herald-cluster-1', label: 'Redis, 1 node' },
+] as const
+
+/**
+ * Issue 16's figures for cluster mode, as ratios to the single-node Herald
+ * run side by side (never absolute targets): idle connections on N workers
+ * and their RSS, fan-out and fan-in across nodes, the latency the bus adds,
+ * Redis CPU per 1,000 messages. Only when a cluster broker ran.
+ */
+export function clusterChecks (summary: Summary): TargetCheck[] {
+  const m = summary.medians
+  const get = (phase: string, broker: string, key: string): number | null => m[phase]?.[broker]?.[key] ?? null
+  const ran = CLUSTERS.filter((c) => Object.values(m).some((row) => row[c.name] !== undefined))
+  if (ran.length === 0) return []
+  const checks: TargetCheck[] = []
+  const workers = get('scale', 'herald-cluster', 'workers')
+  {
+    const held = get('scale', 'herald-cluster', 'held')
+    const target = get('scale', 'herald-cluster', 'target')
+    if (held !== null) {
+      checks.push({
+        target: `cluster: ${workers ?? 'N'} workers hold ≥ 50,000 idle connections (issue 16)`,
+        measured: `${fmt(held)} of ${fmt(target)} held (K = --scale-connections), ${fmt(get('scale', 'herald-cluster', 'generatorProcesses'))} generator process(es); per worker ${fmt(get('scale', 'herald-cluster', 'perWorkerMin'))}–${fmt(get('scale', 'herald-cluster', 'perWorkerMax'))}`,
+        met: held >= 50_000 ? true : (target !== null && target < 50_000 ? null : false),
+      })
+    }
+  }
+  for (const c of ran) {
+    const rss = get('scale', c.name, 'rssPerConnectionKB')
+    const single = get('scale', 'herald', 'rssPerConnectionKB')
+    if (rss === null) continue
+    const redisRss = get('scale', c.name, 'redisRssPerConnectionKB')
+    checks.push({
+      target: `${c.label}: RSS per idle connection (primary + workers) ≤ 1.2× a single node`,
+      measured: `${fmt(rss, 1)} kB at ${fmt(get('scale', c.name, 'held'))} vs ${fmt(single, 1)} kB at ${fmt(get('scale', 'herald', 'held'))} = ${ratio(rss, single)}; Redis adds ${fmt(redisRss, 1)} kB per connection`,
+      met: single === null ? null : rss <= 1.2 * single,
+    })
+  }
+  for (const phase of ['fanout-qos0', 'fanout-qos1', 'fanin-qos0', 'fanin-qos1']) {
+    const single = get(phase, 'herald', 'deliveredPerSec')
+    const parts = ran.map((c) => {
+      const v = get(phase, c.name, 'deliveredPerSec')
+      return v === null ? null : `${c.label} ${fmt(v)} = ${ratio(v, single)}`
+    }).filter((x): x is string => x !== null)
+    if (parts.length === 0) continue
+    checks.push({ target: `${phase} msgs/s across nodes vs a single node (${fmt(single)})`, measured: parts.join('; '), met: null })
+  }
+  {
+    const p50 = get('latency', 'herald', 'p50Ms')
+    const p99 = get('latency', 'herald', 'p99Ms')
+    const parts = ran.map((c) => {
+      const a = get('latency', c.name, 'p50Ms')
+      const b = get('latency', c.name, 'p99Ms')
+      if (a === null || b === null || p50 === null || p99 === null) return null
+      const cross = get('latency', c.name, 'crossNode')
+      return `${c.label}${cross === 1 ? ' (publisher and subscriber on different workers)' : ''}: p50 ${fmt(a, 3)} ms (+${fmt(a - p50, 3)}), p99 ${fmt(b, 3)} ms (+${fmt(b - p99, 3)})`
+    }).filter((x): x is string => x !== null)
+    if (parts.length > 0) checks.push({ target: `latency the bus adds (QoS 1, vs single node p50 ${fmt(p50, 3)} ms, p99 ${fmt(p99, 3)} ms)`, measured: parts.join('; '), met: null })
+  }
+  for (const c of ran) {
+    const parts = ['fanout-qos0', 'fanout-qos1', 'fanin-qos0', 'fanin-qos1', 'latency'].map((phase) => {
+      const v = get(phase, c.name, 'redisMsPer1k')
+      return v === null ? null : `${phase} ${fmt(v, 2)} ms`
+    }).filter((x): x is string => x !== null)
+    if (parts.length > 0) checks.push({ target: `${c.label}: Redis CPU per 1,000 messages published (a fan-out message to all its subscribers counts once)`, measured: parts.join(', '), met: null })
+  }
   return checks
 }
 
@@ -230,6 +306,7 @@ export function markdown (input: MarkdownInput): string {
   if (has('herald') && has('mosquitto')) header.push('Herald/Mosquitto')
   if (has('herald') && has('herald-bare')) header.push('Herald/Herald bare')
   if (has('herald') && has('herald-b')) header.push('Herald B/Herald')
+  for (const c of CLUSTERS) if (has('herald') && has(c.name)) header.push(`${c.label}/Herald`)
   lines.push(`| ${header.join(' | ')} |`)
   lines.push(`|${header.map((_, i) => i < 2 ? '---' : '--:').join('|')}|`)
   for (const phase of phases) {
@@ -237,20 +314,23 @@ export function markdown (input: MarkdownInput): string {
     if (row === undefined) continue
     for (const spec of phase.metrics) {
       if (spec.headline !== true) continue
+      // figures only some brokers have (Redis CPU): no row when none of this run's brokers has them
+      if (names.every((b) => row[b]?.[spec.key] === null || row[b]?.[spec.key] === undefined)) continue
       const cells = [phase.title, `${spec.label}${spec.unit !== '' && spec.unit !== '/s' ? ` (${spec.unit})` : ''}${spec.better === 'higher' ? ' ↑' : spec.better === 'lower' ? ' ↓' : ''}`]
       for (const b of names) cells.push(fmt(row[b]?.[spec.key], spec.digits ?? 0))
       if (has('herald') && has('aedes')) cells.push(ratio(row['herald']?.[spec.key], row['aedes']?.[spec.key]))
       if (has('herald') && has('mosquitto')) cells.push(ratio(row['herald']?.[spec.key], row['mosquitto']?.[spec.key]))
       if (has('herald') && has('herald-bare')) cells.push(ratio(row['herald']?.[spec.key], row['herald-bare']?.[spec.key]))
       if (has('herald') && has('herald-b')) cells.push(ratio(row['herald-b']?.[spec.key], row['herald']?.[spec.key]))
+      for (const c of CLUSTERS) if (has('herald') && has(c.name)) cells.push(ratio(row[c.name]?.[spec.key], row['herald']?.[spec.key]))
       lines.push(`| ${cells.join(' | ')} |`)
     }
   }
   lines.push('')
-  lines.push('↑ higher is better, ↓ lower is better. Ratios are Herald divided by the reference.')
+  lines.push(`↑ higher is better, ↓ lower is better. Ratios are Herald divided by the reference${CLUSTERS.some((c) => has(c.name)) ? '; the cluster columns are the cluster broker divided by the single-node Herald' : ''}.`)
   lines.push('')
 
-  lines.push('CPU during each phase (median cores over the measured window: broker / load generator; `other` is the rest of the machine).')
+  lines.push('CPU during each phase (median cores over the measured window: broker / load generator; a cluster: its primary and workers, + its redis-server; `other` is the rest of the machine).')
   lines.push('S = generator + broker ≥ 90% of all cores (machine saturated), G = generator ≥ 0.9 core (it may be the limit), N = other processes took ≥ 0.3 core even in the quietest attempt; in n of the rounds.')
   lines.push('')
   lines.push(`| phase | ${brokers.map((b) => b.label).join(' | ')} |`)
@@ -263,7 +343,7 @@ export function markdown (input: MarkdownInput): string {
       const c = row[b]
       if (c === undefined || c.rounds === 0) { cells.push('–'); continue }
       const flags = [c.saturated > 0 ? `S${c.saturated}/${c.rounds}` : '', c.generatorBound > 0 ? `G${c.generatorBound}/${c.rounds}` : '', c.noisy > 0 ? `N${c.noisy}/${c.rounds}` : ''].filter((f) => f !== '').join(' ')
-      cells.push(`${fmt(c.broker, 2)} / ${fmt(c.generator, 2)} (other ${fmt(c.other, 2)})${flags !== '' ? ` **${flags}**` : ''}`)
+      cells.push(`${fmt(c.broker, 2)} / ${fmt(c.generator, 2)}${c.redis !== null ? ` + Redis ${fmt(c.redis, 2)}` : ''} (other ${fmt(c.other, 2)})${flags !== '' ? ` **${flags}**` : ''}`)
     }
     lines.push(`| ${cells.join(' | ')} |`)
   }
@@ -275,7 +355,7 @@ export function markdown (input: MarkdownInput): string {
     lines.push('')
   }
 
-  lines.push('Issue #6 targets on this machine:')
+  lines.push(`Issue #6 targets on this machine${CLUSTERS.some((c) => Object.values(summary.medians).some((row) => row[c.name] !== undefined)) ? ' (rows naming the cluster: issue 16, ratios to the single-node Herald of this run)' : ''}:`)
   lines.push('')
   lines.push('| target | measured | met |')
   lines.push('|---|---|---|')

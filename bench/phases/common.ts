@@ -1,7 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { LeanClient } from '../lib/lean-client.js'
-import type { ClientInit, PhaseContext } from './types.js'
+import type { CpuShare } from '../lib/proc.js'
+import type { ClientInit, MetricSpec, PhaseContext } from './types.js'
 
 /**
  * How long a windowed publisher (fan-out, fan-in) waits for any progress
@@ -94,4 +95,37 @@ export function coalesced (fn: () => void): () => void {
     scheduled = true
     setImmediate(run)
   }
+}
+
+/** The Redis figures of a phase on a cluster broker (rows left empty for the others). */
+export const REDIS_METRICS: readonly MetricSpec[] = [
+  { key: 'redisMsPer1k', label: 'Redis CPU per 1,000 msgs published', unit: 'ms', better: 'lower', digits: 2, headline: true },
+  { key: 'redisMsPer1kDelivered', label: 'Redis CPU per 1,000 deliveries', unit: 'ms', better: 'lower', digits: 2 },
+  { key: 'redisCores', label: 'Redis CPU', unit: 'cores', better: 'lower', digits: 2 },
+]
+
+/**
+ * Redis CPU (from /proc/<redis-server pid>/stat over the phase's window) per
+ * 1,000 messages: milliseconds of redis-server CPU time for every 1,000
+ * messages published (one message to 100 fan-out subscribers counts once),
+ * and for every 1,000 deliveries. Null for brokers without a redis-server.
+ */
+export function redisFigures (cpu: CpuShare, published: number, delivered: number): { redisMsPer1k: number | null, redisMsPer1kDelivered: number | null, redisCores: number | null } {
+  if (cpu.redis === null) return { redisMsPer1k: null, redisMsPer1kDelivered: null, redisCores: null }
+  const ms = cpu.redis * cpu.seconds * 1000
+  return {
+    redisMsPer1k: published > 0 ? ms / (published / 1000) : null,
+    redisMsPer1kDelivered: delivered > 0 ? ms / (delivered / 1000) : null,
+    redisCores: cpu.redis,
+  }
+}
+
+/** On a broker of several workers, how many of these clients each worker holds (the cluster presence), as a note; none otherwise. */
+export async function placementNote (ctx: PhaseContext, what: string, clientIds: readonly string[]): Promise<string[]> {
+  if (ctx.broker.workers < 2 || ctx.broker.nodesOf === undefined) return []
+  const nodes = await ctx.broker.nodesOf(clientIds)
+  const counts = new Map<string, number>()
+  for (const node of nodes) counts.set(node ?? 'unknown', (counts.get(node ?? 'unknown') ?? 0) + 1)
+  const spread = [...counts.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, n]) => n)
+  return [`${what} per worker: ${spread.join(' / ')}${counts.has('unknown') ? ` (${counts.get('unknown') ?? 0} not in the presence)` : ''}`]
 }

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { LeanClient } from '../lib/lean-client.js'
-import { CpuMeter, rssBytes } from '../lib/proc.js'
+import { brokerRssBytes, CpuMeter } from '../lib/proc.js'
 import { Samples } from '../lib/stats.js'
 import type { Phase } from './types.js'
 
@@ -29,14 +29,14 @@ export const connectStorm: Phase = {
     // sign every token before the clock starts: signing is the client's cost, not the broker's
     for (let i = 0; i < n; i++) ctx.broker.credentials(i)
     await sleep(300)
-    const rssBefore = rssBytes(ctx.broker.pid)
+    const rssBefore = brokerRssBytes(ctx.broker)
 
     const clients: LeanClient[] = []
     const latency = new Samples()
     let failed = 0
     let next = 0
     const deadline = performance.now() + 120_000
-    const meter = new CpuMeter(ctx.broker.pid)
+    const meter = new CpuMeter(ctx.broker)
     const t0 = performance.now()
     const worker = async (): Promise<void> => {
       while (next < n && performance.now() < deadline) {
@@ -64,7 +64,7 @@ export const connectStorm: Phase = {
     // let the broker finish what a CONNECT leaves behind (session writes) before reading its RSS
     await sleep(1000)
     const alive = clients.filter((c) => !c.closed).length
-    const rssAfter = rssBytes(ctx.broker.pid)
+    const rssAfter = brokerRssBytes(ctx.broker)
 
     const l = latency.summary()
     const notes: string[] = []

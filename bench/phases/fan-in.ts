@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, readSource, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -19,6 +19,7 @@ export function fanIn (qos: 0 | 1): Phase {
       { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0 },
       { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+      ...REDIS_METRICS,
     ],
     applies: () => true,
     async run (ctx) {
@@ -31,6 +32,10 @@ export function fanIn (qos: 0 | 1): Phase {
       if (subscriber === undefined) throw new Error('no subscriber')
       const publishers = await connectClients(ctx,
         Array.from({ length: p }, (_, i) => ({ clientId: `${ctx.tag}-p${i}`, clean: true, user: i, localAddress: source.of(i) })), 20)
+      const placement = [
+        ...await placementNote(ctx, 'subscriber', [subscriber.options.clientId]),
+        ...await placementNote(ctx, 'publishers', publishers.map((c) => c.options.clientId)),
+      ]
 
       const payloadBytes = Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES)
       const encoders = publishers.map((_, i) => new PublishEncoder(`${base}/${i}`, qos, payloadBytes))
@@ -99,7 +104,7 @@ export function fanIn (qos: 0 | 1): Phase {
         }
         pump()
       }, 100)
-      const meter = new CpuMeter(ctx.broker.pid)
+      const meter = new CpuMeter(ctx.broker)
       const t0 = performance.now()
       pump()
       await waitUntil(() => performance.now() - t0 > o.faninSeconds * 1000, () => delivered, 5000, o.faninSeconds * 1000 + 1000)
@@ -119,9 +124,10 @@ export function fanIn (qos: 0 | 1): Phase {
           duplicated: seen.reduce((a, s) => a + s.duplicates, 0),
           seconds: elapsed,
           stalls,
+          ...redisFigures(cpu, total(sent), unique()),
         },
         cpu,
-        notes: [...(complete ? [] : [`not every message arrived: ${total(sent) - unique()} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],
+        notes: [...placement, ...(complete ? [] : [`not every message arrived: ${total(sent) - unique()} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],
       }
     },
   }

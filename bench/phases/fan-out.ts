@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -20,6 +20,7 @@ export function fanOut (qos: 0 | 1): Phase {
       { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+      ...REDIS_METRICS,
     ],
     applies: () => true,
     async run (ctx) {
@@ -35,6 +36,11 @@ export function fanOut (qos: 0 | 1): Phase {
         20, { filter: () => topic, qos })
       const [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: o.fanoutSubscribers, localAddress: source.of(o.fanoutSubscribers) }], 1)
       if (publisher === undefined) throw new Error('no publisher')
+      // a cluster: subscribers and publisher spread over the workers (node:cluster hands connections out in turn)
+      const placement = [
+        ...await placementNote(ctx, 'subscribers', subscribers.map((s) => s.options.clientId)),
+        ...await placementNote(ctx, 'publisher', [publisher.options.clientId]),
+      ]
 
       const encoder = new PublishEncoder(topic, qos, Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES))
       let sent = 0
@@ -89,7 +95,7 @@ export function fanOut (qos: 0 | 1): Phase {
         }
         pump()
       }, 100)
-      const meter = new CpuMeter(ctx.broker.pid)
+      const meter = new CpuMeter(ctx.broker)
       const t0 = performance.now()
       pump()
       await waitUntil(() => performance.now() - t0 > o.fanoutSeconds * 1000 || sent >= o.maxMessages, () => delivered, 5000, o.fanoutSeconds * 1000 + 1000)
@@ -111,9 +117,10 @@ export function fanOut (qos: 0 | 1): Phase {
           duplicated,
           seconds: elapsed,
           stalls,
+          ...redisFigures(cpu, sent, unique),
         },
         cpu,
-        notes: [...(complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],
+        notes: [...placement, ...(complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],
       }
     },
   }

@@ -68,7 +68,7 @@ export const httpPublish: Phase = {
       req.end(body)
     })
 
-    const meter = new CpuMeter(ctx.broker.pid)
+    const meter = new CpuMeter(ctx.broker)
     const t0 = performance.now()
     const deadline = t0 + o.httpSeconds * 1000
     const worker = async (): Promise<void> => {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSentAt, readSeq, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
 import { Samples } from '../lib/stats.js'
-import { connectClients, SeqSet, waitUntil } from './common.js'
+import { connectClients, REDIS_METRICS, redisFigures, SeqSet, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /** Messages sent before this much time are warm-up and not sampled. */
@@ -11,7 +11,10 @@ const WARMUP_MS = 500
 /**
  * QoS 1 at a fixed rate (default 1,000 msg/s) from one publisher to one
  * persistent subscriber; latency from the publisher's write to the
- * subscriber's read, both in this process, so one clock.
+ * subscriber's read, both in this process, so one clock. On a cluster of
+ * several workers the publisher is connected again until it lands on
+ * another worker than the subscriber: the figure includes the trip over the
+ * bus between nodes.
  */
 export const latency: Phase = {
   name: 'latency',
@@ -22,6 +25,7 @@ export const latency: Phase = {
     { key: 'p99Ms', label: 'p99', unit: 'ms', better: 'lower', digits: 3, headline: true },
     { key: 'maxMs', label: 'max', unit: 'ms', better: 'lower', digits: 2, headline: true },
     { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
+    ...REDIS_METRICS,
   ],
   applies: () => true,
   async run (ctx) {
@@ -29,8 +33,30 @@ export const latency: Phase = {
     const topic = `bench/${ctx.tag}/latency`
     const source = ctx.addresses.take(2)
     const [subscriber] = await connectClients(ctx, [{ clientId: `${ctx.tag}-s`, clean: false, user: 0, localAddress: source.of(0) }], 1, { filter: () => topic, qos: 1 })
-    const [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: 1, localAddress: source.of(1) }], 1)
+    let [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: 1, localAddress: source.of(1) }], 1)
     if (subscriber === undefined || publisher === undefined) throw new Error('no clients')
+    const notes: string[] = []
+    // 1: publisher and subscriber on different workers, 0: on the same one, null: a broker of one process
+    let crossNode: number | null = null
+    if (ctx.broker.workers > 1 && ctx.broker.nodesOf !== undefined) {
+      for (let attempt = 1; ; attempt++) {
+        const [subscriberNode, publisherNode] = await ctx.broker.nodesOf([subscriber.options.clientId, publisher.options.clientId])
+        if (subscriberNode != null && publisherNode != null && subscriberNode !== publisherNode) {
+          crossNode = 1
+          if (attempt > 1) notes.push(`publisher connected ${attempt} times to land on another worker than the subscriber`)
+          break
+        }
+        if (attempt >= 20) {
+          crossNode = 0
+          notes.push('publisher and subscriber on the same worker after 20 connections: the figure is not cross-node')
+          break
+        }
+        publisher.disconnect()
+        ;[publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p${attempt}`, clean: true, user: 1, localAddress: source.of(1) }], 1)
+        if (publisher === undefined) throw new Error('no publisher')
+      }
+    }
+    const sender = publisher
 
     const encoder = new PublishEncoder(topic, 1, Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES))
     const total = Math.min(o.maxMessages, Math.round(o.latencyRate * (o.latencySeconds + WARMUP_MS / 1000)))
@@ -46,9 +72,9 @@ export const latency: Phase = {
       seen.add(seq)
       if (seq >= warmupCount) samples.add(now - readSentAt(payload))
     }
-    publisher.onPuback = () => { acked++ }
+    sender.onPuback = () => { acked++ }
 
-    const meter = new CpuMeter(ctx.broker.pid)
+    const meter = new CpuMeter(ctx.broker)
     const t0 = performance.now()
     await new Promise<void>((resolve) => {
       // a 1 ms timer sends whatever the schedule says is due: one message per tick at 1,000 msg/s
@@ -57,7 +83,7 @@ export const latency: Phase = {
         const due = Math.min(total, Math.floor((now - t0) * o.latencyRate / 1000) + 1)
         if (due > sent) {
           const first = sent
-          publisher.write(encoder.encodeBatch(due - first, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1))
+          sender.write(encoder.encodeBatch(due - first, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1))
           sent = due
         }
         if (sent >= total || now - t0 > (o.latencySeconds * 1000 + WARMUP_MS) * 2) {
@@ -81,9 +107,11 @@ export const latency: Phase = {
         maxMs: s?.max ?? null,
         lost: sent - seen.unique,
         duplicated: seen.duplicates,
+        crossNode,
+        ...redisFigures(cpu, sent, seen.unique),
       },
       cpu,
-      notes: complete ? [] : [`${sent - seen.unique} messages missing, ${sent - acked} PUBACKs missing`],
+      notes: [...notes, ...(complete ? [] : [`${sent - seen.unique} messages missing, ${sent - acked} PUBACKs missing`])],
     }
   },
 }

@@ -82,7 +82,8 @@ export const relay: Phase = {
     { key: 'fcmLost', label: 'FCM lost', unit: '', better: 'lower', digits: 0, headline: true },
     { key: 'fcmDuplicated', label: 'FCM duplicated', unit: '', better: 'lower', digits: 0 },
   ],
-  applies: (broker) => broker.http,
+  // its provider latency comes from /metrics, which one worker of a cluster answers for itself only
+  applies: (broker) => broker.http && broker.workers === 1,
 
   async prepare (options) {
     const dir = await mkdtemp(join(tmpdir(), 'herald-bench-relay-'))
@@ -294,7 +295,7 @@ async function runPart (ctx: PhaseContext, api: Api, rig: Fakes, provider: Provi
   const receivedAtWarm = received
   const acceptedAtWarm = accepted
   const tWarm = performance.now()
-  const meter = new CpuMeter(ctx.broker.pid)
+  const meter = new CpuMeter(ctx.broker)
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - performance.now())))
   const receivedAtEnd = received
   const acceptedAtEnd = accepted
@@ -315,7 +316,12 @@ async function runPart (ctx: PhaseContext, api: Api, rig: Fakes, provider: Provi
   if (refusedPushes > 0) notes.push(`${provider}: ${refusedPushes} pushes not accepted`)
   if (rejected > 0) notes.push(`${provider}: the fake refused ${rejected} requests`)
   if (unknown > 0) notes.push(`${provider}: ${unknown} notifications the bench did not send`)
-  const counter = (scrape: Scrape, metric: string): number => scrape.get(`${metric}{provider="${provider}"}`) ?? 0
+  // the provider's series, whatever other labels it carries (a node on Redis adds node="…")
+  const counter = (scrape: Scrape, metric: string): number => {
+    let sum = 0
+    for (const [key, value] of scrape) if (key.startsWith(`${metric}{`) && key.includes(`provider="${provider}"`)) sum += value
+    return sum
+  }
   const retried = counter(scrape1, 'herald_relay_retried_total') - counter(scrape0, 'herald_relay_retried_total')
   if (retried > 0) notes.push(`${provider}: Herald retried ${retried} sends in the window`)
   const metrics = {

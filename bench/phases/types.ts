@@ -32,6 +32,8 @@ export interface BenchOptions {
   readonly scaleConnections: number
   readonly scaleConcurrency: number
   readonly scaleHoldSeconds: number
+  /** load generator processes of the scale phase: 0 = this process while K fits its open-files limit, else as few children as fit */
+  readonly scaleGenerators: number
   readonly scaleSubscribe: boolean
   readonly keepaliveSec: number
   /** upper bound on messages per publisher in any phase (sizes the duplicate bitmaps) */
@@ -57,6 +59,8 @@ export interface PhaseContext {
   readonly tag: string
   /** A client for this broker with the user's credentials; the runner destroys it once the broker has stopped (phases leave clients open). */
   client (init: ClientInit): LeanClient
+  /** Runs `fn` once the broker has stopped (after the phase, failed or not): what the phase started besides its clients. */
+  defer (fn: () => void | Promise<void>): void
   log (message: string): void
 }
 
