@@ -77,8 +77,13 @@ t.test('Redis paused (SIGSTOP) then resumed: refused at once while it is lost, n
 
   const pausedAt = Date.now()
   process.kill(pid, 'SIGSTOP')
-  // one more QoS 1 while Redis is paused: its PUBACK waits for Redis, and if it comes, the message is owed
-  const during = publisher.publishAsync('users/pat/inbox', 'during', { qos: 1 }).then(() => 'acknowledged', (err: Error) => `failed: ${err.message}`)
+  // One more QoS 1 while Redis is paused: its PUBACK waits for Redis and comes once it resumes, or,
+  // if the pause outlasts the command timeout (5 s), the node closes the connection without one.
+  // Either way it is settled, and if acknowledged, the message is owed.
+  const during = Promise.race([
+    publisher.publishAsync('users/pat/inbox', 'during', { qos: 1 }).then(() => 'acknowledged', (err: Error) => `failed: ${err.message}`),
+    new Promise<string>((resolve) => publisher.once('close', () => resolve('connection closed without PUBACK'))),
+  ])
   const lostAt = await Promise.all(nodes.map(async (node) => await untilReadyz(node, 503, 10_000)))
   for (const [i, node] of nodes.entries()) await refusesEverything(t, node, names[i] as string)
 
@@ -86,20 +91,20 @@ t.test('Redis paused (SIGSTOP) then resumed: refused at once while it is lost, n
   process.kill(pid, 'SIGCONT')
   const backAt = await Promise.all(nodes.map(async (node) => await untilReadyz(node, 200, 10_000)))
   t.comment(`/readyz 503 on every node ${Math.max(...lostAt) - pausedAt} ms after SIGSTOP; 200 again ${Math.max(...backAt) - resumedAt} ms after SIGCONT`)
-  const duringOutcome = await within(10_000, 'the PUBACK of the publish sent while Redis was paused', Promise.race([
-    during,
-    new Promise<string>((resolve) => publisher.once('close', () => resolve('connection closed without PUBACK'))),
-  ]))
-  t.equal(duringOutcome, 'acknowledged', 'the publish sent during a short pause is acknowledged once Redis resumes')
+  const duringOutcome = await within(10_000, 'the publish sent while Redis was paused is settled', during)
+  t.match(duringOutcome, /^(acknowledged|connection closed without PUBACK)$/, `the publish sent during the pause: ${duringOutcome}`)
+  const owed = ['before 1', 'before 2', 'before 3', 'before 4', 'before 5', ...duringOutcome === 'acknowledged' ? ['during'] : []]
 
   for (const [i, node] of nodes.entries()) t.equal(await connackCode(url(node), { clientId: `back-${i}`, password: sign({ sub: 'nina' }) }), 0, `${names[i] ?? ''}: CONNECTs accepted again`)
   // every acknowledged message reaches the device, on another node than the one it subscribed on
   const inbox = await connectInbox(t, url(b), device)
   t.equal(inbox.connack.sessionPresent, true, 'its session is still there')
-  await within(10_000, 'the acknowledged messages', inbox.waitFor(6))
-  t.same(inbox.messages.map(text), ['before 1', 'before 2', 'before 3', 'before 4', 'before 5', 'during'], 'every acknowledged message, in order')
+  await within(10_000, 'the acknowledged messages', inbox.waitFor(owed.length))
+  // a publish whose PUBACK never came may have been stored all the same: it may come, after the others
+  t.same(inbox.messages.map(text).slice(0, owed.length), owed, 'every acknowledged message, in order')
   // and the bus carries messages across nodes again
-  await publisher.publishAsync('users/wes/news', 'after the pause', { qos: 1 })
+  const later = await connect(t, url(a), { clientId: 'svc-later', password: service })
+  await later.publishAsync('users/wes/news', 'after the pause', { qos: 1 })
   await within(5000, 'a message across nodes after the pause', watcher.waitFor(1))
   t.same(watcher.messages.map(text), ['after the pause'])
 })

@@ -45,21 +45,27 @@ export async function startCluster (t: Teardown, options: ClusterOptions): Promi
 }
 
 /** What a node's `/readyz` answers: its status and, when not ready, the error code. */
-export async function readyz (node: ChildBroker): Promise<{ status: number, code: string | undefined }> {
-  const response = await fetch(`http://127.0.0.1:${node.ports.http}/readyz`)
+export async function readyz (node: ChildBroker, signal?: AbortSignal): Promise<{ status: number, code: string | undefined }> {
+  const response = await fetch(`http://127.0.0.1:${node.ports.http}/readyz`, { ...(signal !== undefined && { signal }) })
   const body = await response.json() as { error?: { code?: string } }
   return { status: response.status, code: body.error?.code }
 }
 
 /**
  * Asks `/readyz` of a node until it answers `status` (every 20 ms: nothing
- * announces it), at most `ms`; resolves the time it did (Date.now()).
+ * announces it), at most `ms`; resolves the time it did (Date.now()). A
+ * request not answered within 500 ms counts as not yet (`/readyz` may wait
+ * for a probe write), so the time is when a new request gets the answer.
  */
 export async function untilReadyz (node: ChildBroker, status: 200 | 503, ms: number): Promise<number> {
   const state = { late: false }
   const polling = (async () => {
     while (!state.late) {
-      if ((await readyz(node)).status === status) return Date.now()
+      const answer = await readyz(node, AbortSignal.timeout(500)).catch((err: Error) => {
+        if (err.name === 'TimeoutError') return undefined
+        throw err
+      })
+      if (answer?.status === status) return Date.now()
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     return 0
