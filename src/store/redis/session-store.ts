@@ -274,7 +274,15 @@ export class RedisSessionStore implements SessionStorage {
     return await this.#wills.del(client.brokerId ?? this.#brokerId, client.id)
   }
 
+  /**
+   * The wills of brokers missing from `brokers` (aedes passes those it heard a
+   * heartbeat from lately). When this node is missing from it too, it has
+   * not heard even itself: its bus was away (Redis lost), every node looks
+   * dead from here, and a live client's will would be taken. It takes none
+   * until it hears heartbeats again.
+   */
   streamWill (brokers?: Record<string, number>): NodeJS.ReadableStream {
+    if (brokers !== undefined && this.#broker !== undefined && brokers[this.#broker.id] === undefined) return Readable.from([])
     return this.#wills.stream(brokers)
   }
 
