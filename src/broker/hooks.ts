@@ -163,9 +163,14 @@ function connectionLifecycle (hooks: Hooks): {
 } {
   const { deps, registry, departed } = hooks
   const { logger, limits } = deps
-  /** each connection's name in the cluster's presence records, so its close never removes a newer connection's record */
-  const presenceIds = new WeakMap<Client, string>()
+  /**
+   * This node's connections in the cluster's presence, each with its name
+   * there (so its close never removes a newer connection's record) and its
+   * owner (to write it again when the records were lost).
+   */
+  const inPresence = new Map<Client, { readonly id: string, readonly owner: string }>()
   let connections = 0
+  deps.presence?.onRecordsLost(() => { reassertPresence() })
   const expiries = new Deadlines<Client>(EXPIRY_RESOLUTION_MS, (client) => {
     logger.info({ clientId: client.id }, 'token expired; closing the connection')
     client.close()
@@ -201,10 +206,30 @@ function connectionLifecycle (hooks: Hooks): {
   }
 
   function unregisterInCluster (client: Client): void {
-    const presenceId = presenceIds.get(client)
-    if (presenceId === undefined || deps.presence === undefined) return
-    presenceIds.delete(client)
-    deps.presence.unregister(client.id, presenceId).catch((err: unknown) => logger.warn({ err, clientId: client.id }, 'removing a closed connection from the cluster presence failed; it goes when this node stops'))
+    const record = inPresence.get(client)
+    if (record === undefined || deps.presence === undefined) return
+    inPresence.delete(client)
+    deps.presence.unregister(client.id, record.id).catch((err: unknown) => logger.warn({ err, clientId: client.id }, 'removing a closed connection from the cluster presence failed; it goes when this node stops'))
+  }
+
+  /**
+   * Writes every connection of this node into the presence again: Redis came
+   * back empty, or another node took this one for dead and removed them.
+   * Otherwise the others would count these devices as offline (and the relay
+   * push to them through FCM/APNs) until they reconnect. A client id another
+   * owner took meanwhile is closed here: it is that owner's now.
+   */
+  function reassertPresence (): void {
+    const presence = deps.presence
+    if (presence === undefined || inPresence.size === 0) return
+    logger.info({ connections: inPresence.size }, 'writing this node\'s connections into the cluster presence again')
+    for (const [client, { id, owner }] of inPresence) {
+      presence.register(client.id, owner, id).then((holder) => {
+        if (holder === undefined || client.closed) return
+        logger.info({ clientId: client.id }, 'the client id was taken by another owner while the presence was lost; closing the connection')
+        client.close()
+      }, (err: unknown) => logger.warn({ err, clientId: client.id }, 'writing a connection into the cluster presence again failed'))
+    }
   }
 
   return {
@@ -217,9 +242,9 @@ function connectionLifecycle (hooks: Hooks): {
       slimParser(client)
     },
     async registerInCluster (client, presence, owner) {
-      const presenceId = `${hooks.broker.id}:${++connections}`
-      const holder = await presence.register(client.id, owner, presenceId)
-      if (holder === undefined) presenceIds.set(client, presenceId)
+      const id = `${hooks.broker.id}:${++connections}`
+      const holder = await presence.register(client.id, owner, id)
+      if (holder === undefined) inPresence.set(client, { id, owner })
       return holder
     },
     unregisterInCluster,

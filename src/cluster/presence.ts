@@ -33,6 +33,13 @@ export interface ClusterPresence {
   ownerOf (clientId: string): string | undefined
   /** Connections of `owner` cluster-wide, not counting `clientId` (which a new connection replaces). */
   countForOwner (owner: string, clientId: string): number
+  /**
+   * Calls `handler` when this node's own records may have been lost: Redis
+   * came back (possibly empty: its subscriber reconnected), or another node
+   * removed them as a dead node's (its lease lapsed during an outage). The
+   * handler registers the node's live connections again.
+   */
+  onRecordsLost (handler: () => void): void
   /** Removes a dead node's records (node-lease.ts calls it for every node whose lease expired). */
   removeNode (node: string): Promise<void>
   close (): Promise<void>
@@ -104,12 +111,23 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
     }))
   }
 
+  const lost: Array<() => void> = []
+  const recordsLost = (): void => { for (const handler of lost) handler() }
   const subscriber = conn.subscriber()
-  subscriber.on('message', (_channel: string, message: string) => mirror.apply(message))
-  // (re)subscribed: whatever was published meanwhile is lost, so read the whole hash again
-  subscriber.on('ready', () => { reload().catch(() => {}) })
+  subscriber.on('message', (_channel: string, message: string) => {
+    mirror.apply(message)
+    // another node found this one's lease lapsed and removed its records
+    if (message === `!${node}`) recordsLost()
+  })
+  let subscribed = false
+  // (re)subscribed: whatever was published meanwhile is lost, so read the whole hash again; Redis may have come back empty
+  subscriber.on('ready', () => {
+    if (!subscribed) return
+    reload().then(recordsLost, () => {})
+  })
   await subscriber.subscribe(channel)
   await reload()
+  subscribed = true
 
   return {
     async register (clientId, owner, connection) {
@@ -126,6 +144,7 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
     nodeOf: (clientId) => mirror.get(clientId)?.node,
     ownerOf: (clientId) => mirror.get(clientId)?.owner,
     countForOwner: (owner, clientId) => mirror.countForOwner(owner, clientId),
+    onRecordsLost: (handler) => { lost.push(handler) },
     async removeNode (dead) {
       await client.heraldPresenceRemoveNode('presence', `presence:node:${dead}`, dead, channel)
     },
