@@ -11,6 +11,7 @@ import { openBackend } from './backend/open.js'
 import { clusterNodeId } from './backend/redis.js'
 import { HeraldError } from './errors/index.js'
 import { createTokenVerifier } from './auth/index.js'
+import { watchConnectionEvents } from './broker/connection-events.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
 import { applySessionLimits, type SessionLimits } from './broker/session-limits.js'
 import type { HeraldConfig } from './config/index.js'
@@ -118,6 +119,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         storageWritable: () => backend?.problem() === null ? 1 : 0,
         openFiles: readOpenFiles,
         pendingConnects: () => pending?.size ?? 0,
+        queueTotals: async () => await (backend?.queues.totals() ?? { sessions: 0, messages: 0 }),
+        deadLetters: async () => await (gateway?.deadLetters.count() ?? 0),
       }, { ...(nodeId !== undefined && { node: nodeId }) })
       // every listener's connections within the open-files limit, refusals counted and logged
       budget = new ConnectionBudget({
@@ -146,11 +149,18 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
         observer: {
           messageIn: () => metrics.messagesIn.inc({ transport: 'mqtt' }),
           messageOut: () => metrics.messagesOut.inc(),
-          connectRefused: (code) => metrics.authFailures.inc({ transport: 'mqtt', code }),
+          connectRefused: (code) => {
+            metrics.authFailures.inc({ transport: 'mqtt', code })
+            metrics.mqttConnectsRefused.inc({ reason: code })
+          },
           publishDenied: () => metrics.publishDenied.inc(),
           slowClientDropped: (qos) => metrics.slowClientDropped.inc({ qos: String(qos) }),
           slowClientClosed: (reason) => metrics.slowClientClosed.inc({ reason }),
         },
+      })
+      watchConnectionEvents(broker.aedes, {
+        connected: () => metrics.mqttConnects.inc(),
+        disconnected: (reason) => metrics.mqttDisconnects.inc({ reason }),
       })
       // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects
       sessionLimits = await applySessionLimits({
@@ -186,6 +196,8 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       const publicPorts = (): PublicPorts => ({ mqtt: ports.mqtt, mqtts: ports.mqtts, ws: ports.http, wss: ports.https })
       const ctx: HttpContext = {
         config, version: heraldVersion(), logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
+        storage: backend,
+        ...(nodeId !== undefined && { node: nodeId }),
         ...(backend.rateLimiters !== undefined && { rateLimiters: backend.rateLimiters }),
         readiness: () => ready ? (backend?.problem() ?? budget?.problem() ?? null) : new HeraldError('SERVER_UNAVAILABLE', 'not ready'),
         unavailable,

@@ -5,9 +5,11 @@ import type { RemoteClients } from '../cluster/remote-clients.js'
 import type { HeraldError } from '../errors/index.js'
 import type { AppTopicStore } from '../store/app-topics.js'
 import type { ClientOwnerStore } from '../store/client-owners.js'
+import type { BackupResult } from '../store/backup.js'
 import type { InstallationStore } from '../store/installations.js'
 import type { PrincipalDirectory } from '../store/known-principals.js'
 import type { Database } from '../store/open-store.js'
+import type { QueueInspector } from '../store/queue-inspector.js'
 import type { RateLimiters } from '../store/rate-limiters.js'
 import type { SessionActivityStore } from '../store/session-activity.js'
 import type { SessionStorage } from '../store/session-storage.js'
@@ -38,6 +40,16 @@ export interface StorageBackend {
   readonly sessionActivity: SessionActivityStore
   /** Why writes cannot be made now (full disk, Redis unreachable); null when they can. */
   problem (): HeraldError | null
+  /** Makes a write now (at most once a second: store/write-probe.ts); rejects with why the store cannot take it (`/readyz`). */
+  probeWrite (): Promise<void>
+  /** The persistent sessions' queues, read-only (the admin API, metrics). */
+  readonly queues: QueueInspector
+  /**
+   * An online backup of the whole store into a new directory on this
+   * machine (store/backup.ts); absent in a cluster, whose Redis is backed up
+   * with Redis' own tools.
+   */
+  readonly backup?: (dir: string) => Promise<BackupResult>
   /** Once the broker has closed and every store is idle: flushes and closes. */
   close (): Promise<void>
 }

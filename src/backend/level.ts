@@ -2,14 +2,17 @@ import type { Logger } from 'pino'
 import { openBucketStore } from '../buckets/level-store.js'
 import type { HeraldConfig } from '../config/index.js'
 import { openAppTopicStore } from '../store/app-topics.js'
+import { backupStore } from '../store/backup.js'
 import { openClientOwnerStore } from '../store/client-owners.js'
 import { openInstallationStore } from '../store/installations.js'
 import { openPrincipalDirectory } from '../store/known-principals.js'
 import { openDatabase } from '../store/open-store.js'
+import { levelQueueInspector } from '../store/queue-inspector.js'
 import { createRelayOutbox } from '../store/relay-outbox.js'
 import { levelSessionActivity } from '../store/session-activity.js'
 import { createSessionPolicy, SessionStore } from '../store/session-store.js'
 import { guardStorage } from '../store/storage-guard.js'
+import { writeProbe } from '../store/write-probe.js'
 import type { BackendOptions, StorageBackend } from './backend.js'
 
 /** One process on the embedded LevelDB in `dataDir` (or in memory: `storage.engine`). */
@@ -25,6 +28,8 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
     ackWaitMs: config.storage.ackWaitMs,
     onWriteBehindError: (err) => logger.error({ err }, 'writing an in-flight or acknowledged QoS 1 message to the session store failed'),
   })
+  // the probe key is the one a healed store proves it writes with (storage-guard.ts): it stays absent
+  const probeWrite = writeProbe(async () => { await db.del('herald:storage-probe') })
   const principals = await openPrincipalDirectory(db, logger)
   const buckets = await openBucketStore(db, config.buckets)
   return {
@@ -38,6 +43,9 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
     relayOutbox: createRelayOutbox(db),
     sessionActivity: levelSessionActivity(db),
     problem: () => guard.problem(),
+    probeWrite,
+    queues: levelQueueInspector(db.sublevel<string, Buffer>('sessions', { valueEncoding: 'buffer' })),
+    backup: async (dir) => await backupStore({ db, dataDir: config.dataDir, flush: async () => await sessions.flush() }, dir),
     async close () {
       await buckets.stop()
       await principals.idle()

@@ -12,11 +12,13 @@ import { openRedisClientOwnerStore } from '../store/redis/client-owners.js'
 import { openRedisConnection } from '../store/redis/connection.js'
 import { openRedisInstallationStore } from '../store/redis/installations.js'
 import { openRedisPrincipalDirectory } from '../store/redis/known-principals.js'
+import { redisQueueInspector } from '../store/redis/queue-inspector.js'
 import { redisRateLimiters } from '../store/redis/rate-limiters.js'
 import { openRedisRelayStore } from '../store/redis/relay-outbox.js'
 import { redisSessionActivity } from '../store/redis/session-activity.js'
 import { RedisSessionStore } from '../store/redis/session-store.js'
 import { createSessionPolicy } from '../store/session-policy.js'
+import { writeProbe } from '../store/write-probe.js'
 import type { StorageBackend } from './backend.js'
 import { watchRedis } from './redis-health.js'
 
@@ -76,6 +78,9 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     mq: bus.mq,
     cluster: { nodeId, presence, remote },
     rateLimiters: redisRateLimiters(conn),
+    // expires by itself: nothing of it stays once the node has gone
+    probeWrite: writeProbe(async () => { await conn.client.set(`probe:${nodeId}`, '1', 'PX', 10_000) }),
+    queues: redisQueueInspector(conn),
     problem () {
       const lost = health.problem()
       if (lost !== null) return new HeraldError('STORE_UNREACHABLE', `Redis (cluster.redis.url) is lost: ${lost}`)

@@ -71,10 +71,20 @@ export function clientSubscriptions (client: Client): Record<string, { qos: numb
 export interface ClosingConnection { client?: Client, errored?: Error | null }
 
 /** A connection stream that knows its peer (transport/guarded-stream.ts). */
-interface Addressed { remoteAddress?: string | undefined }
+interface Addressed { remoteAddress?: string | undefined, transport?: string }
 
 export function remoteAddress (client: Client): string | undefined {
   return (client.conn as Addressed).remoteAddress
+}
+
+/** `tcp`, `tls` or `websocket` (transport/guarded-stream.ts); undefined for a stream Herald did not wrap (tests). */
+export function transportOf (client: Client): string | undefined {
+  return (client.conn as Addressed).transport
+}
+
+/** Whether the client ended its connection with a DISCONNECT packet (lib/handlers/index.js sets `_disconnected`). */
+export function sentDisconnect (client: Client): boolean {
+  return (client as unknown as { _disconnected?: boolean })._disconnected === true
 }
 
 /** aedes' per-connection delivery functions (lib/client.js `deliver0`, `deliverQoS`). */

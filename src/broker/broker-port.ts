@@ -1,9 +1,10 @@
 import type { Aedes, Client } from 'aedes'
-import { newPacket, publishToClient, unsubscribeClient } from './aedes-internals.js'
+import { newPacket, publishToClient, remoteAddress, transportOf, unsubscribeClient } from './aedes-internals.js'
+import { userOwnerKey } from '../auth/index.js'
 import type { RoutedMessage } from './routed-message.js'
 import type { ClusterPresence } from '../cluster/presence.js'
 import type { RemoteClients, RemoteOp } from '../cluster/remote-clients.js'
-import type { SessionStorage } from '../store/session-storage.js'
+import type { SessionState, SessionStorage } from '../store/session-storage.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
 /** A message the server side (HTTP API, plugins) sends into the broker. */
@@ -28,6 +29,21 @@ export interface SubscriptionInfo {
   readonly qos: number
 }
 
+/** An open MQTT connection, as the admin API lists it. */
+export interface ConnectedClient {
+  readonly clientId: string
+  /** The user id of its token; null for an anonymous connection. */
+  readonly user: string | null
+  /** The cluster node holding the connection; null on a single node. */
+  readonly node: string | null
+  /** When it connected (ms since the epoch); null for a connection another node holds. */
+  readonly connectedAt: number | null
+  /** The peer's address; null for a connection another node holds. */
+  readonly address: string | null
+  /** `tcp`, `tls` or `websocket`; null for a connection another node holds. */
+  readonly transport: string | null
+}
+
 /**
  * What the rest of Herald may ask of the broker, without touching aedes:
  * callers check the ACL first; these operations do not.
@@ -50,10 +66,22 @@ export interface BrokerPort {
   subscribe (clientId: string, topic: string, qos: 0 | 1): Promise<void>
   unsubscribe (clientId: string, topic: string): Promise<void>
   subscriptions (clientId: string): Promise<SubscriptionInfo[]>
+  /** What is stored for a client id: subscriptions, a will, possibly queued messages. */
+  sessionState (clientId: string): Promise<SessionState>
   /** Closes a live connection with this client id (on any node) and removes its stored session. */
   deleteSession (clientId: string): Promise<void>
+  /**
+   * Closes the client id's live connection (on any node) and keeps its stored
+   * session; its will is published, as for any connection that ends without
+   * DISCONNECT. Resolves false when no node holds a connection of it.
+   */
+  disconnect (clientId: string): Promise<boolean>
   /** Whether the client id has an open connection: to any node of a cluster. */
   isConnected (clientId: string): boolean
+  /** The open connections, of every node of a cluster; those of `user` only when given. */
+  connectedClients (filter?: { readonly user?: string }): ConnectedClient[]
+  /** The client id's open connection, on any node; undefined when none. */
+  connectedClient (clientId: string): ConnectedClient | undefined
   /** Client ids whose persistent sessions hold a QoS>0 subscription matching `topic`. */
   persistentSubscribers (topic: string): Promise<string[]>
 }
@@ -62,6 +90,11 @@ export interface BrokerPort {
 export interface BrokerCluster {
   readonly presence: ClusterPresence
   readonly remote?: RemoteClients
+}
+
+/** The user id of an owner key (auth/principal.ts ownerKey); null for anonymous connections. */
+function userOfOwner (owner: string): string | null {
+  return owner.startsWith('user:') ? owner.slice('user:'.length) : null
 }
 
 /** How many nodes one operation follows a connection through when it moves while asked (takeover). */
@@ -82,8 +115,30 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
       case 'deliverTo': return await publishToClient(client, newPacket(aedes, args))
       case 'subscribe': return await new Promise<void>((resolve, reject) => client.subscribe({ topic: args.topic, qos: args.qos }, (err) => err ? reject(err) : resolve()))
       case 'unsubscribe': return await unsubscribeClient(client, args.topic)
-      case 'deleteSession': return await new Promise<void>((resolve) => client.close(() => resolve()))
+      case 'deleteSession':
+      case 'disconnect': return await new Promise<void>((resolve) => client.close(() => resolve()))
     }
+  }
+
+  /** A connection of this node as the admin API shows it; `node` is this node's id in a cluster. */
+  const describe = (client: Client, owner: string): ConnectedClient => {
+    const since = registry.connectedAt(client)
+    return {
+      clientId: client.id,
+      user: userOfOwner(owner),
+      node: remote?.node ?? null,
+      connectedAt: since ?? null,
+      address: remoteAddress(client) ?? null,
+      transport: transportOf(client) ?? null,
+    }
+  }
+
+  /** One entry of the cluster's presence: a connection here is described in full, another node's by what the presence knows. */
+  const describeEntry = (entry: { clientId: string, node: string, owner: string }): ConnectedClient => {
+    const client = live(entry.clientId)
+    const session = client === undefined ? undefined : registry.get(client)
+    if (client !== undefined && session !== undefined) return describe(client, session.owner)
+    return { clientId: entry.clientId, user: userOfOwner(entry.owner), node: entry.node, connectedAt: null, address: null, transport: null }
   }
 
   /**
@@ -165,12 +220,36 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
       return stored.map(({ topic, qos }) => ({ topic, qos }))
     },
 
+    sessionState: async (clientId) => await sessions.sessionState(clientId),
+
     async deleteSession (clientId) {
       await onConnection(clientId, { op: 'deleteSession', args: {} })
       await sessions.deleteSession(clientId)
     },
 
+    async disconnect (clientId) {
+      return await onConnection(clientId, { op: 'disconnect', args: {} })
+    },
+
     isConnected: (clientId) => live(clientId) !== undefined || presence?.isConnected(clientId) === true,
+
+    connectedClients (filter = {}) {
+      const owner = filter.user === undefined ? undefined : userOwnerKey(filter.user)
+      // in a cluster the presence knows every node's connections; alone, the registry is all there is
+      if (presence !== undefined) return presence.list(owner).map(describeEntry)
+      const found: ConnectedClient[] = []
+      for (const [client, session] of registry.connections(owner)) if (!client.closed) found.push(describe(client, session.owner))
+      return found
+    },
+
+    connectedClient (clientId) {
+      const client = live(clientId)
+      const session = client === undefined ? undefined : registry.get(client)
+      if (client !== undefined && session !== undefined) return describe(client, session.owner)
+      const node = presence?.nodeOf(clientId)
+      const owner = presence?.ownerOf(clientId)
+      return node === undefined || owner === undefined ? undefined : describeEntry({ clientId, node, owner })
+    },
 
     async persistentSubscribers (topic) {
       const subs = await sessions.subscriptionsByTopic(topic)

@@ -24,6 +24,8 @@ export interface RegistryListener {
  */
 export class ConnectionRegistry<C extends object> {
   readonly #sessions = new WeakMap<C, Session>()
+  /** when each connection joined, ms since the epoch (the admin API shows it) */
+  readonly #since = new WeakMap<C, number>()
   readonly #latestById = new Map<string, C>()
   readonly #byOwner = new Multimap<string, C>()
   #size = 0
@@ -62,9 +64,24 @@ export class ConnectionRegistry<C extends object> {
     return this.#size
   }
 
+  /** When the connection was added (authenticated), ms since the epoch. */
+  connectedAt (connection: C): number | undefined {
+    return this.#since.get(connection)
+  }
+
+  /** The newest open connection of each client id (of `owner` only, when given), with its session. */
+  * connections (owner?: string): IterableIterator<[C, Session]> {
+    const candidates = owner === undefined ? this.#latestById.values() : this.#byOwner.get(owner)
+    for (const connection of candidates) {
+      const session = this.#sessions.get(connection)
+      if (session !== undefined && this.#latestById.get(session.clientId) === connection) yield [connection, session]
+    }
+  }
+
   add (connection: C, session: Session): void {
     this.remove(connection)
     this.#sessions.set(connection, session)
+    this.#since.set(connection, Date.now())
     this.#latestById.set(session.clientId, connection)
     this.#byOwner.add(session.owner, connection)
     this.#size++

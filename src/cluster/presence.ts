@@ -31,6 +31,8 @@ export interface ClusterPresence {
   /** The node holding the client id's connection, as far as this node's mirror knows. */
   nodeOf (clientId: string): string | undefined
   ownerOf (clientId: string): string | undefined
+  /** Every connection cluster-wide as this node's mirror knows it; only those of `owner` when given (the admin API). */
+  list (owner?: string): PresenceEntry[]
   /** Connections of `owner` cluster-wide, not counting `clientId` (which a new connection replaces). */
   countForOwner (owner: string, clientId: string): number
   /**
@@ -46,6 +48,9 @@ export interface ClusterPresence {
 }
 
 interface Entry { readonly node: string, readonly owner: string, readonly connection: string }
+
+/** One connection of the cluster: its client id, the node holding it, and its owner key (auth/principal.ts ownerKey). */
+export interface PresenceEntry { readonly clientId: string, readonly node: string, readonly owner: string }
 
 const SEP = '\t'
 
@@ -143,6 +148,7 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
     isConnected: (clientId) => mirror.get(clientId) !== undefined,
     nodeOf: (clientId) => mirror.get(clientId)?.node,
     ownerOf: (clientId) => mirror.get(clientId)?.owner,
+    list: (owner) => mirror.list(owner),
     countForOwner: (owner, clientId) => mirror.countForOwner(owner, clientId),
     onRecordsLost: (handler) => { lost.push(handler) },
     async removeNode (dead) {
@@ -167,6 +173,16 @@ class PresenceMirror {
 
   get (clientId: string): Entry | undefined {
     return this.#entries.get(clientId)
+  }
+
+  list (owner?: string): PresenceEntry[] {
+    const ids = owner === undefined ? this.#entries.keys() : this.#byOwner.get(owner) ?? []
+    const found: PresenceEntry[] = []
+    for (const clientId of ids) {
+      const entry = this.#entries.get(clientId)
+      if (entry !== undefined) found.push({ clientId, node: entry.node, owner: entry.owner })
+    }
+    return found
   }
 
   countForOwner (owner: string, clientId: string): number {

@@ -5,7 +5,7 @@ import type { RedisConnection } from '../store/redis/connection.js'
 
 /**
  * What the HTTP API asks of one client id's live connection (BrokerPort's
- * deliverTo, subscribe, unsubscribe, deleteSession) when that connection is
+ * deliverTo, subscribe, unsubscribe, deleteSession, disconnect) when that connection is
  * on another node of the cluster: the node holding it performs the operation,
  * through the same code as a call made on that node.
  *
@@ -29,6 +29,7 @@ export type RemoteOp =
   | { readonly op: 'subscribe', readonly args: { readonly topic: string, readonly qos: 0 | 1 } }
   | { readonly op: 'unsubscribe', readonly args: { readonly topic: string } }
   | { readonly op: 'deleteSession', readonly args: Record<string, never> }
+  | { readonly op: 'disconnect', readonly args: Record<string, never> }
 
 /** Performs `op` on this node's live connection of `clientId`: true when done, false when there is none. */
 export type RemoteOpHandler = (clientId: string, op: RemoteOp) => Promise<boolean>
@@ -191,7 +192,8 @@ function validArgs (op: string, value: unknown): boolean {
     case 'deliverTo': return typeof args.topic === 'string' && Buffer.isBuffer(args.payload) && qos && typeof args.retain === 'boolean'
     case 'subscribe': return typeof args.topic === 'string' && qos
     case 'unsubscribe': return typeof args.topic === 'string'
-    case 'deleteSession': return true
+    case 'deleteSession':
+    case 'disconnect': return true
     default: return false
   }
 }

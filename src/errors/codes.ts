@@ -53,6 +53,8 @@ export const errorCodes = {
   // cluster mode: refused at once, before anything waits for Redis; over as soon as Redis answers again
   STORE_UNREACHABLE: { status: 503, connack: Connack.serverUnavailable, message: 'this node cannot reach the store the cluster shares (Redis); retry later' },
   STORAGE_FULL: { status: 503, connack: Connack.serverUnavailable, message: 'the disk is full: the broker cannot store anything until space is freed; retry later' },
+  // 501: this deployment cannot do it at all (a LevelDB backup of a cluster, whose store is Redis); retrying does not help
+  NOT_SUPPORTED: { status: 501, connack: Connack.serverUnavailable, message: 'this server\'s configuration does not support the operation' },
   CONFIG_INVALID: { status: 500, connack: Connack.serverUnavailable, message: 'the configuration is not valid' },
 } as const satisfies Record<string, ErrorSpec>
 

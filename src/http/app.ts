@@ -9,6 +9,7 @@ import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.j
 import type { HttpContext } from './context.js'
 import { ErrorBody, sendError, toHeraldError } from './errors.js'
 import { rateLimitStore } from './rate-limit-store.js'
+import { registerAdminRoutes } from './routes/admin.js'
 import { registerBucketRoutes } from './routes/buckets.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { registerInstallationRoutes } from './routes/installations.js'
@@ -73,7 +74,10 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   })
   app.setNotFoundHandler(async () => { throw new HeraldError('NOT_FOUND', 'no such route') })
   app.addHook('onResponse', async (request, reply) => {
-    ctx.metrics.httpRequests.inc({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) })
+    // the route pattern, never the raw URL: one series per route, whatever ids are in the path
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }
+    ctx.metrics.httpRequests.inc(labels)
+    ctx.metrics.httpRequestDuration.observe(labels, reply.elapsedTime / 1000)
   })
 
   await app.register(swagger, {
@@ -130,6 +134,7 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     registerSubscriptionRoutes(api, ctx)
     registerTopicRoutes(api, ctx)
     registerBucketRoutes(api, ctx)
+    registerAdminRoutes(api, ctx)
   }, { prefix: '/v1' })
   return app
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
 import type { TokenVerifier } from '../auth/index.js'
+import type { StorageBackend } from '../backend/backend.js'
 import type { BrokerPort } from '../broker/broker-port.js'
 import type { HeraldConfig } from '../config/index.js'
 import type { HeraldError } from '../errors/index.js'
@@ -38,6 +39,10 @@ export interface HttpContext {
   readonly clientIds: ClientOwnerStore
   readonly metrics: Metrics
   readonly relay: RelayGateway
+  /** The store's queues, online backup (absent in a cluster) and write probe (`/readyz`), for operators. */
+  readonly storage: Pick<StorageBackend, 'queues' | 'backup' | 'probeWrite'>
+  /** This node's id in a cluster; undefined for a single node. */
+  readonly node?: string
   /** Where http.rateLimit and http.authFailureLimit count: the cluster's Redis; undefined: this process's memory. */
   readonly rateLimiters?: RateLimiters
   /** Why the server should get no traffic now (starting, stopping, the store cannot write), or null: `/readyz`. */

@@ -7,6 +7,14 @@ export interface Metrics {
   readonly messagesIn: Counter<'transport'>
   readonly messagesOut: Counter
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  /** Seconds from a request's arrival to its answer, by route pattern (fastify's routeOptions.url, never the raw URL). */
+  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>
+  /** MQTT connections authenticated and admitted. */
+  readonly mqttConnects: Counter
+  /** MQTT connections ended after they were admitted, by reason (connection-events.ts). */
+  readonly mqttDisconnects: Counter<'reason'>
+  /** MQTT CONNECTs refused, by reason: the error code (README "Error codes"; the CONNACK follows from it). */
+  readonly mqttConnectsRefused: Counter<'reason'>
   /** New HTTP connections closed at once: their address had `http.maxConnectionsPerIp` open. */
   readonly httpConnectionsRefused: Counter
   /** HTTP connections closed because a request's headers or body took longer than its timeout. */
@@ -26,6 +34,17 @@ export interface Metrics {
   /** Persistent sessions deleted past `limits.sessionExpirySec` (`session`), or an installation's queue (`queue`). */
   readonly sessionsExpired: Counter<'kind'>
   readonly relay: RelayObserver
+  /** This node's counters the admin overview shows, as /metrics would (messages, relay outcomes by provider). */
+  counters (): Promise<NodeCounters>
+}
+
+export interface NodeCounters {
+  readonly messagesIn: number
+  readonly messagesOut: number
+  /** notifications providers accepted, by provider */
+  readonly relaySent: Record<string, number>
+  /** relay jobs given up (dropped or dead-lettered), by provider */
+  readonly relayFailed: Record<string, number>
 }
 
 /** Values read at scrape time. */
@@ -38,6 +57,10 @@ export interface Gauges {
   openFiles (): { readonly limit: number | null, readonly open: number | null }
   /** MQTT connections whose CONNECT has not fully arrived yet */
   pendingConnects (): number
+  /** persistent sessions with queued messages and the messages (store/queue-inspector.ts: counted at most every 15 s) */
+  queueTotals (): Promise<{ readonly sessions: number, readonly messages: number }>
+  /** relay dead letters stored */
+  deadLetters (): Promise<number>
 }
 
 /** `node`: every series carries this node's id (cluster mode: one scrape target per node or worker). */
@@ -67,6 +90,31 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
     },
   })
 
+  // read from the store at scrape time; a failed read (Redis away) keeps the last value rather than failing the scrape
+  const queued = { sessions: 0, messages: 0 }
+  const readQueues = async (): Promise<void> => {
+    try {
+      Object.assign(queued, await gauges.queueTotals())
+    } catch {}
+  }
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_session_queued_sessions', help: 'Persistent sessions with queued QoS 1/2 messages (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.sessions) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_session_queued_messages', help: 'QoS 1/2 messages queued for persistent sessions and not acknowledged, every session\'s (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.messages) } })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'herald_relay_dead_letters',
+    help: 'Relay jobs that ran out of attempts and are kept for inspection, replay or purge (cluster: every node reports the whole cluster)',
+    registers,
+    async collect () {
+      try {
+        this.set(await gauges.deadLetters())
+      } catch {}
+    },
+  })
+
+  const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers })
+  const messagesOut = new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers })
   const sent = new Counter({ name: 'herald_relay_sent_total', help: 'Notifications accepted by a provider', labelNames: ['provider'], registers })
   const retried = new Counter({ name: 'herald_relay_retried_total', help: 'Relay attempts that failed transiently and were scheduled again', labelNames: ['provider'], registers })
   const pruned = new Counter({ name: 'herald_relay_pruned_total', help: 'Push tokens removed after a provider rejected them', labelNames: ['provider'], registers })
@@ -76,9 +124,24 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
 
   return {
     registry,
-    messagesIn: new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers }),
-    messagesOut: new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers }),
+    messagesIn,
+    messagesOut,
     httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
+    httpRequestDuration: new Histogram({
+      name: 'herald_http_request_duration_seconds',
+      help: 'Time from an HTTP request\'s arrival to its answer, by method, route pattern (e.g. /v1/installations/:id; "unmatched" for no route) and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    mqttConnects: new Counter({ name: 'herald_mqtt_connects_total', help: 'MQTT connections authenticated and admitted', registers }),
+    mqttDisconnects: new Counter({
+      name: 'herald_mqtt_disconnects_total',
+      help: 'Admitted MQTT connections that ended, by reason: disconnect (the client sent DISCONNECT), keepalive (no packet within 1.5 keepalive periods), error (protocol or socket error), closed (the socket closed without DISCONNECT, or the server closed it: takeover, token expiry, slow client, an admin, shutdown)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    mqttConnectsRefused: new Counter({ name: 'herald_mqtt_connects_refused_total', help: 'MQTT CONNECTs refused, by reason: the error code (TOKEN_INVALID, CLIENT_ID_TAKEN, TOO_MANY_CONNECTIONS, RATE_LIMITED, …; README "Error codes")', labelNames: ['reason'], registers }),
     httpConnectionsRefused: new Counter({ name: 'herald_http_connections_refused_total', help: 'HTTP connections closed at accept: their IP had http.maxConnectionsPerIp open', registers }),
     httpRequestTimeouts: new Counter({ name: 'herald_http_request_timeouts_total', help: 'HTTP connections closed because a request took longer than http.headersTimeoutMs or http.requestTimeoutMs to arrive', registers }),
     httpAuthRateLimited: new Counter({ name: 'herald_http_auth_rate_limited_total', help: 'HTTP requests answered 429 without verifying their token: their IP exceeded http.authFailureLimit', registers }),
@@ -104,6 +167,25 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
       pruned: (provider) => pruned.inc({ provider }),
       dropped: (provider, reason) => dropped.inc({ provider, reason }),
       deadLettered: (provider) => dead.inc({ provider }),
+    },
+    async counters () {
+      const sum = async (counter: Counter<string>): Promise<number> => (await counter.get()).values.reduce((total, { value }) => total + value, 0)
+      const byProvider = async (...counters: Array<Counter<string>>): Promise<Record<string, number>> => {
+        const totals: Record<string, number> = {}
+        for (const counter of counters) {
+          for (const { labels, value } of (await counter.get()).values) {
+            const provider = String(labels.provider ?? 'none')
+            totals[provider] = (totals[provider] ?? 0) + value
+          }
+        }
+        return totals
+      }
+      return {
+        messagesIn: await sum(messagesIn),
+        messagesOut: await sum(messagesOut),
+        relaySent: await byProvider(sent),
+        relayFailed: await byProvider(dropped, dead),
+      }
     },
   }
 }

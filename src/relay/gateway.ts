@@ -27,6 +27,8 @@ export interface RelayGateway {
   drain (): Promise<void>
   /** Relay jobs this node holds, not settled yet (in a cluster, each node counts its own). */
   readonly depth: number
+  /** Relay jobs stored and not settled yet, every node's together (the admin overview). */
+  outboxCount (): Promise<number>
   /** The jobs that ran out of attempts, for operators (the admin API): every node's. */
   readonly deadLetters: DeadLetters
   close (): Promise<void>
@@ -119,6 +121,7 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
   return {
     get depth () { return relay.depth },
     deadLetters,
+    outboxCount: async () => await store.count(),
     async relayPush (clientIds, content, ttlSec) {
       await relay.routed(clientIds, content, ttlSec)
     },

@@ -1,4 +1,6 @@
+import { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
+import { TLSSocket } from 'node:tls'
 import { FrameLimit, type FrameViolation } from './frame-limit.js'
 
 /**
@@ -37,6 +39,8 @@ const guards = new WeakMap<Duplex, GuardedStream>()
  * piece was the largest single cost in the fan-out profile; over WebSocket it
  * also makes one message of what would have been many.
  */
+export type MqttTransport = 'tcp' | 'tls' | 'websocket'
+
 export class GuardedStream extends Duplex {
   readonly #inner: Duplex
   readonly #limit: FrameLimit
@@ -49,6 +53,8 @@ export class GuardedStream extends Duplex {
   #waiting: (() => void) | undefined
   /** The peer's address, for per-IP limits and logs. */
   readonly remoteAddress: string | undefined
+  /** What the connection came over (the admin API shows it): MQTT over TCP, TLS, or WebSocket (ws or wss). */
+  readonly transport: MqttTransport
   /** Present until the CONNECT has arrived or the connection has closed. */
   #preAuth: PreAuth | undefined
   /** The transport's own step once the CONNECT has arrived (WebSocket: a larger message size). */
@@ -63,6 +69,7 @@ export class GuardedStream extends Duplex {
     this.#inner = inner
     this.#limit = new FrameLimit(maxPacketBytes, preAuth?.maxConnectBytes)
     this.remoteAddress = remoteAddress
+    this.transport = inner instanceof TLSSocket ? 'tls' : inner instanceof Socket ? 'tcp' : 'websocket'
     this.#preAuth = preAuth
     this.#onConnect = onConnect
     // functions shared by every connection rather than closures per connection: an idle

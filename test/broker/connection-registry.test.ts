@@ -56,3 +56,22 @@ t.test('adding the same connection again replaces its session', async (t) => {
   t.equal(registry.countForOwner('user:bob', 'x'), 1)
   t.equal(registry.byClientId('b')?.owner, 'user:bob')
 })
+
+t.test('connections are listed once per client id, the newest, by owner or all, with when each joined', async (t) => {
+  const registry = new ConnectionRegistry<object>()
+  const before = Date.now()
+  const old = {}
+  const fresh = {}
+  const bobs = {}
+  registry.add(old, session('alice-phone', 'user:alice'))
+  registry.add(fresh, session('alice-phone', 'user:alice'))
+  registry.add(bobs, session('bob-1', 'user:bob'))
+  const ids = (owner?: string): string[] => [...registry.connections(owner)].map(([, s]) => s.clientId).sort()
+  t.same(ids(), ['alice-phone', 'bob-1'], 'the connection being taken over is not listed')
+  t.same([...registry.connections('user:alice')].map(([c]) => c), [fresh])
+  t.same(ids('user:carol'), [])
+  t.ok((registry.connectedAt(fresh) ?? 0) >= before)
+  registry.remove(fresh)
+  t.same(ids('user:alice'), [], 'the old connection of a replaced client id is not listed either')
+  t.equal(registry.connectedAt({}), undefined)
+})

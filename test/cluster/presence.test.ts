@@ -46,6 +46,26 @@ t.test('a connection on one node is seen by the other; a takeover by the same ow
   await within(5000, 'a sees it gone', until(() => !a.presence.isConnected('dev1')))
 })
 
+t.test('every node lists the connections of all nodes, by owner or all', async (t) => {
+  const redis = await startRedis(t)
+  const a = await node(t, redis, 'a')
+  const b = await node(t, redis, 'b')
+  await a.presence.register('dev1', 'user:alice', 'a:1')
+  await b.presence.register('dev2', 'user:alice', 'b:1')
+  await b.presence.register('dev3', 'user:bob', 'b:2')
+  const sorted = (list: Array<{ clientId: string }>): Array<{ clientId: string }> => [...list].sort((x, y) => x.clientId < y.clientId ? -1 : 1)
+  await within(5000, 'a sees all three', until(() => a.presence.list().length === 3))
+  t.same(sorted(a.presence.list()), [
+    { clientId: 'dev1', node: 'a', owner: 'user:alice' },
+    { clientId: 'dev2', node: 'b', owner: 'user:alice' },
+    { clientId: 'dev3', node: 'b', owner: 'user:bob' },
+  ])
+  t.same(sorted(a.presence.list('user:alice')).map((e) => e.clientId), ['dev1', 'dev2'])
+  t.same(a.presence.list('user:carol'), [])
+  await b.presence.unregister('dev2', 'b:1')
+  await within(5000, 'a sees dev2 gone', until(() => a.presence.list('user:alice').length === 1))
+})
+
 t.test('two nodes racing for one client id under different owners: exactly one wins', async (t) => {
   const redis = await startRedis(t)
   const a = await node(t, redis, 'a')

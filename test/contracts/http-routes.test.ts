@@ -1,6 +1,9 @@
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import { Ajv } from 'ajv'
+import mqtt from 'mqtt'
 import t from 'tap'
-import { sign } from '../helpers/broker.js'
+import { makeTempDir, sign } from '../helpers/broker.js'
 import { documentedOperations, fillPath, routedOperations, type OpenApiDocument } from '../helpers/openapi.js'
 import { assertError, buildRouteApp, type CallOptions, type RouteApp, type RouteResponse } from '../helpers/route-app.js'
 
@@ -30,7 +33,7 @@ async function openApiDocument (api: RouteApp): Promise<OpenApiDocument> {
 }
 
 /** Parameter values that pass every route's schema, so a request reaches the route's own checks. */
-const sampleParams = { id: 'i-1', name: 'news', bucket: 'notes', uid: 'alice', gid: 'g1', '*': 'users/alice/x' }
+const sampleParams = { id: 'i-1', name: 'news', bucket: 'notes', uid: 'alice', gid: 'g1', '*': 'users/alice/x', clientId: 'c-1' }
 
 t.test('the OpenAPI document lists exactly the routes the server answers', async (t) => {
   const api = await buildRouteApp(t)
@@ -146,6 +149,29 @@ t.test('every operation, called as it should be, answers a documented status wit
     await call('GET', base, bucket, 200, { token: alice })
     await call('DELETE', base, bucket, 204, { token: scope === 'app' ? admin : alice })
   }
+
+  // admin: a device connected to the broker (no listener here: a socket handed to aedes), relay dead letters written as the relay would
+  const server = createServer((socket) => api.broker.aedes.handle(socket))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, { clientId: id, clean: false, username: 'alice', password: alice, reconnectPeriod: 0 })
+  t.teardown(async () => await device.endAsync(true))
+  await call('GET', '/v1/admin/clients', {}, 200, { token: admin })
+  await call('GET', '/v1/admin/clients/{clientId}', { clientId: id }, 200, { token: admin })
+  await call('DELETE', '/v1/admin/clients/{clientId}/connection', { clientId: id }, 204, { token: admin })
+  const content = { kind: 'push' as const, messageId: 'm-1', topic: 'users/alice/inbox', notification: { title: 'hi' }, data: {} }
+  for (const jobId of ['job-1', 'job-2', 'job-3', 'job-4']) {
+    await api.backend.relayOutbox.deadLetter({ id: jobId, installationId: id, content, createdAt: Date.now(), expiresAt: Date.now() + 60_000, attempts: 10, notBefore: 0 }, 'fcm: unavailable')
+  }
+  await call('GET', '/v1/admin/dead-letters', {}, 200, { token: admin })
+  await call('GET', '/v1/admin/dead-letters/{id}', { id: 'job-1' }, 200, { token: admin })
+  await call('POST', '/v1/admin/dead-letters/{id}/replay', { id: 'job-1' }, 202, { token: admin })
+  await call('DELETE', '/v1/admin/dead-letters/{id}', { id: 'job-2' }, 204, { token: admin })
+  await call('POST', '/v1/admin/dead-letters/replay', {}, 202, { token: admin })
+  await api.backend.relayOutbox.deadLetter({ id: 'job-5', installationId: id, content, createdAt: Date.now(), expiresAt: Date.now() + 60_000, attempts: 10, notBefore: 0 }, 'apns: BadDeviceToken')
+  await call('DELETE', '/v1/admin/dead-letters', {}, 200, { token: admin })
+  await call('POST', '/v1/admin/backup', {}, 201, { token: admin, body: { dir: join(await makeTempDir(t), 'backup') } })
+  await call('GET', '/v1/admin/overview', {}, 200, { token: admin })
 
   await call('DELETE', '/v1/installations/{id}', { id }, 204, { token: alice })
 

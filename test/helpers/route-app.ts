@@ -4,7 +4,8 @@ import type { Test } from 'tap'
 import { createAcl } from '../../src/acl/index.js'
 import { createTokenVerifier } from '../../src/auth/index.js'
 import { openBackend } from '../../src/backend/open.js'
-import { createBroker } from '../../src/broker/create-broker.js'
+import type { StorageBackend } from '../../src/backend/backend.js'
+import { createBroker, type Broker } from '../../src/broker/create-broker.js'
 import { errorCodes, type ErrorCode } from '../../src/errors/index.js'
 import { loadConfig, type HeraldConfig } from '../../src/config/index.js'
 import { buildHttpApp } from '../../src/http/app.js'
@@ -24,6 +25,10 @@ export interface RouteApp {
   readonly app: FastifyInstance
   readonly config: HeraldConfig
   readonly ctx: HttpContext
+  /** The aedes broker behind ctx.broker (no listener: a test hands it connections itself). */
+  readonly broker: Broker
+  /** The stores behind the routes, to set up what no route makes (a relay dead letter). */
+  readonly backend: StorageBackend
   call (method: string, url: string, options?: CallOptions): Promise<RouteResponse>
 }
 
@@ -70,11 +75,14 @@ export async function buildRouteApp (t: Teardown, overrides: Record<string, unkn
     storageWritable: () => backend.problem() === null ? 1 : 0,
     openFiles: () => ({ limit: null, open: null }),
     pendingConnects: () => 0,
+    queueTotals: async () => await backend.queues.totals(),
+    deadLetters: async () => await relay.deadLetters.count(),
   })
   await relay.start()
   await buckets.start(broker.port, logger)
   const ctx: HttpContext = {
     config, version: '0.0.0-test', logger, verifier, acl, broker: broker.port, installations, principals, appTopics, buckets, clientIds, metrics, relay,
+    storage: backend,
     readiness: () => backend.problem(),
     ports: () => PORTS,
   }
@@ -91,6 +99,8 @@ export async function buildRouteApp (t: Teardown, overrides: Record<string, unkn
     app,
     config,
     ctx,
+    broker,
+    backend,
     async call (method, url, options = {}) {
       const headers: Record<string, string> = { ...options.headers }
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
