@@ -3,13 +3,14 @@ import { readFileSync } from 'node:fs'
 import type { Server as NetServer } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
-import { pino, type Logger } from 'pino'
+import type { Logger } from 'pino'
 import type { WebSocketServer } from 'ws'
 import { createAcl } from './acl/index.js'
 import type { StorageBackend } from './backend/backend.js'
 import { openBackend } from './backend/open.js'
 import { clusterNodeId } from './backend/redis.js'
 import { HeraldError } from './errors/index.js'
+import { createLogger, enabledProviders, listenerUrls } from './logger.js'
 import { createTokenVerifier } from './auth/index.js'
 import { watchConnectionEvents } from './broker/connection-events.js'
 import { createBroker, type Broker } from './broker/create-broker.js'
@@ -58,7 +59,7 @@ export interface ServerOptions {
 export function buildServer (config: HeraldConfig, options: ServerOptions = {}): HeraldServer {
   // in a cluster, every log line and metric names its node
   const nodeId = config.cluster.redis.url === null ? undefined : clusterNodeId(config, cluster.worker?.id)
-  const logger = options.logger ?? pino({ level: config.log.level, base: { name: 'herald', ...(nodeId !== undefined && { node: nodeId }) } })
+  const logger = options.logger ?? createLogger(config, { name: 'herald', ...(nodeId !== undefined && { node: nodeId }) })
   const host = config.listen.host
   let ready = false
   let backend: StorageBackend | undefined
@@ -224,7 +225,7 @@ export function buildServer (config: HeraldConfig, options: ServerOptions = {}):
       // every listener is bound: what is open now is what Herald needs besides its connections
       budget.start()
       ready = true
-      logger.info({ host, ports, wsPath: config.http.wsPath, ...backend.location }, 'herald listening')
+      logger.info({ host, ports, wsPath: config.http.wsPath, listeners: listenerUrls(host, config.http.wsPath, ports), providers: enabledProviders(config.push), ...backend.location }, 'herald listening')
       return ports
     },
 

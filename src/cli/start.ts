@@ -1,9 +1,11 @@
 import cluster from 'node:cluster'
 import { signToken } from '../auth/index.js'
 import { runPrimary, workerCount } from '../cluster/workers.js'
-import { loadConfig, type HeraldConfig } from '../config/index.js'
+import type { HeraldConfig } from '../config/index.js'
 import { buildServer, type ListeningPorts } from '../server.js'
+import { loadCheckedConfig } from './checked-config.js'
 import { ensureLocalSecret, localKeyOverrides } from './local-secret.js'
+import { describeStartError } from './start-errors.js'
 
 /**
  * `herald start`: load and validate the config, listen, and stop cleanly on
@@ -12,7 +14,7 @@ import { ensureLocalSecret, localKeyOverrides } from './local-secret.js'
  * is one command.
  */
 export async function startCommand (configFile: string | undefined): Promise<number> {
-  let config = loadConfig({ file: configFile })
+  let config = loadCheckedConfig({ file: configFile })
   const localMode = config.auth.jwt.keys.length === 0
   if (localMode && config.cluster.redis.url !== null) {
     // every node must verify every token: a secret generated in one node's data directory cannot be that
@@ -23,9 +25,15 @@ export async function startCommand (configFile: string | undefined): Promise<num
   if (cluster.isPrimary && workers > 1) return await runPrimary({ workers, report: (line) => process.stderr.write(line + '\n') })
   let secretCreated = false
   if (localMode) {
-    const { file, created } = await ensureLocalSecret(config.dataDir)
-    secretCreated = created
-    config = loadConfig({ file: configFile, overrides: localKeyOverrides(file) })
+    let secret: Awaited<ReturnType<typeof ensureLocalSecret>>
+    try {
+      secret = await ensureLocalSecret(config.dataDir)
+    } catch (err) {
+      process.stderr.write(`herald: could not start: ${describeStartError(err, config)}\n`)
+      return 1
+    }
+    secretCreated = secret.created
+    config = loadCheckedConfig({ file: configFile, overrides: localKeyOverrides(secret.file) })
   }
 
   const server = buildServer(config)
@@ -33,8 +41,8 @@ export async function startCommand (configFile: string | undefined): Promise<num
   try {
     ports = await server.start()
   } catch (err) {
-    // one line naming what is wrong (the Redis url, a port in use), not a stack trace
-    process.stderr.write(`herald: could not start: ${(err as Error).message}\n`)
+    // one line naming what is wrong (the Redis url, a port in use and its key), not a stack trace
+    process.stderr.write(`herald: could not start: ${describeStartError(err, config)}\n`)
     await server.stop().catch(() => {})
     return 1
   }

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs'
 import jwt from 'jsonwebtoken'
 import { checkTimeClaims, roles, signToken, type Role } from '../auth/index.js'
-import { loadConfig } from '../config/index.js'
 import { HeraldError } from '../errors/index.js'
+import { loadCheckedConfig } from './checked-config.js'
 import { localKeyOverrides, localSecretFile } from './local-secret.js'
 
 export interface TokenOptions {
@@ -20,14 +20,14 @@ export function tokenCommand (options: TokenOptions): number {
     process.stderr.write(`--role: must be one of ${roles.join(', ')}\n`)
     return 2
   }
-  let config = loadConfig({ file: options.configFile })
+  let config = loadCheckedConfig({ file: options.configFile })
   if (config.auth.jwt.keys.length === 0) {
     const file = localSecretFile(config.dataDir)
     if (!existsSync(file)) {
       process.stderr.write('auth.jwt.keys: no key configured and no local secret yet; run `herald start` once or configure a key\n')
       return 1
     }
-    config = loadConfig({ file: options.configFile, overrides: localKeyOverrides(file) })
+    config = loadCheckedConfig({ file: options.configFile, overrides: localKeyOverrides(file) })
   }
   const keys = config.auth.jwt.keys
   const key = options.kid === undefined ? keys[0] : keys.find((k) => k.kid === options.kid)

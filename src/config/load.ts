@@ -1,6 +1,8 @@
 import { createPrivateKey } from 'node:crypto'
 import { readFileSync, existsSync } from 'node:fs'
 import Value from 'typebox/value'
+import { checkFiles } from './check-files.js'
+import { schemaProblems } from './schema-errors.js'
 import { ConfigSchema, type HeraldConfig } from './schema.js'
 
 /** Thrown with every problem found, each prefixed by the config key it concerns. */
@@ -29,6 +31,7 @@ const envKeys: Record<string, { path: string[], type: 'string' | 'integer' | 'wo
   HERALD_CLUSTER_NODE_TIMEOUT_MS: { path: ['cluster', 'nodeTimeoutMs'], type: 'integer' },
   HERALD_CLUSTER_REQUEST_TIMEOUT_MS: { path: ['cluster', 'requestTimeoutMs'], type: 'integer' },
   HERALD_LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+  HERALD_LOG_FORMAT: { path: ['log', 'format'], type: 'string' },
   HERALD_LISTEN_HOST: { path: ['listen', 'host'], type: 'string' },
   HERALD_MQTT_PORT: { path: ['mqtt', 'port'], type: 'integer' },
   HERALD_MQTT_DENIED_PUBLISH: { path: ['mqtt', 'deniedPublish'], type: 'string' },
@@ -53,9 +56,12 @@ export function loadConfig (options: LoadOptions = {}): HeraldConfig {
   applyEnv(raw, env, problems)
   if (options.overrides) raw = deepMerge(raw, options.overrides)
   if (problems.length > 0) throw new ConfigError(problems)
+  // under systemd (StateDirectory=herald) the service's state directory is the data directory unless one is configured
+  const stateDirectory = env.STATE_DIRECTORY?.split(':')[0]
+  if (raw.dataDir === undefined && stateDirectory !== undefined && stateDirectory !== '') raw.dataDir = stateDirectory
 
   const config = Value.Default(ConfigSchema, structuredClone(raw)) as unknown
-  for (const error of Value.Errors(ConfigSchema, config)) {
+  for (const error of schemaProblems(ConfigSchema, config)) {
     // additionalProperties errors repeat as "schema is false" on the key itself; keep one line per key
     if (error.keyword === 'boolean') continue
     if (error.keyword === 'additionalProperties') {
@@ -138,6 +144,7 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
 
   checkPush(config.push, problems)
   checkCluster(config.cluster, problems)
+  checkPorts(config, problems)
 
   // Node's HTTP server refuses a headers timeout longer than the request timeout
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) problems.push('http.headersTimeoutMs: must not exceed http.requestTimeoutMs')
@@ -146,6 +153,21 @@ function checkSemantics (config: HeraldConfig, problems: string[]): void {
   if ((certFile === null) !== (keyFile === null)) problems.push('tls: certFile and keyFile go together')
   if (certFile !== null && !existsSync(certFile)) problems.push('tls.certFile: file not found')
   if (keyFile !== null && !existsSync(keyFile)) problems.push('tls.keyFile: file not found')
+  // PEM keys and certificates parse as the broker will need them (ACL filters: src/cli/checked-config.ts)
+  checkFiles(config, problems)
+}
+
+/** Two listeners on one port: the second would fail at start with EADDRINUSE. */
+function checkPorts (config: HeraldConfig, problems: string[]): void {
+  const ports: Array<[string, number]> = [['mqtt.port', config.mqtt.port], ['http.port', config.http.port]]
+  if (config.tls.certFile !== null) ports.push(['tls.mqttPort', config.tls.mqttPort], ['tls.httpsPort', config.tls.httpsPort])
+  const seen = new Map<number, string>()
+  for (const [key, port] of ports) {
+    const other = seen.get(port)
+    // 0 picks a free port for each
+    if (port !== 0 && other !== undefined) problems.push(`${key}: port ${port} is already ${other}`)
+    seen.set(port, key)
+  }
 }
 
 function checkCluster (cluster: HeraldConfig['cluster'], problems: string[]): void {

@@ -64,6 +64,10 @@ export const ConfigSchema = Type.Object({
       Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
       Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
     ], { default: 'info' }),
+    format: Type.Union([Type.Literal('auto'), Type.Literal('json'), Type.Literal('pretty')], {
+      default: 'auto',
+      description: '`json`: one pino JSON object per line; `pretty`: pino-pretty\'s coloured lines for a person; `auto`: pretty when stdout is a terminal, JSON otherwise (systemd, containers, pipes)',
+    }),
   }, { additionalProperties: false, default: {} }),
   listen: Type.Object({
     host: Type.String({ minLength: 1, default: '0.0.0.0' }),

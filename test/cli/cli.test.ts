@@ -120,7 +120,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
       const file = await writeJson(t, { mqtt: { port: 1999 }, auth: { jwt: { keys: [{ kid: 'k1', alg: 'HS256', secret: SECRET }] } } })
       const result = await run(t, ['check-config', file])
       t.equal(result.code, 0, result.stderr)
-      t.equal(result.stdout, 'configuration is valid\n')
+      t.equal(result.stdout, `configuration is valid (${file})\n`)
       t.equal(result.stderr, '')
     })
   })

@@ -174,10 +174,9 @@ t.test('values of the wrong type or range are reported with their path', async (
 
 t.test('semantic checks', async (t) => {
   const dir = await makeTempDir(t)
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  await writeFile(cert, 'not really a certificate')
-  await writeFile(key, 'not really a key')
+  // a real pair: the PEM checks (src/config/check-files.ts, test/cli/check-config.test.ts) pass it
+  const cert = fileURLToPath(new URL('../fixtures/tls/cert.pem', import.meta.url))
+  const key = fileURLToPath(new URL('../fixtures/tls/key.pem', import.meta.url))
   const keys = (list: unknown[]): Record<string, unknown> => ({ auth: { jwt: { keys: list } } })
 
   t.same(problemsOf(t, { overrides: keys([{ alg: 'HS256', secret: 'too-short' }]) }), ['auth.jwt.keys[0].secret: must be at least 32 bytes'])
