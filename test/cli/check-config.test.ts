@@ -62,6 +62,14 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
     t.equal(result.stderr, 'herald: invalid configuration: tls.certFile: not a PEM certificate (no -----BEGIN CERTIFICATE----- block)\n')
   })
 
+  t.test('a key file that cannot be read: exit 1, one line naming the key and the reason', async (t) => {
+    // a directory: there, but not readable as a file (as root, permissions cannot make a file unreadable)
+    const dir = await makeTempDir(t, 'herald-not-a-file-')
+    const result = await checkOne(t, { ...hs256, tls: { certFile: dir, keyFile: KEY } })
+    t.equal(result.code, 1)
+    t.equal(result.stderr, `herald: invalid configuration: tls.certFile: cannot read ${dir} (EISDIR)\n`)
+  })
+
   t.test('an invalid ACL filter: exit 1, one line naming the rule and the filter', async (t) => {
     const result = await checkOne(t, { ...hs256, acl: { rules: [{ principal: 'role:device', pub: ['telemetry/%u/#'], sub: ['telemetry/#/bad'] }] } })
     t.equal(result.code, 1)
