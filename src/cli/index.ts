@@ -6,6 +6,8 @@ import { findConfigFile } from './config-file.js'
 import { configOption, formatCommandHelp, formatShortUsage, formatUsage, helpOption, type CommandSpec, type OptionSpec } from './help.js'
 import { startCommand } from './start.js'
 import { tokenCommand } from './token.js'
+import { adminCommands } from './commands/admin.js'
+import { restoreCommand } from './commands/restore.js'
 
 const start: CommandSpec = {
   name: 'start',
@@ -102,7 +104,7 @@ const help: CommandSpec = {
  * CommandSpec added here: its options are what it accepts and what its help
  * shows, and --help/-h come with it.
  */
-const commands: CommandSpec[] = [start, token, checkConfig, version, help]
+const commands: CommandSpec[] = [start, token, checkConfig, ...adminCommands, restoreCommand, version, help]
 
 /** Runs one CLI command and resolves its exit code. */
 export async function runCli (argv: string[]): Promise<number> {
