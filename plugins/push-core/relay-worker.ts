@@ -1,46 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { RelayJob, RelayStore } from './job.js'
-import { retryDelayMs, type RetryPolicy } from './retry-policy.js'
-import type { Delivery, DeliveryResult, DeviceToken, PushProvider, PushSender } from './types.js'
-
-/** What the worker needs to know about installations, at send time (tokens change and get pruned). */
-export interface TokenDirectory {
-  /** The push token of each installation now (null: none), in order: one read for a whole batch. */
-  tokensOf (installationIds: readonly string[]): Promise<ReadonlyArray<DeviceToken | null>>
-  /** Removes `token` from the installation, unless it has been replaced meanwhile. */
-  prune (installationId: string, token: DeviceToken): Promise<void>
-}
-
-/** Counts outcomes (metrics) without the relay knowing about Prometheus. */
-export interface RelayObserver {
-  sent (provider: PushProvider, latencyMs: number): void
-  /** 'none': the failure came before a provider was known (the token lookup). */
-  retried (provider: PushProvider | 'none'): void
-  pruned (provider: PushProvider): void
-  dropped (provider: PushProvider | 'none', why: DropReason): void
-  deadLettered (provider: PushProvider | 'none'): void
-}
-
-/** Why a job was given up, as a small fixed set (a metric label). */
-export type DropReason = 'expired' | 'no-token' | 'disabled' | 'not-configured' | 'rejected'
-
-export interface RelayLogger {
-  info (fields: object, message: string): void
-  warn (fields: object, message: string): void
-}
-
-export interface WorkerOptions {
-  readonly store: RelayStore
-  readonly senders: readonly PushSender[]
-  readonly tokens: TokenDirectory
-  readonly policy: RetryPolicy
-  /** Deliveries in flight at once, all providers together. */
-  readonly concurrency: number
-  readonly maxAttempts: number
-  readonly logger: RelayLogger
-  readonly observer?: RelayObserver
-  readonly now?: () => number
-}
+import type { RelayJob } from './job.js'
+import { retryDelayMs } from './retry-policy.js'
+import { planBatch, sendChunk, type Sendable } from './batch.js'
+import { SettleBatcher } from './settle-batcher.js'
+import { Signal } from './signal.js'
+import type { DeliveryResult, DeviceToken, PushProvider, PushSender } from './types.js'
+import { errorFields, type DropReason, type WorkerOptions } from './worker-ports.js'
 
 /**
  * Sends outbox jobs through the provider senders: many in flight at once,
@@ -60,22 +25,24 @@ export class RelayWorker {
   readonly #timers = new Map<string, NodeJS.Timeout>()
   #inFlight = 0
   #pumpScheduled = false
-  /** ids of settled jobs waiting for the next outbox write, and that write */
-  #settled: string[] = []
-  #deleting: Promise<void> | undefined
   #closed = false
   readonly #stopTaking = new AbortController()
+  readonly #settler: SettleBatcher
   /** the loop that takes jobs from the store, once started */
   #taking: Promise<void> | undefined
-  #roomWaiter: (() => void) | undefined
-  #idleWaiters: Array<() => void> = []
-  #drainWaiters: Array<() => void> = []
-  #changeWaiters: Array<() => void> = []
+  /** a slot freed (or the worker closed), for the take loop */
+  readonly #room = new Signal()
+  readonly #idle = new Signal()
+  /** this worker holds no job any more */
+  readonly #drained = new Signal()
+  /** a job taken or settled */
+  readonly #changes = new Signal()
 
   constructor (options: WorkerOptions) {
     this.#options = options
     this.#now = options.now ?? Date.now
     for (const sender of options.senders) this.#senders.set(sender.provider, sender)
+    this.#settler = new SettleBatcher(options.store, options.logger, this.#stopTaking.signal, () => this.#closed)
     options.store.onLost((ids) => this.#lost(ids))
   }
 
@@ -99,7 +66,7 @@ export class RelayWorker {
   /** Resolves when nothing is ready to send or in flight (jobs waiting for a retry may remain). */
   async idle (): Promise<void> {
     if (this.#isIdle()) return
-    await new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+    await this.#idle.next()
   }
 
   /**
@@ -112,11 +79,11 @@ export class RelayWorker {
     for (;;) {
       if (this.#closed) return
       if (this.#jobs.size > 0) {
-        await new Promise<void>((resolve) => this.#drainWaiters.push(resolve))
+        await this.#drained.next()
         continue
       }
       if (await this.#options.store.count() === 0 && this.#jobs.size === 0) return
-      await this.#nextChange(50)
+      await this.#changes.next(50)
     }
   }
 
@@ -128,7 +95,7 @@ export class RelayWorker {
   async close (): Promise<void> {
     this.#closed = true
     this.#stopTaking.abort()
-    this.#roomWaiter?.()
+    this.#room.notify()
     for (const timer of this.#timers.values()) clearTimeout(timer)
     this.#timers.clear()
     this.#ready.length = 0
@@ -155,8 +122,7 @@ export class RelayWorker {
     while (!this.#closed) {
       const room = concurrency - this.#ready.length - this.#inFlight
       if (room <= 0) {
-        await new Promise<void>((resolve) => { this.#roomWaiter = resolve })
-        this.#roomWaiter = undefined
+        await this.#room.next()
         continue
       }
       let jobs: RelayJob[]
@@ -176,7 +142,7 @@ export class RelayWorker {
         if (!this.#jobs.has(job.id)) this.#schedule(job)
       }
       this.#pump()
-      this.#changed()
+      this.#changes.notify()
     }
   }
 
@@ -198,7 +164,7 @@ export class RelayWorker {
     this.#ready.length = 0
     this.#ready.push(...kept)
     this.#notifyIdle()
-    this.#roomWaiter?.()
+    this.#room.notify()
   }
 
   /** Whether this worker still owns the job (a lost one is neither retried nor dead-lettered here). */
@@ -246,7 +212,7 @@ export class RelayWorker {
         this.#pumpScheduled = false
         this.#pump()
         // room for more: the take loop asks the store once for all the slots freed in this turn
-        this.#roomWaiter?.()
+        this.#room.notify()
       })
     }
     this.#notifyIdle()
@@ -265,39 +231,14 @@ export class RelayWorker {
     try {
       tokens = await this.#options.tokens.tokensOf(batch.map((job) => job.installationId))
     } catch (err) {
-      // A failed read (e.g. the database) is transient for every job of the batch. Only the
-      // error's name and code are logged: a decode error's message can quote a stored record,
-      // push token included.
-      const { name, code } = err instanceof Error ? err as Error & { code?: unknown } : { name: typeof err, code: undefined }
-      this.#options.logger.warn({ error: name, code, jobs: batch.length }, 'relay token lookup failed; rescheduling the jobs')
+      // A failed read (e.g. the database) is transient for every job of the batch.
+      this.#options.logger.warn({ ...errorFields(err), jobs: batch.length }, 'relay token lookup failed; rescheduling the jobs')
       for (const job of batch) unit(1, async () => await this.#retry(job, 'none', 'token lookup failed'))
       await Promise.all(units)
       return
     }
-    const byProvider = new Map<PushProvider, Array<{ job: RelayJob, delivery: Delivery }>>()
-    batch.forEach((job, i) => {
-      const token = tokens[i] ?? null
-      if (this.#now() >= job.expiresAt) {
-        unit(1, async () => await this.#settle(job, 'none', 'expired', 'the message ttl ran out'))
-        return
-      }
-      if (token === null) {
-        unit(1, async () => await this.#settle(job, 'none', 'no-token', 'the installation has no push token'))
-        return
-      }
-      const disabled = token.provider === 'fcm' ? job.content.kind === 'push' && job.content.fcm?.enabled === false : job.content.kind === 'push' && job.content.apns?.enabled === false
-      if (disabled) {
-        unit(1, async () => await this.#settle(job, token.provider, 'disabled', `${token.provider} disabled for this message`))
-        return
-      }
-      if (!this.#senders.has(token.provider)) {
-        unit(1, async () => await this.#settle(job, token.provider, 'not-configured', `push.${token.provider} is not configured`))
-        return
-      }
-      let list = byProvider.get(token.provider)
-      if (list === undefined) byProvider.set(token.provider, list = [])
-      list.push({ job, delivery: { jobId: job.id, token, content: job.content, expiresAt: job.expiresAt } })
-    })
+    const { unsendable, byProvider } = planBatch(batch, tokens, this.#now(), (provider) => this.#senders.has(provider))
+    for (const { job, provider, why, detail } of unsendable) unit(1, async () => await this.#settle(job, provider, why, detail))
     for (const [provider, items] of byProvider) {
       const sender = this.#senders.get(provider) as PushSender
       for (let i = 0; i < items.length; i += sender.maxBatch) {
@@ -308,22 +249,9 @@ export class RelayWorker {
     await Promise.all(units)
   }
 
-  async #send (sender: PushSender, items: Array<{ job: RelayJob, delivery: Delivery }>): Promise<void> {
-    const started = this.#now()
-    let results: DeliveryResult[]
-    try {
-      results = await sender.send(items.map((item) => item.delivery))
-    } catch (err) {
-      // a sender reports failures per delivery; a throw is a bug or an outage of the whole call
-      const reason = err instanceof Error ? err.message : 'send failed'
-      results = items.map((item) => ({ jobId: item.job.id, outcome: 'retry', reason }))
-    }
-    const latency = this.#now() - started
-    const byJob = new Map(results.map((result) => [result.jobId, result]))
-    for (const { job, delivery } of items) {
-      const result = byJob.get(job.id) ?? { jobId: job.id, outcome: 'retry', reason: 'no result from sender' }
-      await this.#handle(job, delivery.token, sender.provider, result, latency)
-    }
+  async #send (sender: PushSender, items: readonly Sendable[]): Promise<void> {
+    const { results, latencyMs } = await sendChunk(sender, items, this.#now)
+    for (const [i, { job, delivery }] of items.entries()) await this.#handle(job, delivery.token, sender.provider, results[i] as DeliveryResult, latencyMs)
   }
 
   async #handle (job: RelayJob, token: DeviceToken, provider: PushProvider, result: DeliveryResult, latencyMs: number): Promise<void> {
@@ -390,60 +318,15 @@ export class RelayWorker {
   }
 
   async #forget (job: RelayJob): Promise<void> {
-    await this.#deleteFromOutbox(job.id)
+    await this.#settler.settle(job.id)
     this.#removed(job)
-  }
-
-  /**
-   * One outbox write for all the jobs settled in the same event-loop turn, not
-   * one per job. A failed write is tried again until it works or the worker
-   * closes: the jobs were sent, and a job left in the outbox is sent again.
-   */
-  async #deleteFromOutbox (id: string): Promise<void> {
-    this.#settled.push(id)
-    this.#deleting ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      const ids = this.#settled
-      this.#settled = []
-      this.#deleting = undefined
-      for (let failures = 0; ; failures++) {
-        try {
-          await this.#options.store.settle(ids)
-          return
-        } catch (err) {
-          if (this.#closed) throw err
-          if (failures === 0) this.#options.logger.warn({ jobs: ids.length, ...errorFields(err) }, 'relay outbox: settled jobs not removed yet; trying again')
-          await sleep(Math.min(100 * 2 ** failures, 5000), undefined, { signal: this.#stopTaking.signal }).catch(() => {})
-        }
-      }
-    })
-    await this.#deleting
   }
 
   #removed (job: RelayJob): void {
     this.#jobs.delete(job.id)
-    this.#changed()
+    this.#changes.notify()
     if (this.#jobs.size > 0) return
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const resolve of waiters) resolve()
-  }
-
-  /** Resolves at the next job taken or settled, or after `ms`. */
-  async #nextChange (ms: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms)
-      function done (): void {
-        clearTimeout(timer)
-        resolve()
-      }
-      this.#changeWaiters.push(done)
-    })
-  }
-
-  #changed (): void {
-    const waiters = this.#changeWaiters
-    this.#changeWaiters = []
-    for (const resolve of waiters) resolve()
+    this.#drained.notify()
   }
 
   #isIdle (): boolean {
@@ -452,13 +335,6 @@ export class RelayWorker {
 
   #notifyIdle (): void {
     if (!this.#isIdle()) return
-    const waiters = this.#idleWaiters
-    this.#idleWaiters = []
-    for (const resolve of waiters) resolve()
+    this.#idle.notify()
   }
-}
-
-/** Only an error's name and code go to the log: a decode error's message can quote a stored record, push token included. */
-function errorFields (err: unknown): { error: string, code: unknown } {
-  return err instanceof Error ? { error: err.name, code: (err as Error & { code?: unknown }).code } : { error: typeof err, code: undefined }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { RelayJob, RelayStore } from './job.js'
-import { RelayWorker, type RelayLogger, type RelayObserver, type TokenDirectory } from './relay-worker.js'
+import { RelayWorker } from './relay-worker.js'
+import type { RelayLogger, RelayObserver, TokenDirectory } from './worker-ports.js'
 import type { PushSender, RelayContent } from './types.js'
 
 /** The narrow view of Herald the relay gets: no aedes, no database. */
