@@ -89,6 +89,7 @@ function commentStart (line: string): number {
 }
 
 /** curl that fails on an unexpected HTTP status (2xx, or EXPECT_STATUS), printing the body either way. */
+/* eslint-disable no-template-curly-in-string -- bash parameter expansions, not JavaScript templates */
 const PRELUDE = [
   'set -euo pipefail',
   'trap \'kill $(jobs -p) 2>/dev/null || true\' EXIT',
@@ -105,6 +106,7 @@ const PRELUDE = [
   '  fi',
   '}',
 ].join('\n')
+/* eslint-enable no-template-curly-in-string */
 
 t.test('the README examples run top to bottom against the quick-start broker', async (t) => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
