@@ -2,6 +2,8 @@ import type { Redis } from 'ioredis'
 import type { DeadLetter, RelayJob, RelayStore } from '../../../plugins/push-core/index.js'
 import type { RedisConnection } from './connection.js'
 import { defineScript, type Script } from './mirror.js'
+import { RedisDeadLetters } from './relay-dead-letters.js'
+import { checkExec, FORGET_CONSUMER_LUA, GROUP, KEYS, REFRESH_LUA, RELEASE_LUA } from './relay-outbox-scripts.js'
 
 export interface RedisRelayStoreOptions {
   /** This node's name in the consumer group (its node id); unique among the live nodes. */
@@ -51,57 +53,8 @@ export async function openRedisRelayStore (conn: RedisConnection, options: Redis
   return store
 }
 
-const KEYS = { stream: 'relay:jobs', state: 'relay:state', dead: 'relay:dead' }
-const GROUP = 'relay'
 /** Entries per script call of the heartbeat and the release at close. */
 const CHUNK = 500
-
-const REFRESH_LUA = `
--- KEYS: stream. ARGV: 1 group, 2 consumer, 3.. entry ids this node holds.
--- Resets the idle time of those still pending for this consumer; returns the others (taken over or gone).
-local mine, lost = {}, {}
-for i = 3, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if p[1] ~= nil and p[1][2] == ARGV[2] then mine[#mine + 1] = ARGV[i] else lost[#lost + 1] = ARGV[i] end
-end
-if #mine > 0 then
-  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
-  for _, id in ipairs(mine) do args[#args + 1] = id end
-  args[#args + 1] = 'JUSTID'
-  redis.call(unpack(args))
-end
-return lost
-`
-
-const RELEASE_LUA = `
--- KEYS: stream. ARGV: 1 group, 2 consumer, 3 idle ms to set, 4 first entry id, 5 count.
--- Marks this consumer's pending entries as idle so that other nodes take them over; returns the last id seen ('' when done).
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[4], '+', tonumber(ARGV[5]), ARGV[2])
-if #p == 0 then return '' end
-local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
-for _, e in ipairs(p) do args[#args + 1] = e[1] end
-args[#args + 1] = 'IDLE'
-args[#args + 1] = ARGV[3]
-args[#args + 1] = 'JUSTID'
-redis.call(unpack(args))
-return p[#p][1]
-`
-
-const REVIVE_LUA = `
--- KEYS: dead hash, stream. ARGV: 1 job id, 2 the dead letter as read, 3 the revived job.
--- Moves the dead letter back into the stream only if it is still the one read: of two replays, one does.
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'job', ARGV[3])
-return 1
-`
-
-const FORGET_CONSUMER_LUA = `
--- KEYS: stream. ARGV: 1 group, 2 consumer. Deletes the consumer only when it holds nothing.
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-return 1
-`
 
 type StreamEntry = [id: string, fields: string[] | null]
 
@@ -117,7 +70,7 @@ class RedisRelayOutbox implements RelayStore {
   readonly #refresh: Script
   readonly #release: Script
   readonly #forgetConsumer: Script
-  readonly #revive: Script
+  readonly #dead: RedisDeadLetters
   /** job id → stream entry id, for every job this node took and has not settled */
   readonly #held = new Map<string, string>()
   readonly #lostListeners: Array<(ids: readonly string[]) => void> = []
@@ -141,7 +94,7 @@ class RedisRelayOutbox implements RelayStore {
     this.#refresh = defineScript(this.#client, 'heraldRelayRefresh', 1, REFRESH_LUA)
     this.#release = defineScript(this.#client, 'heraldRelayRelease', 1, RELEASE_LUA)
     this.#forgetConsumer = defineScript(this.#client, 'heraldRelayForgetConsumer', 1, FORGET_CONSUMER_LUA)
-    this.#revive = defineScript(this.#client, 'heraldRelayRevive', 2, REVIVE_LUA)
+    this.#dead = new RedisDeadLetters(this.#client)
   }
 
   async open (): Promise<void> {
@@ -235,54 +188,17 @@ class RedisRelayOutbox implements RelayStore {
     this.#held.delete(job.id)
   }
 
-  async * deadLetters (): AsyncIterable<DeadLetter> {
-    let cursor = '0'
-    do {
-      const [next, flat] = await this.#client.hscan(KEYS.dead, cursor, 'COUNT', 200)
-      cursor = next
-      for (let i = 1; i < flat.length; i += 2) yield JSON.parse(flat[i] as string) as DeadLetter
-    } while (cursor !== '0')
-  }
+  deadLetters (): AsyncIterable<DeadLetter> { return this.#dead.all() }
 
-  async listDeadLetters ({ after, limit }: { after?: string, limit: number }): Promise<{ letters: DeadLetter[], next: string | null }> {
-    // a hash has no order: its ids are sorted here (a few dozen bytes each), the page's letters read by id
-    const ids = (await this.#client.hkeys(KEYS.dead)).filter((id) => after === undefined || id > after).sort(byteOrder)
-    const page = ids.slice(0, limit)
-    if (page.length === 0) return { letters: [], next: null }
-    const values = await this.#client.hmget(KEYS.dead, ...page)
-    const letters = values.flatMap((raw) => raw === null ? [] : [JSON.parse(raw) as DeadLetter])
-    return { letters, next: ids.length > limit ? page[page.length - 1] ?? null : null }
-  }
+  async listDeadLetters (options: { after?: string, limit: number }): Promise<{ letters: DeadLetter[], next: string | null }> { return await this.#dead.list(options) }
 
-  async getDeadLetter (id: string): Promise<DeadLetter | undefined> {
-    const raw = await this.#client.hget(KEYS.dead, id)
-    return raw === null ? undefined : JSON.parse(raw) as DeadLetter
-  }
+  async getDeadLetter (id: string): Promise<DeadLetter | undefined> { return await this.#dead.get(id) }
 
-  async replayDeadLetter (id: string, revive: (letter: DeadLetter) => RelayJob): Promise<RelayJob | undefined> {
-    // the script moves the letter only if it is the one read; one changed meanwhile (dead-lettered again) is read again
-    for (let tries = 0; tries < 5; tries++) {
-      const raw = await this.#client.hget(KEYS.dead, id)
-      if (raw === null) return undefined
-      const job = revive(JSON.parse(raw) as DeadLetter)
-      if (await this.#revive([KEYS.dead, KEYS.stream], [id, raw, JSON.stringify(job)]) === 1) return job
-    }
-    return undefined
-  }
+  async replayDeadLetter (id: string, revive: (letter: DeadLetter) => RelayJob): Promise<RelayJob | undefined> { return await this.#dead.replay(id, revive) }
 
-  async deleteDeadLetters (ids?: readonly string[]): Promise<number> {
-    if (ids === undefined) {
-      const [[err, count] = [null, 0]] = await this.#client.multi().hlen(KEYS.dead).del(KEYS.dead).exec() ?? []
-      if (err !== null) throw err
-      return Number(count)
-    }
-    if (ids.length === 0) return 0
-    return await this.#client.hdel(KEYS.dead, ...ids)
-  }
+  async deleteDeadLetters (ids?: readonly string[]): Promise<number> { return await this.#dead.delete(ids) }
 
-  async deadLetterCount (): Promise<number> {
-    return await this.#client.hlen(KEYS.dead)
-  }
+  async deadLetterCount (): Promise<number> { return await this.#dead.count() }
 
   async count (): Promise<number> {
     return await this.#client.xlen(KEYS.stream)
@@ -419,18 +335,7 @@ class RedisRelayOutbox implements RelayStore {
   }
 }
 
-/** Job ids compared as LevelDB compares keys (UTF-8 bytes; ids are ASCII), so both stores page alike. */
-function byteOrder (a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0
-}
-
 function fieldOf (fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1]
   return undefined
-}
-
-/** A MULTI's replies: the first error among them is thrown. */
-function checkExec (replies: Array<[Error | null, unknown]> | null): void {
-  if (replies === null) throw new Error('relay outbox: transaction aborted')
-  for (const [err] of replies) if (err !== null) throw err
 }
