@@ -76,3 +76,29 @@ t.test('a backup is refused in cluster mode: Redis has its own', async (t) => {
   t.equal(refused.body.error.code, 'NOT_SUPPORTED')
   t.match(refused.body.error.message, /Redis/)
 })
+
+t.test('/readyz fails while Redis refuses writes (out of memory), though the connection is up', async (t) => {
+  const redis = await startRedis(t)
+  const a = await startNode(t, redis, 'a')
+  const ready = async (): Promise<{ status: number, code?: string }> => {
+    const response = await api(a, 'GET', '/readyz')
+    return { status: response.status, code: response.body?.error?.code }
+  }
+  t.same(await ready(), { status: 200, code: undefined })
+  const admin = redis.client()
+  await admin.config('SET', 'maxmemory', '1')
+  t.teardown(async () => { await admin.config('SET', 'maxmemory', '0') })
+  const refused = await within(5000, '/readyz refuses', (async () => {
+    for (;;) {
+      const answer = await ready()
+      if (answer.status !== 200) return answer
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  })())
+  t.same(refused, { status: 503, code: 'SERVER_UNAVAILABLE' })
+  await admin.config('SET', 'maxmemory', '0')
+  await within(5000, '/readyz ready again', (async () => {
+    while ((await ready()).status !== 200) await new Promise((resolve) => setTimeout(resolve, 50))
+  })())
+  t.pass('ready again once Redis takes writes')
+})
