@@ -192,6 +192,15 @@ t.test('OpenAPI document lists every /v1 route', async (t) => {
     '/v1/groups/{gid}/buckets/{bucket}': ['delete', 'get'],
     '/v1/groups/{gid}/buckets/{bucket}/objects': ['get', 'post'],
     '/v1/groups/{gid}/buckets/{bucket}/objects/{id}': ['delete', 'get', 'patch', 'put'],
+    '/v1/admin/clients': ['get'],
+    '/v1/admin/clients/{clientId}': ['get'],
+    '/v1/admin/clients/{clientId}/connection': ['delete'],
+    '/v1/admin/dead-letters': ['delete', 'get'],
+    '/v1/admin/dead-letters/{id}': ['delete', 'get'],
+    '/v1/admin/dead-letters/{id}/replay': ['post'],
+    '/v1/admin/dead-letters/replay': ['post'],
+    '/v1/admin/backup': ['post'],
+    '/v1/admin/overview': ['get'],
   }
   const actual = Object.fromEntries(Object.entries(doc.paths).map(([path, item]) => [path, Object.keys(item).filter((k) => /^(get|put|post|patch|delete)$/.test(k)).sort()]))
   t.strictSame(actual, expected, 'exactly the /v1 routes, with their methods')
@@ -253,7 +262,8 @@ t.test('rate limit: the request over http.rateLimit.max is 429 RATE_LIMITED', as
 })
 
 t.test('every error code maps to a status the HTTP API documents', async (t) => {
-  const documented = new Set([400, 401, 403, 404, 409, 412, 413, 415, 429, 500, 503])
+  // 501: NOT_SUPPORTED, a backup asked of a cluster
+  const documented = new Set([400, 401, 403, 404, 409, 412, 413, 415, 429, 500, 501, 503])
   for (const [code, spec] of Object.entries(errorCodes)) {
     t.ok(documented.has(spec.status), `${code} → ${spec.status}`)
     t.ok(spec.message.length > 0, `${code} has a default message`)
@@ -278,6 +288,7 @@ t.test('every error code maps to a status the HTTP API documents', async (t) => 
     RATE_LIMITED: 429,
     INTERNAL_ERROR: 500,
     SERVER_UNAVAILABLE: 503,
+    NOT_SUPPORTED: 501,
   }
   for (const [code, status] of Object.entries(expected)) {
     t.equal(errorCodes[code as ErrorCode].status, status, `${code} is ${status}`)
