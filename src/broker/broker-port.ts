@@ -1,10 +1,11 @@
 import type { Aedes, Client } from 'aedes'
-import { newPacket, publishToClient, remoteAddress, transportOf, unsubscribeClient } from './aedes-internals.js'
-import { userOwnerKey } from '../auth/index.js'
+import { newPacket } from './aedes-internals.js'
 import type { RoutedMessage } from './routed-message.js'
 import type { ClusterPresence } from '../cluster/presence.js'
-import type { RemoteClients, RemoteOp } from '../cluster/remote-clients.js'
+import type { RemoteClients } from '../cluster/remote-clients.js'
 import type { SessionState, SessionStorage } from '../store/session-storage.js'
+import { createConnectedClients } from './connected-clients.js'
+import { createConnectionActions } from './connection-actions.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 
 /** A message the server side (HTTP API, plugins) sends into the broker. */
@@ -92,14 +93,6 @@ export interface BrokerCluster {
   readonly remote?: RemoteClients
 }
 
-/** The user id of an owner key (auth/principal.ts ownerKey); null for anonymous connections. */
-function userOfOwner (owner: string): string | null {
-  return owner.startsWith('user:') ? owner.slice('user:'.length) : null
-}
-
-/** How many nodes one operation follows a connection through when it moves while asked (takeover). */
-const MAX_HOPS = 3
-
 export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, registry: ConnectionRegistry<Client>, cluster?: BrokerCluster): BrokerPort {
   const presence = cluster?.presence
   const remote = cluster?.remote
@@ -107,70 +100,8 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
     const client = registry.connectionByClientId(clientId)
     return client !== undefined && !client.closed ? client : undefined
   }
-
-  /** What each operation does to a live connection on this node, whichever node asked. */
-  async function perform (client: Client, { op, args }: RemoteOp): Promise<void> {
-    switch (op) {
-      // aedes' Client#publish queues the packet first when the session is persistent
-      case 'deliverTo': return await publishToClient(client, newPacket(aedes, args))
-      case 'subscribe': return await new Promise<void>((resolve, reject) => client.subscribe({ topic: args.topic, qos: args.qos }, (err) => err ? reject(err) : resolve()))
-      case 'unsubscribe': return await unsubscribeClient(client, args.topic)
-      case 'deleteSession':
-      case 'disconnect': return await new Promise<void>((resolve) => client.close(() => resolve()))
-    }
-  }
-
-  /** A connection of this node as the admin API shows it; `node` is this node's id in a cluster. */
-  const describe = (client: Client, owner: string): ConnectedClient => {
-    const since = registry.connectedAt(client)
-    return {
-      clientId: client.id,
-      user: userOfOwner(owner),
-      node: remote?.node ?? null,
-      connectedAt: since ?? null,
-      address: remoteAddress(client) ?? null,
-      transport: transportOf(client) ?? null,
-    }
-  }
-
-  /** One entry of the cluster's presence: a connection here is described in full, another node's by what the presence knows. */
-  const describeEntry = (entry: { clientId: string, node: string, owner: string }): ConnectedClient => {
-    const client = live(entry.clientId)
-    const session = client === undefined ? undefined : registry.get(client)
-    if (client !== undefined && session !== undefined) return describe(client, session.owner)
-    return { clientId: entry.clientId, user: userOfOwner(entry.owner), node: entry.node, connectedAt: null, address: null, transport: null }
-  }
-
-  /**
-   * Performs `op` on the client id's live connection, here or on the node the
-   * presence names: false when no node holds one (the caller then acts on the
-   * stored session, as for an offline client). A node that finds the
-   * connection gone answers so; if the presence names another node by then
-   * (the device moved), that one is asked.
-   */
-  async function onConnection (clientId: string, op: RemoteOp): Promise<boolean> {
-    const client = live(clientId)
-    if (client !== undefined) {
-      await perform(client, op)
-      return true
-    }
-    if (presence === undefined || remote === undefined) return false
-    let asked: string | undefined
-    for (let hop = 0; hop < MAX_HOPS; hop++) {
-      const node = presence.nodeOf(clientId)
-      if (node === undefined || node === remote.node || node === asked) return false
-      if (await remote.request(node, clientId, op)) return true
-      asked = node
-    }
-    return false
-  }
-
-  remote?.serve(async (clientId, op) => {
-    const client = live(clientId)
-    if (client === undefined) return false
-    await perform(client, op)
-    return true
-  })
+  const onConnection = createConnectionActions(aedes, live, presence, remote)
+  const connected = createConnectedClients(registry, live, presence, remote?.node)
 
   /** brokerCounter → brokerId of the messages published with `relayed` whose publish has not finished */
   const relayed = new Map<number, string>()
@@ -233,23 +164,9 @@ export function createBrokerPort (aedes: Aedes, sessions: SessionStorage, regist
 
     isConnected: (clientId) => live(clientId) !== undefined || presence?.isConnected(clientId) === true,
 
-    connectedClients (filter = {}) {
-      const owner = filter.user === undefined ? undefined : userOwnerKey(filter.user)
-      // in a cluster the presence knows every node's connections; alone, the registry is all there is
-      if (presence !== undefined) return presence.list(owner).map(describeEntry)
-      const found: ConnectedClient[] = []
-      for (const [client, session] of registry.connections(owner)) if (!client.closed) found.push(describe(client, session.owner))
-      return found
-    },
+    connectedClients: (filter) => connected.list(filter),
 
-    connectedClient (clientId) {
-      const client = live(clientId)
-      const session = client === undefined ? undefined : registry.get(client)
-      if (client !== undefined && session !== undefined) return describe(client, session.owner)
-      const node = presence?.nodeOf(clientId)
-      const owner = presence?.ownerOf(clientId)
-      return node === undefined || owner === undefined ? undefined : describeEntry({ clientId, node, owner })
-    },
+    connectedClient: (clientId) => connected.get(clientId),
 
     async persistentSubscribers (topic) {
       const subs = await sessions.subscriptionsByTopic(topic)
