@@ -146,3 +146,15 @@ t.test('the queue depth of an offline persistent session counts its queued messa
   await all
   t.same(received, ['n0', 'n1', 'n2'])
 })
+
+t.test('a user\'s installations, listed for an admin or a service; a device sees only its own', async (t) => {
+  const broker = await startBroker(t)
+  for (const token of [alice, alice, bob]) t.equal((await api(broker, 'POST', '/v1/installations', { token, body: {} })).status, 201)
+  const ids = (response: { body: { installations: Array<{ user: string }> } }): string[] => response.body.installations.map((i) => i.user)
+  t.same(ids(await api(broker, 'GET', '/v1/installations?user=alice', { token: admin })), ['alice', 'alice'])
+  t.same(ids(await api(broker, 'GET', '/v1/installations?user=bob', { token: service })), ['bob'])
+  t.same(ids(await api(broker, 'GET', '/v1/installations?user=alice', { token: alice })), ['alice', 'alice'], 'one\'s own, named')
+  const refused = await api(broker, 'GET', '/v1/installations?user=bob', { token: alice })
+  t.same([refused.status, refused.body.error.code], [403, 'NOT_AUTHORIZED'])
+  t.equal((await api(broker, 'GET', '/v1/installations?user=a%2Fb', { token: admin })).status, 400, 'a user id is one topic level')
+})

@@ -61,7 +61,10 @@ const MqttConnectInfo = Type.Object({
   inboxTopic: Type.String(),
 })
 
+const ListQuery = Type.Object({ user: Type.Optional(TopicLevelId) }, { additionalProperties: false })
+
 type CreateBody = Static<typeof CreateBody>
+type ListQuery = Static<typeof ListQuery>
 type PatchBody = Static<typeof PatchBody>
 
 /** Installations: devices with an owner, an MQTT client id, an inbox subscription and an optional push token. */
@@ -157,12 +160,19 @@ async function storeInstallation (ctx: HttpContext, installation: Installation):
 
 /** `GET /installations` and `/installations/:id`: the caller's own installations. */
 function registerInstallationItemRoutes (app: FastifyInstance, ctx: HttpContext, view: View): void {
-  app.get('/installations', {
-    schema: { summary: 'List the caller’s installations', response: { 200: Type.Object({ installations: Type.Array(InstallationView) }) } },
+  app.get<{ Querystring: ListQuery }>('/installations', {
+    schema: {
+      summary: 'List the caller’s installations, or a user’s (service, admin)',
+      description: '`?user=` lists that user\'s installations: services and admins only (the admin console looks a user\'s devices up this way).',
+      querystring: ListQuery,
+      response: { 200: Type.Object({ installations: Type.Array(InstallationView) }) },
+    },
   }, async (request) => {
-    const sub = request.principal.sub
-    const mine = sub === null ? [] : await ctx.installations.listByOwner(sub)
-    return { installations: mine.map(view) }
+    const { principal } = request
+    const user = request.query.user ?? principal.sub
+    if (request.query.user !== undefined && request.query.user !== principal.sub) requireRole(principal, 'service', 'admin')
+    const found = user === null ? [] : await ctx.installations.listByOwner(user)
+    return { installations: found.map(view) }
   })
 
   app.get<{ Params: InstallationIdParams }>('/installations/:id', {
