@@ -31,41 +31,9 @@ const textAjv = new Ajv({ allErrors: false, removeAdditional: false, coerceTypes
 
 /** The HTTP API; the MQTT-over-WebSocket endpoint is attached to the same server. */
 export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = {}): Promise<FastifyInstance> {
-  // fastify's own defaults never time a request out (requestTimeout 0): a body trickled a byte at a time held its socket for ever
-  const timeouts = httpServerTimeouts(ctx.config.http)
-  const app = Fastify({
-    loggerInstance: ctx.logger.child({ component: 'http' }),
-    // one log line per request would drown the broker's own logs; metrics count requests instead
-    logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: ctx.config.http.bodyLimitBytes,
-    // fastify answers 414 for a path parameter over 100 characters; ids may have 128 (percent-encoded: more)
-    routerOptions: { maxParamLength: 1024 },
-    // fastify sets these two on the server after creating it; the server options below must agree
-    requestTimeout: timeouts.requestTimeout,
-    keepAliveTimeout: timeouts.keepAliveTimeout,
-    ...(options.https !== undefined
-      ? { https: { ...options.https, ...timeouts, handshakeTimeout: timeouts.headersTimeout } }
-      : { http: timeouts }),
-  }) as unknown as FastifyInstance
-  limitConnectionsPerIp(app.server, ctx.config.http.maxConnectionsPerIp, () => ctx.metrics.httpConnectionsRefused.inc())
-  // counted only: fastify's clientError handler answers 408 and closes the socket
-  app.server.on('clientError', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') ctx.metrics.httpRequestTimeouts.inc()
-  })
+  const app = createFastify(ctx, options)
 
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
-  // fastify parses text/plain by default; every body of this API is JSON, anything else is 415
-  app.removeContentTypeParser('text/plain')
-  // An empty body is no body, whatever its Content-Type: fetch wrappers, axios defaults and many SDKs send
-  // `Content-Type: application/json` on every request, DELETE included, and fastify's JSON parser refuses
-  // an empty one (FST_ERR_CTP_EMPTY_JSON_BODY). Anything else must still be JSON.
-  const parseJson = app.getDefaultJsonParser('error', 'error')
-  app.removeContentTypeParser('application/json')
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) => {
-    if (body.length === 0) done(null, undefined)
-    // fastify's default parser is synchronous and answers through `done`
-    else void parseJson(request, body, done)
-  })
+  acceptJsonBodiesOnly(app)
   app.setErrorHandler(async (err, request, reply) => {
     // a request that failed because the store was lost meanwhile gets what the requests after it get: 503, not 500
     const error = toHeraldError(err)
@@ -105,6 +73,55 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   registerMetricsRoute(app, ctx)
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger())
 
+  await registerV1Api(app, ctx)
+  return app
+}
+
+/** The fastify instance with its timeouts, per-IP connection limit and timeout count. */
+function createFastify (ctx: HttpContext, options: HttpAppOptions): FastifyInstance {
+  // fastify's own defaults never time a request out (requestTimeout 0): a body trickled a byte at a time held its socket for ever
+  const timeouts = httpServerTimeouts(ctx.config.http)
+  const app = Fastify({
+    loggerInstance: ctx.logger.child({ component: 'http' }),
+    // one log line per request would drown the broker's own logs; metrics count requests instead
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: ctx.config.http.bodyLimitBytes,
+    // fastify answers 414 for a path parameter over 100 characters; ids may have 128 (percent-encoded: more)
+    routerOptions: { maxParamLength: 1024 },
+    // fastify sets these two on the server after creating it; the server options below must agree
+    requestTimeout: timeouts.requestTimeout,
+    keepAliveTimeout: timeouts.keepAliveTimeout,
+    ...(options.https !== undefined
+      ? { https: { ...options.https, ...timeouts, handshakeTimeout: timeouts.headersTimeout } }
+      : { http: timeouts }),
+  }) as unknown as FastifyInstance
+  limitConnectionsPerIp(app.server, ctx.config.http.maxConnectionsPerIp, () => ctx.metrics.httpConnectionsRefused.inc())
+  // counted only: fastify's clientError handler answers 408 and closes the socket
+  app.server.on('clientError', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') ctx.metrics.httpRequestTimeouts.inc()
+  })
+  return app
+}
+
+/** Strict validation of bodies, coercion of path and query strings, and JSON as the only body type. */
+function acceptJsonBodiesOnly (app: FastifyInstance): void {
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+  // fastify parses text/plain by default; every body of this API is JSON, anything else is 415
+  app.removeContentTypeParser('text/plain')
+  // An empty body is no body, whatever its Content-Type: fetch wrappers, axios defaults and many SDKs send
+  // `Content-Type: application/json` on every request, DELETE included, and fastify's JSON parser refuses
+  // an empty one (FST_ERR_CTP_EMPTY_JSON_BODY). Anything else must still be JSON.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) => {
+    if (body.length === 0) done(null, undefined)
+    // fastify's default parser is synchronous and answers through `done`
+    else void parseJson(request, body, done)
+  })
+}
+
+/** The authenticated API under /v1: answered 503 while the cluster's Redis is lost, rate-limited, then authenticated. */
+async function registerV1Api (app: FastifyInstance, ctx: HttpContext): Promise<void> {
   const authenticate = bearerAuth({
     verifier: ctx.verifier,
     failures: createAuthFailureLimiter(ctx.config.http.authFailureLimit.max, ctx.config.http.authFailureLimit.windowSec, ctx.rateLimiters),
@@ -136,5 +153,4 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
     registerBucketRoutes(api, ctx)
     registerAdminRoutes(api, ctx)
   }, { prefix: '/v1' })
-  return app
 }
