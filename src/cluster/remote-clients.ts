@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import msgpack from 'msgpack-lite'
 import { errorCodes, HeraldError, type ErrorCode } from '../errors/index.js'
 import type { RedisConnection } from '../store/redis/connection.js'
+import { PendingReplies } from './pending-replies.js'
 
 /**
  * What the HTTP API asks of one client id's live connection (BrokerPort's
@@ -61,47 +62,25 @@ export interface RemoteClientsOptions {
 interface Request { readonly id: string, readonly from: string, readonly op: RemoteOp['op'], readonly clientId: string, readonly args: unknown }
 interface Reply { readonly id: string, readonly result?: 'done' | 'absent', readonly error?: { readonly code: string, readonly message: string } }
 
-interface Waiting { resolve (done: boolean): void, reject (err: Error): void, timer: NodeJS.Timeout }
-
 export async function openRemoteClients (conn: RedisConnection, { node, timeoutMs, onError }: RemoteClientsOptions): Promise<RemoteClients> {
   const opsChannel = (of: string): string => conn.channel(`node:${of}:ops`)
   const repliesChannel = (of: string): string => conn.channel(`node:${of}:replies`)
   const ownOps = opsChannel(node)
   const ownReplies = repliesChannel(node)
-  const waiting = new Map<string, Waiting>()
+  const pending = new PendingReplies()
   // a reply meant for this node before a restart under the same node id never settles a new request
   const instance = randomBytes(6).toString('hex')
   let counter = 0
   let handler: RemoteOpHandler | undefined
   let closed = false
 
-  const answer = async (to: string, reply: Reply): Promise<void> => {
-    await conn.client.publish(repliesChannel(to), msgpack.encode(reply))
+  const perform = async (request: Request): Promise<void> => {
+    const reply = await replyTo(request, handler, node, onError)
+    await conn.client.publish(repliesChannel(request.from), msgpack.encode(reply))
   }
-
-  async function perform (request: Request): Promise<void> {
-    let reply: Reply
-    try {
-      const done = handler !== undefined && await handler(request.clientId, { op: request.op, args: request.args } as RemoteOp)
-      reply = { id: request.id, result: done ? 'done' : 'absent' }
-    } catch (err) {
-      // a HeraldError's message is safe to pass on; anything else is logged here, where it happened
-      if (err instanceof HeraldError) reply = { id: request.id, error: { code: err.code, message: err.message } }
-      else {
-        onError(err)
-        reply = { id: request.id, error: { code: 'INTERNAL_ERROR', message: `${request.op} failed on cluster node ${node} (its log says why)` } }
-      }
-    }
-    await answer(request.from, reply)
-  }
-
-  function settle (reply: Reply): void {
-    const entry = waiting.get(reply.id)
-    if (entry === undefined) return // timed out already
-    waiting.delete(reply.id)
-    clearTimeout(entry.timer)
-    if (reply.error !== undefined) entry.reject(remoteError(reply.error))
-    else entry.resolve(reply.result === 'done')
+  const settle = (reply: Reply): void => {
+    if (reply.error !== undefined) pending.reject(reply.id, remoteError(reply.error))
+    else pending.resolve(reply.id, reply.result === 'done')
   }
 
   const subscriber = conn.subscriber()
@@ -127,32 +106,18 @@ export async function openRemoteClients (conn: RedisConnection, { node, timeoutM
       if (closed) throw new HeraldError('SERVER_UNAVAILABLE', 'this node is stopping')
       const id = `${instance}.${++counter}`
       const unreachable = (why: string): HeraldError => new HeraldError('NODE_UNREACHABLE', `cluster node ${target}, which holds the connection of ${clientId}, ${why}; retry later`)
-      const reply = new Promise<boolean>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiting.delete(id)
-          reject(unreachable(`did not answer within ${timeoutMs} ms (cluster.requestTimeoutMs)`))
-        }, timeoutMs)
-        waiting.set(id, { resolve, reject, timer })
-      })
+      const reply = pending.wait(id, timeoutMs, () => unreachable(`did not answer within ${timeoutMs} ms (cluster.requestTimeoutMs)`))
       const request: Request = { id, from: node, op, clientId, args }
       let heard: number
       try {
         heard = await conn.client.publish(opsChannel(target), msgpack.encode(request))
       } catch (err) {
         // the reply promise is dropped unsettled: nobody waits on it
-        clearTimeout(waiting.get(id)?.timer)
-        waiting.delete(id)
+        pending.drop(id)
         throw new HeraldError('SERVER_UNAVAILABLE', 'Redis (cluster.redis.url) is not reachable', { cause: err })
       }
       // nobody listens on that node's channel: it is gone, only its presence records wait for its lease to expire
-      if (heard === 0) {
-        const entry = waiting.get(id)
-        if (entry !== undefined) {
-          waiting.delete(id)
-          clearTimeout(entry.timer)
-          entry.reject(unreachable('is not listening'))
-        }
-      }
+      if (heard === 0) pending.reject(id, unreachable('is not listening'))
       return await reply
     },
 
@@ -162,13 +127,22 @@ export async function openRemoteClients (conn: RedisConnection, { node, timeoutM
 
     async close () {
       closed = true
-      for (const [id, entry] of waiting) {
-        waiting.delete(id)
-        clearTimeout(entry.timer)
-        entry.reject(new HeraldError('SERVER_UNAVAILABLE', 'this node is stopping'))
-      }
+      pending.rejectAll(() => new HeraldError('SERVER_UNAVAILABLE', 'this node is stopping'))
       await subscriber.quit().catch(() => subscriber.disconnect())
     },
+  }
+}
+
+/** Performs a request of another node through `handler` and makes its reply; never rejects. */
+async function replyTo (request: Request, handler: RemoteOpHandler | undefined, node: string, onError: (err: unknown) => void): Promise<Reply> {
+  try {
+    const done = handler !== undefined && await handler(request.clientId, { op: request.op, args: request.args } as RemoteOp)
+    return { id: request.id, result: done ? 'done' : 'absent' }
+  } catch (err) {
+    // a HeraldError's message is safe to pass on; anything else is logged here, where it happened
+    if (err instanceof HeraldError) return { id: request.id, error: { code: err.code, message: err.message } }
+    onError(err)
+    return { id: request.id, error: { code: 'INTERNAL_ERROR', message: `${request.op} failed on cluster node ${node} (its log says why)` } }
   }
 }
 
