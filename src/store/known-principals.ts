@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import type { Grants, Principal, Role, TokenVerifier } from '../auth/index.js'
-import { isHeraldError } from '../errors/index.js'
 import type { Installation } from './installations.js'
 import type { Database } from './open-store.js'
+import { PrincipalUpdates } from './principal-updates.js'
 
 /**
  * The newest principal Herald knows of each user: what the relay checks a
@@ -57,17 +57,8 @@ export const CACHE_SIZE = 10_000
 export async function openPrincipalDirectory (db: Database, logger: Logger): Promise<PrincipalDirectory> {
   const stored = db.sublevel<string, KnownRecord>('known-principals', { valueEncoding: 'json' })
   const cache = new Map<string, Cached>()
-  /** Each user's update in progress: `latest` waits for it, and the next one goes after it. */
-  const pending = new Map<string, Promise<void>>()
-
-  const remember = (sub: string, entry: Cached): void => {
-    cache.delete(sub)
-    cache.set(sub, entry)
-    if (cache.size > CACHE_SIZE) {
-      const oldest = cache.keys().next().value
-      if (oldest !== undefined) cache.delete(oldest)
-    }
-  }
+  const updates = new PrincipalUpdates(logger)
+  const remember = (sub: string, entry: Cached): void => rememberRecent(cache, sub, entry)
 
   /** The update step, one at a time per user: read what is known (cache or LevelDB), write when newer. */
   async function update (sub: string, candidate: KnownRecord, hasIat: boolean): Promise<void> {
@@ -92,34 +83,24 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
     const { sub, candidate, hasIat } = offered
     const cached = cache.get(sub)
     // the path of nearly every call: nothing new about this user
-    if (cached !== undefined && cached.persisted && !pending.has(sub) && !supersedes(candidate, hasIat, cached.record)) {
+    if (cached !== undefined && cached.persisted && !updates.has(sub) && !supersedes(candidate, hasIat, cached.record)) {
       remember(sub, cached)
       return
     }
-    const previous = pending.get(sub) ?? Promise.resolve()
-    const step = previous.then(async () => await update(sub, candidate, hasIat)).catch((err: unknown) => {
-      // retried the next time the user is seen (the entry is not marked persisted); until then memory has it.
-      // A store refusing writes (full disk) is reported by the storage guard already: not once per call here.
-      if (isHeraldError(err)) logger.debug({ code: err.code, sub }, 'could not store the newest principal of a user')
-      else logger.warn({ err, sub }, 'could not store the newest principal of a user')
-    })
-    pending.set(sub, step)
-    void step.finally(() => {
-      if (pending.get(sub) === step) pending.delete(sub)
-    })
+    updates.run(sub, async () => await update(sub, candidate, hasIat))
   }
 
   return {
     seen,
 
     async latest (subs) {
-      await Promise.all(subs.map(async (sub) => await pending.get(sub)))
+      await updates.settled(subs)
       const misses = subs.filter((sub) => !cache.has(sub))
       const read = misses.length === 0 ? [] : await stored.getMany(misses)
       const found = new Map<string, KnownRecord | undefined>(misses.map((sub, i) => [sub, read[i]]))
       for (const [sub, record] of found) {
         // unless an update started meanwhile: it knows better
-        if (record !== undefined && !cache.has(sub) && !pending.has(sub)) remember(sub, { record, persisted: true })
+        if (record !== undefined && !cache.has(sub) && !updates.has(sub)) remember(sub, { record, persisted: true })
       }
       return subs.map((sub) => {
         const record = cache.get(sub)?.record ?? found.get(sub)
@@ -127,17 +108,9 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
       })
     },
 
-    watch: (verifier) => ({
-      verify (token) {
-        const principal = verifier.verify(token)
-        seen(principal)
-        return principal
-      },
-    }),
+    watch: (verifier) => recordingVerifier(verifier, seen),
 
-    async idle () {
-      while (pending.size > 0) await Promise.all(pending.values())
-    },
+    idle: async () => await updates.idle(),
   }
 }
 
@@ -180,4 +153,25 @@ export function principalOf (sub: string, record: KnownRecord): Principal {
  */
 export function installationOwner (installation: Installation, known: Principal | undefined): Principal {
   return known ?? { kind: 'user', sub: installation.owner, groups: installation.ownerGroups, role: 'device', grants: { pub: [], sub: [] }, expiresAt: null }
+}
+
+/** Keeps `entry` as the user's most recently seen; the least recently seen user leaves past CACHE_SIZE. */
+export function rememberRecent (cache: Map<string, Cached>, sub: string, entry: Cached): void {
+  cache.delete(sub)
+  cache.set(sub, entry)
+  if (cache.size > CACHE_SIZE) {
+    const oldest = cache.keys().next().value
+    if (oldest !== undefined) cache.delete(oldest)
+  }
+}
+
+/** The verifier, passing every principal it returns to `seen`. */
+export function recordingVerifier (verifier: TokenVerifier, seen: (principal: Principal) => void): TokenVerifier {
+  return {
+    verify (token) {
+      const principal = verifier.verify(token)
+      seen(principal)
+      return principal
+    },
+  }
 }

@@ -1,6 +1,7 @@
+import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import { isHeraldError } from '../../errors/index.js'
-import { CACHE_SIZE, candidateOf, principalOf, supersedes, type Cached, type KnownRecord, type PrincipalDirectory } from '../known-principals.js'
+import { candidateOf, principalOf, recordingVerifier, rememberRecent, supersedes, type Cached, type KnownRecord, type PrincipalDirectory } from '../known-principals.js'
+import { PrincipalUpdates } from '../principal-updates.js'
 import type { RedisConnection } from './connection.js'
 import { defineScript } from './mirror.js'
 
@@ -65,22 +66,72 @@ export async function openRedisPrincipalDirectory (conn: RedisConnection, logger
   const channel = conn.channel(CHANNEL)
   const offerScript = defineScript(client, 'heraldPrincipalOffer', 1, OFFER_LUA)
   const cache = new Map<string, Cached>()
-  const pending = new Map<string, Promise<void>>()
-
-  const remember = (sub: string, entry: Cached): void => {
-    cache.delete(sub)
-    cache.set(sub, entry)
-    if (cache.size > CACHE_SIZE) {
-      const oldest = cache.keys().next().value
-      if (oldest !== undefined) cache.delete(oldest)
-    }
-  }
+  const updates = new PrincipalUpdates(logger)
+  const remember = (sub: string, entry: Cached): void => rememberRecent(cache, sub, entry)
   /** Keeps `record` (as stored in Redis) unless the cache has a later stored one; records in Redis only ever get newer. */
   const stored = (sub: string, record: KnownRecord): void => {
     const cached = cache.get(sub)
     if (cached === undefined || !cached.persisted || cached.record.issuedAt <= record.issuedAt) remember(sub, { record, persisted: true })
   }
 
+  const sub = await followChanges(conn, channel, cache, stored, logger)
+
+  async function update (user: string, candidate: KnownRecord, hasIat: boolean): Promise<void> {
+    const cached = cache.get(user)
+    if (cached?.persisted === true && !supersedes(candidate, hasIat, cached.record)) return
+    // in memory first: `latest` on this node decides by it from now on, even if Redis cannot take it
+    if (cached !== undefined && supersedes(candidate, hasIat, cached.record)) remember(user, { record: candidate, persisted: false })
+    const [, value] = await offerScript([HASH], [user, String(candidate.issuedAt), rightsOf(candidate), hasIat ? '1' : '0', channel]) as [number, string]
+    stored(user, decode(value))
+  }
+
+  function seen (principal: Parameters<PrincipalDirectory['seen']>[0]): void {
+    const offered = candidateOf(principal)
+    if (offered === undefined) return
+    const { sub: user, candidate, hasIat } = offered
+    const cached = cache.get(user)
+    // the path of nearly every call: nothing new about this user, no Redis round trip
+    if (cached !== undefined && cached.persisted && !updates.has(user) && !supersedes(candidate, hasIat, cached.record)) {
+      remember(user, cached)
+      return
+    }
+    updates.run(user, async () => await update(user, candidate, hasIat))
+  }
+
+  return {
+    seen,
+
+    async latest (subs) {
+      await updates.settled(subs)
+      const raw = subs.length === 0 ? [] : await client.hmget(HASH, ...subs)
+      return subs.map((user, i) => {
+        const value = raw[i]
+        const fromRedis = value === null || value === undefined ? undefined : decode(value)
+        if (fromRedis !== undefined) stored(user, fromRedis)
+        const cached = cache.get(user)
+        // a newer record this node could not write yet
+        const record = cached !== undefined && !cached.persisted && (fromRedis === undefined || cached.record.issuedAt >= fromRedis.issuedAt)
+          ? cached.record
+          : fromRedis
+        return record === undefined ? undefined : principalOf(user, record)
+      })
+    },
+
+    watch: (verifier) => recordingVerifier(verifier, seen),
+
+    idle: async () => await updates.idle(),
+
+    async close () {
+      await sub.quit().catch(() => sub.disconnect())
+    },
+  }
+}
+
+/**
+ * Applies other nodes' writes to the cached users, and drops what is cached
+ * when the subscriber reconnects. Resolves the subscriber once it listens.
+ */
+async function followChanges (conn: RedisConnection, channel: string, cache: Map<string, Cached>, stored: (sub: string, record: KnownRecord) => void, logger: Logger): Promise<Redis> {
   const sub = conn.subscriber()
   let subscribed = false
   sub.on('message', (from: string, message: string) => {
@@ -100,71 +151,5 @@ export async function openRedisPrincipalDirectory (conn: RedisConnection, logger
   })
   await sub.subscribe(channel)
   subscribed = true
-
-  async function update (user: string, candidate: KnownRecord, hasIat: boolean): Promise<void> {
-    const cached = cache.get(user)
-    if (cached?.persisted === true && !supersedes(candidate, hasIat, cached.record)) return
-    // in memory first: `latest` on this node decides by it from now on, even if Redis cannot take it
-    if (cached !== undefined && supersedes(candidate, hasIat, cached.record)) remember(user, { record: candidate, persisted: false })
-    const [, value] = await offerScript([HASH], [user, String(candidate.issuedAt), rightsOf(candidate), hasIat ? '1' : '0', channel]) as [number, string]
-    stored(user, decode(value))
-  }
-
-  function seen (principal: Parameters<PrincipalDirectory['seen']>[0]): void {
-    const offered = candidateOf(principal)
-    if (offered === undefined) return
-    const { sub: user, candidate, hasIat } = offered
-    const cached = cache.get(user)
-    // the path of nearly every call: nothing new about this user, no Redis round trip
-    if (cached !== undefined && cached.persisted && !pending.has(user) && !supersedes(candidate, hasIat, cached.record)) {
-      remember(user, cached)
-      return
-    }
-    const previous = pending.get(user) ?? Promise.resolve()
-    const step = previous.then(async () => await update(user, candidate, hasIat)).catch((err: unknown) => {
-      // retried the next time the user is seen; until then this node's memory has it
-      if (isHeraldError(err)) logger.debug({ code: err.code, sub: user }, 'could not store the newest principal of a user')
-      else logger.warn({ err, sub: user }, 'could not store the newest principal of a user')
-    })
-    pending.set(user, step)
-    void step.finally(() => {
-      if (pending.get(user) === step) pending.delete(user)
-    })
-  }
-
-  return {
-    seen,
-
-    async latest (subs) {
-      await Promise.all(subs.map(async (user) => await pending.get(user)))
-      const raw = subs.length === 0 ? [] : await client.hmget(HASH, ...subs)
-      return subs.map((user, i) => {
-        const value = raw[i]
-        const fromRedis = value === null || value === undefined ? undefined : decode(value)
-        if (fromRedis !== undefined) stored(user, fromRedis)
-        const cached = cache.get(user)
-        // a newer record this node could not write yet
-        const record = cached !== undefined && !cached.persisted && (fromRedis === undefined || cached.record.issuedAt >= fromRedis.issuedAt)
-          ? cached.record
-          : fromRedis
-        return record === undefined ? undefined : principalOf(user, record)
-      })
-    },
-
-    watch: (verifier) => ({
-      verify (token) {
-        const principal = verifier.verify(token)
-        seen(principal)
-        return principal
-      },
-    }),
-
-    async idle () {
-      while (pending.size > 0) await Promise.all(pending.values())
-    },
-
-    async close () {
-      await sub.quit().catch(() => sub.disconnect())
-    },
-  }
+  return sub
 }
