@@ -1,8 +1,9 @@
+import type { Redis } from 'ioredis'
 import { HeraldError } from '../../errors/index.js'
 import type { Installation, InstallationStore, PushToken } from '../installations.js'
 import type { RedisStoreOptions } from './client-owners.js'
 import type { RedisConnection } from './connection.js'
-import { changeBody, defineScript, openMirror, type RedisMirror } from './mirror.js'
+import { changeBody, defineScript, openMirror, type RedisMirror, type Script } from './mirror.js'
 
 export interface RedisInstallationStore extends InstallationStore {
   /** what the routing path reads: per installation id, `m`/`p` (MQTT or push-only) then `t`/`-` (push token or none) */
@@ -109,6 +110,50 @@ const parse = (json: string | null): Installation | undefined => json === null ?
 
 type ScriptResult = ['retry'] | ['full', number] | ['ok', number]
 
+/** Runs `attempt` until its script found the records as read; resolves with what the last attempt returned. */
+async function compareAndSet<T> (what: string, attempt: () => Promise<T | 'retry'>): Promise<T> {
+  for (let i = 0; i < MAX_ATTEMPTS; i++) {
+    const result = await attempt()
+    if (result !== 'retry') return result
+  }
+  throw new HeraldError('SERVER_UNAVAILABLE', `the installation changed on each of ${MAX_ATTEMPTS} attempts to ${what} it; try again`)
+}
+
+/** What a write script answered: 'retry' when the records changed, TOO_MANY_INSTALLATIONS when full; once written, waits for this node's mirror to have it. */
+async function written (mirror: RedisMirror<string>, result: ScriptResult): Promise<'retry' | undefined> {
+  if (result[0] === 'retry') return 'retry'
+  if (result[0] === 'full') throw new HeraldError('TOO_MANY_INSTALLATIONS', `the user has ${result[1]} installations (limits.maxInstallationsPerUser): delete one before registering another`)
+  await mirror.caughtUp(Number(result[1]))
+  return undefined
+}
+
+/** One attempt of `put`: reads the records it depends on, then writes them all in one script unless they changed meanwhile. */
+async function putOnce (client: Redis, mirror: RedisMirror<string>, putScript: Script, installation: Installation, max: number | undefined): Promise<'retry' | undefined> {
+  const token = tokenKey(installation.pushToken)
+  const [previousJson, holder] = await Promise.all([
+    client.hget(KEYS.byId, installation.id),
+    token === '' ? Promise.resolve(null) : client.hget(KEYS.tokens, token),
+  ])
+  const previous = parse(previousJson)
+  // a device that changed hands registers its token again: it leaves the old installation
+  const moves = holder !== null && holder !== installation.id
+  const holderJson = moves ? await client.hget(KEYS.byId, holder) : null
+  const holderRecord = parse(holderJson)
+  const displaced = holderRecord === undefined ? undefined : { ...holderRecord, pushToken: null, updatedAt: installation.updatedAt }
+  const changes: Array<[string, string | null]> = [[installation.id, flagsOf(installation)]]
+  if (moves && displaced !== undefined) changes.push([holder, flagsOf(displaced)])
+  const result = await putScript(
+    [KEYS.byId, KEYS.tokens, KEYS.ownerBase, KEYS.flags, KEYS.seq],
+    [
+      installation.id, JSON.stringify(installation), installation.owner,
+      previousJson ?? '', previous?.owner ?? '', tokenKey(previous?.pushToken ?? null),
+      token, holder ?? '', holderJson ?? '', displaced === undefined ? '' : JSON.stringify(displaced),
+      max ?? '', flagsOf(installation), displaced === undefined ? '' : flagsOf(displaced),
+      mirror.channel, changeBody(changes),
+    ]) as ScriptResult
+  return await written(mirror, result)
+}
+
 /**
  * Installations of a cluster, in Redis (see KEYS). `get`, `getMany` and
  * `listByOwner` read Redis; `isPushOnly`/`hasPushToken` answer from the
@@ -128,48 +173,6 @@ export async function openRedisInstallationStore (conn: RedisConnection, options
   const pruneScript = defineScript(client, 'heraldInstallationPrune', 4, PRUNE_LUA)
   const deleteScript = defineScript(client, 'heraldInstallationDelete', 5, DELETE_LUA)
 
-  /** Runs `attempt` until its script found the records as read; resolves with what the last attempt returned. */
-  async function compareAndSet<T> (what: string, attempt: () => Promise<T | 'retry'>): Promise<T> {
-    for (let i = 0; i < MAX_ATTEMPTS; i++) {
-      const result = await attempt()
-      if (result !== 'retry') return result
-    }
-    throw new HeraldError('SERVER_UNAVAILABLE', `the installation changed on each of ${MAX_ATTEMPTS} attempts to ${what} it; try again`)
-  }
-
-  async function written (result: ScriptResult): Promise<'retry' | undefined> {
-    if (result[0] === 'retry') return 'retry'
-    if (result[0] === 'full') throw new HeraldError('TOO_MANY_INSTALLATIONS', `the user has ${result[1]} installations (limits.maxInstallationsPerUser): delete one before registering another`)
-    await mirror.caughtUp(Number(result[1]))
-    return undefined
-  }
-
-  async function putOnce (installation: Installation, max: number | undefined): Promise<'retry' | undefined> {
-    const token = tokenKey(installation.pushToken)
-    const [previousJson, holder] = await Promise.all([
-      client.hget(KEYS.byId, installation.id),
-      token === '' ? Promise.resolve(null) : client.hget(KEYS.tokens, token),
-    ])
-    const previous = parse(previousJson)
-    // a device that changed hands registers its token again: it leaves the old installation
-    const moves = holder !== null && holder !== installation.id
-    const holderJson = moves ? await client.hget(KEYS.byId, holder) : null
-    const holderRecord = parse(holderJson)
-    const displaced = holderRecord === undefined ? undefined : { ...holderRecord, pushToken: null, updatedAt: installation.updatedAt }
-    const changes: Array<[string, string | null]> = [[installation.id, flagsOf(installation)]]
-    if (moves && displaced !== undefined) changes.push([holder, flagsOf(displaced)])
-    const result = await putScript(
-      [KEYS.byId, KEYS.tokens, KEYS.ownerBase, KEYS.flags, KEYS.seq],
-      [
-        installation.id, JSON.stringify(installation), installation.owner,
-        previousJson ?? '', previous?.owner ?? '', tokenKey(previous?.pushToken ?? null),
-        token, holder ?? '', holderJson ?? '', displaced === undefined ? '' : JSON.stringify(displaced),
-        max ?? '', flagsOf(installation), displaced === undefined ? '' : flagsOf(displaced),
-        mirror.channel, changeBody(changes),
-      ]) as ScriptResult
-    return await written(result)
-  }
-
   return {
     mirror,
     get: async (id) => parse(await client.hget(KEYS.byId, id)),
@@ -184,7 +187,7 @@ export async function openRedisInstallationStore (conn: RedisConnection, options
       return (await client.hmget(KEYS.byId, ...ids)).map(parse).filter((i): i is Installation => i !== undefined)
     },
 
-    put: async (installation, options) => await compareAndSet('store', async () => await putOnce(installation, options?.maxPerOwner)),
+    put: async (installation, options) => await compareAndSet('store', async () => await putOnce(client, mirror, putScript, installation, options?.maxPerOwner)),
 
     prunePushToken: async (id, token) => await compareAndSet('prune the push token of', async () => {
       const json = await client.hget(KEYS.byId, id)
@@ -195,7 +198,7 @@ export async function openRedisInstallationStore (conn: RedisConnection, options
         [KEYS.byId, KEYS.tokens, KEYS.flags, KEYS.seq],
         [id, json, JSON.stringify(pruned), tokenKey(installation.pushToken), flagsOf(pruned), mirror.channel, changeBody([[id, flagsOf(pruned)]])]
       ) as ScriptResult
-      return await written(result)
+      return await written(mirror, result)
     }),
 
     delete: async (id) => await compareAndSet('delete', async () => {
@@ -206,7 +209,7 @@ export async function openRedisInstallationStore (conn: RedisConnection, options
         [KEYS.byId, KEYS.tokens, KEYS.ownerBase, KEYS.flags, KEYS.seq],
         [id, json, installation.owner, tokenKey(installation.pushToken), mirror.channel, changeBody([[id, null]])]
       ) as ScriptResult
-      return await written(result) ?? installation
+      return await written(mirror, result) ?? installation
     }),
 
     close: async () => await mirror.close(),
