@@ -36,31 +36,6 @@ export interface SessionExpiry {
 }
 
 /**
- * `limits.sessionExpirySec`: a persistent session nobody used for that long is
- * deleted, as Mosquitto's `persistent_client_expiration` does. Without it,
- * every client id that ever connected with clean=false kept its
- * subscriptions, its claim and a copy of every message on its topics, for
- * ever: one token made 1,583 such sessions, and each message on their topic
- * was then queued 1,583 times.
- *
- * "Used" is an MQTT connection: the time a client id was last seen
- * disconnecting is kept in LevelDB (`session-activity`), and refreshed while
- * it stays connected (at CONNECT and at each sweep, once half the expiry has
- * passed), so a crash while it was connected never makes it look older than
- * it is by more than half the expiry. A session nobody has seen yet (made
- * over HTTP, or stored before this existed) counts from the first sweep that
- * finds it.
- *
- * What expires:
- * - a client id that is not an installation: its subscriptions, queued and
- *   in-flight messages, will, and its claim (another user may take the id);
- * - an installation: its queued and in-flight messages and its will only.
- *   Its subscriptions (the inbox, topics subscribed over HTTP) are part of the
- *   installation, what the relay routes FCM/APNs pushes by, and stay as long
- *   as it exists; so does its claim. Deleting the installation (HTTP) deletes
- *   the rest.
- */
-/**
  * When each client id was last seen, in memory and in the activity store
  * (session-activity.ts). The writes nobody waits for are tracked so close()
  * can wait for them.
@@ -148,6 +123,70 @@ async function expire ({ sessions, owners, isConnected, expirySec }: SessionExpi
   return 'session'
 }
 
+/**
+ * Of the expirable client ids, those unused for `expiryMs` at `at`. On the
+ * way, a connected client's record is refreshed once half the expiry has
+ * passed, a client id never seen counts from now, and the records of client
+ * ids deleted some other way are forgotten.
+ */
+function dueAt (ids: ReadonlySet<string>, activity: Activity, isConnected: (clientId: string) => boolean, at: number, expiryMs: number): string[] {
+  const { lastSeen } = activity
+  const due: string[] = []
+  for (const clientId of ids) {
+    const last = lastSeen.get(clientId)
+    if (isConnected(clientId)) {
+      if (last === undefined || at - last > expiryMs / 2) activity.seen(clientId, at)
+    } else if (last === undefined) {
+      activity.seen(clientId, at)
+    } else if (at - last >= expiryMs) {
+      due.push(clientId)
+    }
+  }
+  // deleted some other way (clean session, installation deleted, HTTP)
+  for (const clientId of [...lastSeen.keys()]) if (!ids.has(clientId) && !isConnected(clientId)) activity.forget(clientId)
+  return due
+}
+
+/** Expires the due client ids one after the other (each checked again first); resolves with how many expired. */
+async function expireAll (options: SessionExpiryOptions, activity: Activity, now: () => number, due: readonly string[]): Promise<number> {
+  const { logger } = options
+  const counts = { session: 0, queue: 0 }
+  for (const clientId of due) {
+    const kind = await expire(options, activity, now, clientId)
+    if (kind === undefined) continue
+    counts[kind]++
+    options.onExpired?.(kind)
+    logger.debug({ clientId, kind }, 'session expired')
+  }
+  if (due.length > 0) logger.info({ sessions: counts.session, installationQueues: counts.queue, expirySec: options.expirySec }, 'expired sessions unused for limits.sessionExpirySec deleted')
+  return counts.session + counts.queue
+}
+
+/**
+ * `limits.sessionExpirySec`: a persistent session nobody used for that long is
+ * deleted, as Mosquitto's `persistent_client_expiration` does. Without it,
+ * every client id that ever connected with clean=false kept its
+ * subscriptions, its claim and a copy of every message on its topics, for
+ * ever: one token made 1,583 such sessions, and each message on their topic
+ * was then queued 1,583 times.
+ *
+ * "Used" is an MQTT connection: the time a client id was last seen
+ * disconnecting is kept in LevelDB (`session-activity`), and refreshed while
+ * it stays connected (at CONNECT and at each sweep, once half the expiry has
+ * passed), so a crash while it was connected never makes it look older than
+ * it is by more than half the expiry. A session nobody has seen yet (made
+ * over HTTP, or stored before this existed) counts from the first sweep that
+ * finds it.
+ *
+ * What expires:
+ * - a client id that is not an installation: its subscriptions, queued and
+ *   in-flight messages, will, and its claim (another user may take the id);
+ * - an installation: its queued and in-flight messages and its will only.
+ *   Its subscriptions (the inbox, topics subscribed over HTTP) are part of the
+ *   installation, what the relay routes FCM/APNs pushes by, and stay as long
+ *   as it exists; so does its claim. Deleting the installation (HTTP) deletes
+ *   the rest.
+ */
 export async function openSessionExpiry (store: SessionActivityStore, options: SessionExpiryOptions): Promise<SessionExpiry> {
   const { sessions, owners, isConnected, logger } = options
   const now = options.now ?? Date.now
@@ -156,7 +195,6 @@ export async function openSessionExpiry (store: SessionActivityStore, options: S
   await activity.load()
   const { lastSeen } = activity
   const seen = (clientId: string, at: number): void => { activity.seen(clientId, at) }
-  const forget = (clientId: string): void => { activity.forget(clientId) }
   const serial = new Serial()
   let timer: NodeJS.Timeout | undefined
   let running: Promise<unknown> = Promise.resolve()
@@ -174,30 +212,8 @@ export async function openSessionExpiry (store: SessionActivityStore, options: S
       // other nodes saw clients since this one read the records
       if (store.shared) await activity.load()
       const at = now()
-      const ids = await expirable(options)
-      const due: string[] = []
-      for (const clientId of ids) {
-        const last = lastSeen.get(clientId)
-        if (isConnected(clientId)) {
-          if (last === undefined || at - last > expiryMs / 2) seen(clientId, at)
-        } else if (last === undefined) {
-          seen(clientId, at)
-        } else if (at - last >= expiryMs) {
-          due.push(clientId)
-        }
-      }
-      // deleted some other way (clean session, installation deleted, HTTP)
-      for (const clientId of [...lastSeen.keys()]) if (!ids.has(clientId) && !isConnected(clientId)) forget(clientId)
-      const counts = { session: 0, queue: 0 }
-      for (const clientId of due) {
-        const kind = await expire(options, activity, now, clientId)
-        if (kind === undefined) continue
-        counts[kind]++
-        options.onExpired?.(kind)
-        logger.debug({ clientId, kind }, 'session expired')
-      }
-      if (due.length > 0) logger.info({ sessions: counts.session, installationQueues: counts.queue, expirySec: options.expirySec }, 'expired sessions unused for limits.sessionExpirySec deleted')
-      return counts.session + counts.queue
+      const due = dueAt(await expirable(options), activity, isConnected, at, expiryMs)
+      return await expireAll(options, activity, now, due)
     })
   }
 
