@@ -147,19 +147,11 @@ export function guardStorage (db: Database, { fsync, logger, healIntervalMs = 10
     const failed = failure
     if (closed || failed === undefined) return
     try {
-      if (!await roomToReopen(level.location)) {
-        schedule()
-        return
-      }
-      if (db.status === 'open') await db.close()
-      if (closed) return
-      await db.open()
-      for (const sublevel of sublevels) if (sublevel.status === 'closed') await sublevel.open()
-      await del(PROBE_KEY, options({}))
+      const outcome = await reopen(db, level.location, sublevels, async () => await del(PROBE_KEY, options({})), () => closed)
+      if (outcome === 'no room') schedule()
+      if (outcome !== 'reopened') return
     } catch (err) {
-      const reason = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)
-      if (failed.healError !== reason) logger?.warn({ err, location: level.location }, 'the store cannot write yet; trying again')
-      failed.healError = reason
+      noteHealError(failed, err, logger, level.location)
       schedule()
       return
     }
@@ -183,6 +175,28 @@ export function guardStorage (db: Database, { fsync, logger, healIntervalMs = 10
       timer = undefined
     },
   }
+}
+
+/**
+ * One heal: once the disk has room for what reopening writes, closes and
+ * opens the database again (its sublevels with it) and makes the probe write.
+ * Throws what failed; 'closed' when the guard closed meanwhile.
+ */
+async function reopen (db: Database, location: string, sublevels: ReturnType<typeof trackSublevels>, probe: () => Promise<void>, closed: () => boolean): Promise<'reopened' | 'no room' | 'closed'> {
+  if (!await roomToReopen(location)) return 'no room'
+  if (db.status === 'open') await db.close()
+  if (closed()) return 'closed'
+  await db.open()
+  for (const sublevel of sublevels) if (sublevel.status === 'closed') await sublevel.open()
+  await probe()
+  return 'reopened'
+}
+
+/** Logs why a heal failed, once for each new reason. */
+function noteHealError (failed: Failure, err: unknown, logger: Logger | undefined, location: string): void {
+  const reason = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)
+  if (failed.healError !== reason) logger?.warn({ err, location }, 'the store cannot write yet; trying again')
+  failed.healError = reason
 }
 
 /** The options every write is made with under `storage.fsync`. */
