@@ -1,7 +1,8 @@
 import type { AppTopic, AppTopicStore } from '../app-topics.js'
 import type { RedisStoreOptions } from './client-owners.js'
 import type { RedisConnection } from './connection.js'
-import { openMirroredHash, type RedisMirror } from './mirror.js'
+import { openMirroredHash } from './mirrored-hash.js'
+import type { RedisMirror } from './mirror.js'
 
 export interface RedisAppTopicStore extends AppTopicStore {
   readonly mirror: RedisMirror<AppTopic>

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import { scopePath, type BucketScope } from '../../buckets/index.js'
-import { defineScript, type Script } from './mirror.js'
+import { defineScript, type Script } from './script.js'
 
 /**
  * Where the Redis bucket store keeps things (ioredis adds `cluster.keyPrefix`):

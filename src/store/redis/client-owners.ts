@@ -1,6 +1,7 @@
 import type { ClientIdClaim, ClientOwnerStore } from '../client-owners.js'
 import type { RedisConnection } from './connection.js'
-import { openMirroredHash, type RedisMirror } from './mirror.js'
+import { openMirroredHash } from './mirrored-hash.js'
+import type { RedisMirror } from './mirror.js'
 
 /** The Redis store, with what a node needs beyond the interface. */
 export interface RedisClientOwnerStore extends ClientOwnerStore {

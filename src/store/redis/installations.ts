@@ -3,7 +3,8 @@ import { HeraldError } from '../../errors/index.js'
 import type { Installation, InstallationStore, PushToken } from '../installations.js'
 import type { RedisStoreOptions } from './client-owners.js'
 import type { RedisConnection } from './connection.js'
-import { changeBody, defineScript, openMirror, type RedisMirror, type Script } from './mirror.js'
+import { changeBody, openMirror, type RedisMirror } from './mirror.js'
+import { defineScript, type Script } from './script.js'
 
 export interface RedisInstallationStore extends InstallationStore {
   /** what the routing path reads: per installation id, `m`/`p` (MQTT or push-only) then `t`/`-` (push token or none) */

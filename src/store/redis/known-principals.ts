@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { candidateOf, principalOf, recordingVerifier, rememberRecent, supersedes, type Cached, type KnownRecord, type PrincipalDirectory } from '../known-principals.js'
 import { PrincipalUpdates } from '../principal-updates.js'
 import type { RedisConnection } from './connection.js'
-import { defineScript } from './mirror.js'
+import { defineScript } from './script.js'
 
 export interface RedisPrincipalDirectory extends PrincipalDirectory {
   /** Stops following other nodes' changes (the connection stays open). */

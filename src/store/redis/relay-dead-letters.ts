@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { DeadLetter, RelayJob } from '../../../plugins/push-core/index.js'
-import { defineScript, type Script } from './mirror.js'
+import { defineScript, type Script } from './script.js'
 import { KEYS } from './relay-outbox-scripts.js'
 
 const REVIVE_LUA = `

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis'
 import type { DeadLetter, RelayJob, RelayStore } from '../../../plugins/push-core/index.js'
 import type { RedisConnection } from './connection.js'
-import { defineScript, type Script } from './mirror.js'
+import { defineScript, type Script } from './script.js'
 import { RedisDeadLetters } from './relay-dead-letters.js'
 import { checkExec, FORGET_CONSUMER_LUA, GROUP, KEYS, REFRESH_LUA, RELEASE_LUA } from './relay-outbox-scripts.js'
 
