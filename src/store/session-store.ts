@@ -1,52 +1,25 @@
 import AsyncLevelPersistence, { type PersistedPacket, type StoredSubscription } from 'aedes-persistence-level/asyncPersistence.js'
 import msgpack from 'msgpack-lite'
 import { Readable } from 'node:stream'
-import { AckGate } from './ack-gate.js'
 import { groupCommitTarget } from './batch-target.js'
 import { FreshQueue } from './fresh-queue.js'
-import { GroupCommit, type BatchTarget } from './group-commit.js'
+import { GroupCommit } from './group-commit.js'
 import { InFlightMessages } from './in-flight.js'
 import { OfflineSubscriptions } from './offline-subscriptions.js'
-import { RetainedMessages, type RetainedDatabase, type RetainedLimits } from './retained-messages.js'
+import { RetainedMessages, type RetainedLimits } from './retained-messages.js'
 import { QueueBound } from './queue-bound.js'
+import { QueueWrites } from './queue-writes.js'
 import { createSessionPolicy, type SessionPolicy } from './session-policy.js'
-import { SessionIndex, type KeyLister } from './session-index.js'
+import type { SessionDatabase, SessionStoreOptions } from './session-store-options.js'
+import { SessionIndex } from './session-index.js'
 import type { QueueLimitHandlers, SessionState, SessionStorage } from './session-storage.js'
-import { encodeQueueEntry, outgoingIdPrefix, outgoingKey, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
+import { outgoingIdPrefix, outgoingPrefix, prefixRange, SUBSCRIPTIONS_PREFIX } from './session-keys.js'
 
 export type { PersistedPacket, StoredSubscription }
 export type { RoutingHook, SessionPolicy, SubscriptionGuard } from './session-policy.js'
 export type { SessionState, SessionStorage } from './session-storage.js'
 export { createSessionPolicy } from './session-policy.js'
-
-/** The (sub)level the session store lives in. */
-export interface SessionDatabase extends KeyLister, RetainedDatabase {
-  clear (range: { gte: string, lt: string }): Promise<void>
-  iterator (range: { gte: string, lt: string }): AsyncIterable<[string, Buffer]>
-  /** abstract-level sublevel API: this key as the root database stores it */
-  prefixKey (key: string, keyFormat: 'utf8'): string
-  /** the root database */
-  readonly db: BatchTarget
-}
-
-export interface SessionStoreOptions {
-  /** the broker's decisions the store consults (session-policy.ts says why it is filled in after construction) */
-  readonly policy?: SessionPolicy
-  /** hears about failed in-flight and acknowledgement writes, which no caller waits for */
-  readonly onWriteBehindError?: (err: unknown) => void
-  /**
-   * How long a fresh message's recipients have to acknowledge it before their
-   * queue entries are written, and how long writes behind are held back
-   * (GroupCommit.writeHeld). 1 s by default.
-   */
-  readonly holdMs?: number
-  /**
-   * How long a message whose recipients are all connected waits for their
-   * acknowledgements before its record is written anyway; its publisher's
-   * PUBACK waits as long at most. 20 ms by default.
-   */
-  readonly ackWaitMs?: number
-}
+export type { SessionDatabase, SessionStoreOptions } from './session-store-options.js'
 
 /**
  * The aedes session store (aedes-persistence-level) with the changes Herald needs:
@@ -56,7 +29,7 @@ export interface SessionStoreOptions {
  *   the next CONNECT. `addSubscriptions` drops every filter the guard refuses.
  * - aedes 1.2 writes PUBACK before the QoS1 message reaches the store. The
  *   broker runs the publish first and waits for `safeToAck` (broker/hooks.ts;
- *   AckGate, ack-gate.ts).
+ *   AckGate, ack-gate.ts, in QueueWrites, queue-writes.ts).
  * - A routing hook sees each QoS>0 message with the offline subscriptions it
  *   matched and decides which of them queue it.
  * - The queue writes of QoS 1 delivery (enqueue, in flight, acknowledged) are
@@ -93,9 +66,8 @@ export class SessionStore extends AsyncLevelPersistence implements SessionStorag
   readonly policy: SessionPolicy
   readonly #db: SessionDatabase
   readonly #commit: GroupCommit
-  readonly #ackWaitMs: number
-  /** publishes whose publisher waits for safeToAck() */
-  readonly #acks = new AckGate()
+  /** the queue writes of a QoS>0 message, and the gate its publisher's PUBACK waits at */
+  readonly #queue: QueueWrites
   /** messages for several recipients whose queue entries are not written yet */
   readonly #fresh: FreshQueue
   /** what this process put in flight, and its writes behind */
@@ -113,11 +85,11 @@ export class SessionStore extends AsyncLevelPersistence implements SessionStorag
     super(db)
     this.policy = policy
     this.#db = db
-    this.#ackWaitMs = ackWaitMs
     this.#commit = new GroupCommit(groupCommitTarget(db.db), { holdMs, onHeldError: onWriteBehindError })
     this.#inFlight = new InFlightMessages({ db, commit: this.#commit })
     this.#fresh = new FreshQueue({ db, commit: this.#commit, holdMs, ackWaitMs, onDropped: (clientId) => this.#bound?.removed(clientId) })
     this.#retained = new RetainedMessages(db)
+    this.#queue = new QueueWrites({ db, commit: this.#commit, fresh: this.#fresh, index: this.#index, ackWaitMs, isConnected: (clientId) => this.policy.isConnected(clientId), bound: () => this.#bound })
   }
 
   /**
@@ -266,7 +238,7 @@ export class SessionStore extends AsyncLevelPersistence implements SessionStorag
    * it within ackWaitMs.
    */
   expectAcknowledgement (packet: { brokerId: string, brokerCounter: number }): void {
-    this.#acks.expect(packet)
+    this.#queue.expect(packet)
   }
 
   /**
@@ -276,53 +248,18 @@ export class SessionStore extends AsyncLevelPersistence implements SessionStorag
    * once aedes' publish is done, whether or not it failed.
    */
   safeToAck (packet: { brokerId: string, brokerCounter: number }): Promise<void> | undefined {
-    return this.#acks.release(packet)
+    return this.#queue.release(packet)
   }
 
   override async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {
     const routing = this.policy.routing
     const queued = routing === undefined || subs.length === 0 ? subs : await routing(subs, packet)
     if (queued.length === 0) return
-    const expected = this.#acks.of(packet)
-    if (expected !== undefined && this.#ackWaitMs > 0 && queued.every((sub) => this.policy.isConnected(sub.clientId))) {
-      this.#markQueued(queued)
-      expected.safe = this.#fresh.awaitAcks(queued, packet)
-      return
-    }
-    await this.#enqueue(queued, packet)
+    await this.#queue.enqueueRouted(queued, packet)
   }
 
   override async outgoingEnqueue (sub: { clientId: string }, packet: PersistedPacket): Promise<void> {
-    await this.#enqueue([sub], packet)
-  }
-
-  /**
-   * One encoding of the message, durable when this resolves: for one
-   * recipient, its queue entry; for several, one record of the message and
-   * its recipients, whose queue entries come later (FreshMessage).
-   */
-  async #enqueue (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
-    if (subs.length === 0) return
-    this.#markQueued(subs)
-    const only = subs.length === 1 ? subs[0] : undefined
-    if (only === undefined) {
-      await this.#fresh.write(subs, packet)
-      return
-    }
-    try {
-      await this.#commit.write([{ type: 'put', key: this.#db.prefixKey(outgoingKey(only.clientId, packet.brokerId, packet.brokerCounter), 'utf8'), value: encodeQueueEntry(packet) }])
-    } catch (err) {
-      this.#bound?.removed(only.clientId)
-      throw err
-    }
-  }
-
-  /** Before a message is written to these clients' queues (or its record to one of them): the index and the queue bound count it. */
-  #markQueued (subs: ReadonlyArray<{ clientId: string }>): void {
-    for (const sub of subs) {
-      this.#index.markQueued(sub.clientId)
-      this.#bound?.added(sub.clientId)
-    }
+    await this.#queue.enqueue([sub], packet)
   }
 
   /** Resolves once every write asked for so far is in LevelDB, fresh messages' queue entries and writes behind included. */
