@@ -10,6 +10,7 @@ import type { ClientOwnerStore } from '../store/client-owners.js'
 import type { SessionStorage } from '../store/session-storage.js'
 import type { ConnectLimiter } from './connect-limiter.js'
 import { admitConnection, recordClaim, type ConnectPolicyDeps, type ConnectRequest } from './connect-policy.js'
+import { ClusterRegistration } from './cluster-registration.js'
 import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
 import { sortableBrokerId } from './broker-id.js'
@@ -72,6 +73,8 @@ interface Hooks {
    */
   readonly departed: WeakMap<Client, Session>
   readonly pubacks: PubackOrder
+  /** this node's connections in the cluster's presence; undefined: one process */
+  readonly cluster: ClusterRegistration | undefined
 }
 
 /** Token expiry is checked at this granularity: a connection is closed at most this long after its token expires. */
@@ -83,7 +86,8 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   // before listen(): queue keys then sort by the time messages were queued, across restarts (broker-id.ts)
   setBrokerId(broker, sortableBrokerId())
   const subscriptionLimit = new SubscriptionLimit<Client>(limits.maxSubscriptionsPerClient)
-  const hooks: Hooks = { broker, deps, registry, subscriptionLimit, departed: new WeakMap(), pubacks: orderPubacks(broker, sessions) }
+  const cluster = deps.presence === undefined ? undefined : new ClusterRegistration(deps.presence, deps.logger, () => broker.id)
+  const hooks: Hooks = { broker, deps, registry, subscriptionLimit, departed: new WeakMap(), pubacks: orderPubacks(broker, sessions), cluster }
 
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
@@ -108,6 +112,7 @@ function installConnect (hooks: Hooks): void {
   const requests = new WeakMap<Client, ConnectPacketFacts>()
   const lifecycle = connectionLifecycle(hooks)
   const { presence } = deps
+  const { cluster } = hooks
   const policy: ConnectPolicyDeps = {
     ...deps,
     // in a cluster, the connections of every node count
@@ -144,9 +149,9 @@ function installConnect (hooks: Hooks): void {
     const admission = await admitConnection(request, policy)
     if (client.closed) return
     // atomic across nodes: of two connections racing for one client id under different owners, one gets it
-    if (presence !== undefined && await lifecycle.registerInCluster(client, presence, admission.owner) !== undefined) throw new HeraldError('CLIENT_ID_TAKEN')
+    if (cluster !== undefined && await cluster.register(client, admission.owner) !== undefined) throw new HeraldError('CLIENT_ID_TAKEN')
     if (client.closed) {
-      lifecycle.unregisterInCluster(client)
+      cluster?.unregister(client)
       return
     }
     lifecycle.register(client, { clientId: client.id, owner: admission.owner, acl: admission.acl, expiresAt: admission.expiresAt })
@@ -155,22 +160,9 @@ function installConnect (hooks: Hooks): void {
 }
 
 /** A connection from its admission to its close: token expiry, delivery bounds, aedes' per-connection patches. */
-function connectionLifecycle (hooks: Hooks): {
-  register (client: Client, session: Session): void
-  /** Records the connection in the cluster's presence; resolves the holder's owner when another owner holds the client id. */
-  registerInCluster (client: Client, presence: ClusterPresence, owner: string): Promise<string | undefined>
-  unregisterInCluster (client: Client): void
-} {
+function connectionLifecycle (hooks: Hooks): { register (client: Client, session: Session): void } {
   const { deps, registry, departed } = hooks
   const { logger, limits } = deps
-  /**
-   * This node's connections in the cluster's presence, each with its name
-   * there (so its close never removes a newer connection's record) and its
-   * owner (to write it again when the records were lost).
-   */
-  const inPresence = new Map<Client, { readonly id: string, readonly owner: string }>()
-  let connections = 0
-  deps.presence?.onRecordsLost(() => { reassertPresence() })
   const expiries = new Deadlines<Client>(EXPIRY_RESOLUTION_MS, (client) => {
     logger.info({ clientId: client.id }, 'token expired; closing the connection')
     client.close()
@@ -202,34 +194,7 @@ function connectionLifecycle (hooks: Hooks): {
     if (session.expiresAt !== null) expiries.delete(client, session.expiresAt)
     departed.set(client, session)
     registry.remove(client)
-    unregisterInCluster(client)
-  }
-
-  function unregisterInCluster (client: Client): void {
-    const record = inPresence.get(client)
-    if (record === undefined || deps.presence === undefined) return
-    inPresence.delete(client)
-    deps.presence.unregister(client.id, record.id).catch((err: unknown) => logger.warn({ err, clientId: client.id }, 'removing a closed connection from the cluster presence failed; it goes when this node stops'))
-  }
-
-  /**
-   * Writes every connection of this node into the presence again: Redis came
-   * back empty, or another node took this one for dead and removed them.
-   * Otherwise the others would count these devices as offline (and the relay
-   * push to them through FCM/APNs) until they reconnect. A client id another
-   * owner took meanwhile is closed here: it is that owner's now.
-   */
-  function reassertPresence (): void {
-    const presence = deps.presence
-    if (presence === undefined || inPresence.size === 0) return
-    logger.info({ connections: inPresence.size }, 'writing this node\'s connections into the cluster presence again')
-    for (const [client, { id, owner }] of inPresence) {
-      presence.register(client.id, owner, id).then((holder) => {
-        if (holder === undefined || client.closed) return
-        logger.info({ clientId: client.id }, 'the client id was taken by another owner while the presence was lost; closing the connection')
-        client.close()
-      }, (err: unknown) => logger.warn({ err, clientId: client.id }, 'writing a connection into the cluster presence again failed'))
-    }
+    hooks.cluster?.unregister(client)
   }
 
   return {
@@ -241,13 +206,6 @@ function connectionLifecycle (hooks: Hooks): {
       deliverOncePerMessage(client, deliveryLimits)
       slimParser(client)
     },
-    async registerInCluster (client, presence, owner) {
-      const id = `${hooks.broker.id}:${++connections}`
-      const holder = await presence.register(client.id, owner, id)
-      if (holder === undefined) inPresence.set(client, { id, owner })
-      return holder
-    },
-    unregisterInCluster,
   }
 }
 
