@@ -69,49 +69,7 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
   if (labels.node !== undefined) registry.setDefaultLabels({ node: labels.node })
   const registers = [registry]
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
-  // eslint-disable-next-line no-new -- registered on `registry`, read at scrape time
-  new Gauge({ name: 'herald_mqtt_connected_clients', help: 'Authenticated MQTT connections open now', registers, collect () { this.set(gauges.connectedClients()) } })
-  // eslint-disable-next-line no-new
-  new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
-  // eslint-disable-next-line no-new
-  new Gauge({ name: 'herald_mqtt_pending_connects', help: 'MQTT connections whose CONNECT has not fully arrived yet (limits.maxPendingConnectsPerIp per address)', registers, collect () { this.set(gauges.pendingConnects()) } })
-  // eslint-disable-next-line no-new
-  new Gauge({ name: 'herald_storage_writable', help: '1 while the store writes; 0 while it refuses writes (full disk or I/O error) until it heals', registers, collect () { this.set(gauges.storageWritable()) } })
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'herald_open_files',
-    help: 'Open file descriptors of the process (sockets, LevelDB files, …), and its open-files limit (kind="limit")',
-    labelNames: ['kind'],
-    registers,
-    collect () {
-      const { limit, open } = gauges.openFiles()
-      if (open !== null) this.set({ kind: 'open' }, open)
-      if (limit !== null) this.set({ kind: 'limit' }, limit)
-    },
-  })
-
-  // read from the store at scrape time; a failed read (Redis away) keeps the last value rather than failing the scrape
-  const queued = { sessions: 0, messages: 0 }
-  const readQueues = async (): Promise<void> => {
-    try {
-      Object.assign(queued, await gauges.queueTotals())
-    } catch {}
-  }
-  // eslint-disable-next-line no-new
-  new Gauge({ name: 'herald_session_queued_sessions', help: 'Persistent sessions with queued QoS 1/2 messages (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.sessions) } })
-  // eslint-disable-next-line no-new
-  new Gauge({ name: 'herald_session_queued_messages', help: 'QoS 1/2 messages queued for persistent sessions and not acknowledged, every session\'s (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.messages) } })
-  // eslint-disable-next-line no-new
-  new Gauge({
-    name: 'herald_relay_dead_letters',
-    help: 'Relay jobs that ran out of attempts and are kept for inspection, replay or purge (cluster: every node reports the whole cluster)',
-    registers,
-    async collect () {
-      try {
-        this.set(await gauges.deadLetters())
-      } catch {}
-    },
-  })
+  registerGauges(gauges, registers)
 
   const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers })
   const messagesOut = new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers })
@@ -168,24 +126,74 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
       dropped: (provider, reason) => dropped.inc({ provider, reason }),
       deadLettered: (provider) => dead.inc({ provider }),
     },
-    async counters () {
-      const sum = async (counter: Counter<string>): Promise<number> => (await counter.get()).values.reduce((total, { value }) => total + value, 0)
-      const byProvider = async (...counters: Array<Counter<string>>): Promise<Record<string, number>> => {
-        const totals: Record<string, number> = {}
-        for (const counter of counters) {
-          for (const { labels, value } of (await counter.get()).values) {
-            const provider = String(labels.provider ?? 'none')
-            totals[provider] = (totals[provider] ?? 0) + value
-          }
-        }
-        return totals
-      }
-      return {
-        messagesIn: await sum(messagesIn),
-        messagesOut: await sum(messagesOut),
-        relaySent: await byProvider(sent),
-        relayFailed: await byProvider(dropped, dead),
-      }
+    counters: async () => await readCounters({ messagesIn, messagesOut, sent, dropped, dead }),
+  }
+}
+
+/** The values read at scrape time (Gauges), registered on `registers`. */
+function registerGauges (gauges: Gauges, registers: Registry[]): void {
+  // eslint-disable-next-line no-new -- registered on `registry`, read at scrape time
+  new Gauge({ name: 'herald_mqtt_connected_clients', help: 'Authenticated MQTT connections open now', registers, collect () { this.set(gauges.connectedClients()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_relay_outbox_depth', help: 'Relay jobs not settled yet', registers, collect () { this.set(gauges.relayOutboxDepth()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_mqtt_pending_connects', help: 'MQTT connections whose CONNECT has not fully arrived yet (limits.maxPendingConnectsPerIp per address)', registers, collect () { this.set(gauges.pendingConnects()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_storage_writable', help: '1 while the store writes; 0 while it refuses writes (full disk or I/O error) until it heals', registers, collect () { this.set(gauges.storageWritable()) } })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'herald_open_files',
+    help: 'Open file descriptors of the process (sockets, LevelDB files, …), and its open-files limit (kind="limit")',
+    labelNames: ['kind'],
+    registers,
+    collect () {
+      const { limit, open } = gauges.openFiles()
+      if (open !== null) this.set({ kind: 'open' }, open)
+      if (limit !== null) this.set({ kind: 'limit' }, limit)
     },
+  })
+
+  // read from the store at scrape time; a failed read (Redis away) keeps the last value rather than failing the scrape
+  const queued = { sessions: 0, messages: 0 }
+  const readQueues = async (): Promise<void> => {
+    try {
+      Object.assign(queued, await gauges.queueTotals())
+    } catch {}
+  }
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_session_queued_sessions', help: 'Persistent sessions with queued QoS 1/2 messages (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.sessions) } })
+  // eslint-disable-next-line no-new
+  new Gauge({ name: 'herald_session_queued_messages', help: 'QoS 1/2 messages queued for persistent sessions and not acknowledged, every session\'s (cluster: every node reports the whole cluster; counted at most every 15 s)', registers, async collect () { await readQueues(); this.set(queued.messages) } })
+  // eslint-disable-next-line no-new
+  new Gauge({
+    name: 'herald_relay_dead_letters',
+    help: 'Relay jobs that ran out of attempts and are kept for inspection, replay or purge (cluster: every node reports the whole cluster)',
+    registers,
+    async collect () {
+      try {
+        this.set(await gauges.deadLetters())
+      } catch {}
+    },
+  })
+}
+
+/** The counters' totals, for the admin overview. */
+async function readCounters ({ messagesIn, messagesOut, sent, dropped, dead }: Record<'messagesIn' | 'messagesOut' | 'sent' | 'dropped' | 'dead', Counter<string>>): ReturnType<Metrics['counters']> {
+  const sum = async (counter: Counter<string>): Promise<number> => (await counter.get()).values.reduce((total, { value }) => total + value, 0)
+  const byProvider = async (...counters: Array<Counter<string>>): Promise<Record<string, number>> => {
+    const totals: Record<string, number> = {}
+    for (const counter of counters) {
+      for (const { labels, value } of (await counter.get()).values) {
+        const provider = String(labels.provider ?? 'none')
+        totals[provider] = (totals[provider] ?? 0) + value
+      }
+    }
+    return totals
+  }
+  return {
+    messagesIn: await sum(messagesIn),
+    messagesOut: await sum(messagesOut),
+    relaySent: await byProvider(sent),
+    relayFailed: await byProvider(dropped, dead),
   }
 }

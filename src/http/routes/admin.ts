@@ -142,8 +142,13 @@ function deadLetterSummary (letter: DeadLetter): Static<typeof DeadLetterSummary
 const adminOnly = { preValidation: async (request: FastifyRequest) => { requireRole(request.principal, 'admin') } }
 
 export function registerAdminRoutes (app: FastifyInstance, ctx: HttpContext): void {
-  const started = Date.now()
+  registerClientRoutes(app, ctx)
+  registerDeadLetterRoutes(app, ctx)
+  registerStoreRoutes(app, ctx, Date.now())
+}
 
+/** Connected clients (every node's in a cluster): list, one client's session, disconnect. */
+function registerClientRoutes (app: FastifyInstance, ctx: HttpContext): void {
   app.get<{ Querystring: ClientsQuery }>('/admin/clients', {
     ...adminOnly,
     schema: {
@@ -203,7 +208,10 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: HttpContext): vo
     request.log.info({ clientId: request.params.clientId, by: request.principal.sub }, 'client disconnected by an admin')
     return await reply.code(204).send()
   })
+}
 
+/** Relay dead letters: list, inspect, replay, purge. */
+function registerDeadLetterRoutes (app: FastifyInstance, ctx: HttpContext): void {
   app.get<{ Querystring: DeadLettersQuery }>('/admin/dead-letters', {
     ...adminOnly,
     schema: { summary: 'List relay dead letters (admin)', description: 'Relay jobs that ran out of attempts (`push.maxAttempts`), every node\'s, a page at a time.', querystring: DeadLettersQuery, response: { 200: DeadLettersPage } },
@@ -252,7 +260,10 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: HttpContext): vo
     ...adminOnly,
     schema: { summary: 'Purge every relay dead letter (admin)', response: { 200: Purged } },
   }, async () => ({ purged: await ctx.relay.deadLetters.purge() }))
+}
 
+/** The store's backup, and the overview's counts since `started`. */
+function registerStoreRoutes (app: FastifyInstance, ctx: HttpContext, started: number): void {
   app.post<{ Body: BackupBody }>('/admin/backup', {
     ...adminOnly,
     schema: {
