@@ -94,7 +94,7 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
       await presence.removeNode(nodeId).catch(onError('removing this node\'s connections from the presence failed'))
       await presence.close()
       await remote.close()
-      // aedes never destroys its persistence: the session store's own connection closes here
+      // aedes never destroys its persistence: the session store's mirrors stop following Redis here (conn.close() below closes the connections)
       await sessions.destroy()
       await Promise.all([appTopics.close(), installations.close(), clientIds.close()])
       await bus.close()
