@@ -85,6 +85,12 @@ export interface BucketStore extends AppBucketDirectory {
   /** Applies an RFC 7396 merge patch to an existing object. */
   patchObject (scope: BucketScope, bucket: string, id: string, patch: JsonObject, options: WriteOptions): Promise<BucketObject>
   deleteObject (scope: BucketScope, bucket: string, id: string, options: WriteOptions): Promise<void>
+  /**
+   * The names of the scope's buckets that hold objects, in byte order, those
+   * after `after` (an operator browsing a user's or group's buckets: they
+   * exist only through their objects).
+   */
+  listBuckets (scope: BucketScope, options: { limit: number, after?: string }): Promise<{ names: string[], next: string | null }>
   /** Drops every object of the bucket (and an app bucket's definition); resolves the number of objects dropped. */
   deleteBucket (scope: BucketScope, bucket: string, options: { sender: string | null }): Promise<number>
 

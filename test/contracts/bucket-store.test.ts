@@ -192,6 +192,35 @@ function contract (t: Test, backend: Backend): void {
     t.strictSame((await store.listObjects(app, 'notes', { limit: 5 })).objects, [], 'app scope is separate')
   })
 
+  t.test('listBuckets: a scope\'s buckets that hold objects, in name order, a page at a time', async (t) => {
+    const { store } = await started(t, backend)
+    const names = ['notes', 'a-b', 'note', 'notes2', '_x', 'Z']
+    for (const name of names) {
+      await store.createObject(alice, name, 'one', { name }, as('alice'))
+      await store.createObject(alice, name, 'two', { name }, as('alice'))
+    }
+    // other scopes, and a neighbour whose id starts with alice's, stay out
+    await store.createObject({ kind: 'user', id: 'alice2' }, 'other', 'a', {}, as('alice2'))
+    await store.createObject({ kind: 'user', id: 'alic' }, 'other', 'a', {}, as('alic'))
+    await store.createObject(ops, 'notes', 'a', {}, as('dave'))
+    await store.createObject(alice, 'emptied', 'a', {}, as('alice'))
+    await store.deleteObject(alice, 'emptied', 'a', as('alice'))
+
+    const sorted = [...names].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0))
+    t.strictSame(await store.listBuckets(alice, { limit: 100 }), { names: sorted, next: null })
+    const first = await store.listBuckets(alice, { limit: 4 })
+    t.strictSame(first, { names: sorted.slice(0, 4), next: sorted[3] })
+    t.strictSame(await store.listBuckets(alice, { limit: 4, after: first.next as string }), { names: sorted.slice(4), next: null })
+    t.strictSame(await store.listBuckets(ops, { limit: 10 }), { names: ['notes'], next: null })
+    t.strictSame(await store.listBuckets({ kind: 'group', id: 'nobody' }, { limit: 10 }), { names: [], next: null })
+    // a user id with glob characters matches itself only (Redis SCAN patterns)
+    const globby: BucketScope = { kind: 'user', id: 'a*[l]?' }
+    await store.createObject(globby, 'mine', 'a', {}, as('a*[l]?'))
+    t.strictSame(await store.listBuckets(globby, { limit: 10 }), { names: ['mine'], next: null })
+    await store.deleteBucket(alice, 'notes', { sender: 'alice' })
+    t.notOk((await store.listBuckets(alice, { limit: 100 })).names.includes('notes'), 'a deleted bucket is gone')
+  })
+
   t.test('the write is in the store before its event is published', async (t) => {
     const { store, broker } = await started(t, backend)
     const seenAtPublish: Array<number | undefined> = []

@@ -136,6 +136,7 @@ t.test('every operation, called as it should be, answers a documented status wit
   await call('PUT', '/v1/app/buckets/{bucket}', { bucket: 'notes' }, 201, { token: admin })
   await call('PUT', '/v1/app/buckets/{bucket}', { bucket: 'notes' }, 200, { token: admin, body: { acl: { read: ['authenticated'], write: ['user:alice'] } } })
   await call('GET', '/v1/app/buckets', {}, 200, { token: alice })
+  await call('GET', '/v1/admin/buckets', {}, 200, { token: admin })
   for (const [scope, params] of [['app', {}], ['users/{uid}', { uid: 'alice' }], ['groups/{gid}', { gid: 'g1' }]] as const) {
     const base = `/v1/${scope}/buckets/{bucket}`
     const bucket = { ...params, bucket: 'notes' }

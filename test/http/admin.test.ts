@@ -25,6 +25,7 @@ const operations: Array<[string, string, unknown?]> = [
   ['DELETE', '/v1/admin/dead-letters'],
   ['POST', '/v1/admin/backup', { dir: 'relative', extra: true }],
   ['GET', '/v1/admin/overview'],
+  ['GET', '/v1/admin/buckets?scope=nonsense&limit=0'],
 ]
 
 t.test('admin endpoints answer 401 without a valid token and 403 to any role but admin, before looking at the request', async (t) => {
@@ -76,6 +77,10 @@ t.test('connected clients are listed with user, transport, address and since whe
   const second = await api(broker, 'GET', `/v1/admin/clients?limit=2&after=${first.body.next as string}`, { token: admin })
   t.same(second.body.clients.map((c: { clientId: string }) => c.clientId), ['bob-phone'])
   t.equal(second.body.next, null)
+
+  const searched = await api(broker, 'GET', '/v1/admin/clients?search=-p', { token: admin })
+  t.same([searched.body.clients.map((c: { clientId: string }) => c.clientId), searched.body.total], [['alice-phone', 'bob-phone'], 2], 'search: a part of the client id')
+  t.same((await api(broker, 'GET', '/v1/admin/clients?search=phone&user=bob', { token: admin })).body.clients.map((c: { clientId: string }) => c.clientId), ['bob-phone'])
 
   const overview = await api(broker, 'GET', '/v1/admin/overview', { token: admin })
   t.match(overview.body, { node: null, clients: { connected: 3 }, relay: { outbox: 0, deadLetters: 0 } })
@@ -157,4 +162,37 @@ t.test('a user\'s installations, listed for an admin or a service; a device sees
   const refused = await api(broker, 'GET', '/v1/installations?user=bob', { token: alice })
   t.same([refused.status, refused.body.error.code], [403, 'NOT_AUTHORIZED'])
   t.equal((await api(broker, 'GET', '/v1/installations?user=a%2Fb', { token: admin })).status, 400, 'a user id is one topic level')
+})
+
+t.test('the buckets of a scope: app buckets as created, a user\'s or group\'s that hold objects; objects read through the scope\'s routes', async (t) => {
+  const broker = await startBroker(t)
+  const write = async (path: string, token: string): Promise<void> => { t.equal((await api(broker, 'POST', path, { token, body: { n: 1 } })).status, 201, path) }
+  t.equal((await api(broker, 'PUT', '/v1/app/buckets/news', { token: admin, body: {} })).status, 201)
+  t.equal((await api(broker, 'PUT', '/v1/app/buckets/alerts', { token: admin, body: { acl: { read: ['role:admin'], write: ['role:admin'] } } })).status, 201)
+  await write('/v1/users/alice/buckets/notes/objects', alice)
+  await write('/v1/users/alice/buckets/drafts/objects', alice)
+  await write('/v1/users/bob/buckets/notes/objects', bob)
+  await write('/v1/groups/ops/buckets/tasks/objects', service)
+
+  const names = async (query: string): Promise<unknown> => {
+    const listed = await api(broker, 'GET', `/v1/admin/buckets${query}`, { token: admin })
+    t.equal(listed.status, 200, query)
+    return [listed.body.buckets.map((b: { name: string }) => b.name), listed.body.next]
+  }
+  t.same(await names(''), [['alerts', 'news'], null], 'app, the default scope: every app bucket, whatever its ACL')
+  t.same(await names('?scope=users/alice'), [['drafts', 'notes'], null])
+  t.same(await names('?scope=users/alice&limit=1'), [['drafts'], 'drafts'])
+  t.same(await names('?scope=users/alice&after=drafts'), [['notes'], null])
+  t.same(await names('?scope=groups/ops'), [['tasks'], null])
+  t.same(await names('?scope=users/carol'), [[], null])
+  const user = await api(broker, 'GET', '/v1/admin/buckets?scope=users/alice', { token: admin })
+  t.match(user.body, { scope: 'users/alice', buckets: [{ scope: 'users/alice', name: 'drafts', eventsTopic: 'users/alice/buckets/drafts/events' }] })
+  const app = await api(broker, 'GET', '/v1/admin/buckets?scope=app', { token: admin })
+  t.match(app.body.buckets[0], { scope: 'app', name: 'alerts', acl: { read: ['role:admin'] } })
+  for (const bad of ['users', 'users/', 'users/a/b', 'devices/x', 'groups/$sys']) {
+    const refused = await api(broker, 'GET', `/v1/admin/buckets?scope=${encodeURIComponent(bad)}`, { token: admin })
+    t.same([refused.status, refused.body.error.code], [400, 'INVALID_REQUEST'], `scope ${bad}`)
+  }
+  const objects = await api(broker, 'GET', '/v1/users/alice/buckets/notes/objects', { token: admin })
+  t.same([objects.status, objects.body.objects.length], [200, 1], 'an admin reads a user\'s objects')
 })

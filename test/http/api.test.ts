@@ -201,6 +201,7 @@ t.test('OpenAPI document lists every /v1 route', async (t) => {
     '/v1/admin/dead-letters/replay': ['post'],
     '/v1/admin/backup': ['post'],
     '/v1/admin/overview': ['get'],
+    '/v1/admin/buckets': ['get'],
   }
   const actual = Object.fromEntries(Object.entries(doc.paths).map(([path, item]) => [path, Object.keys(item).filter((k) => /^(get|put|post|patch|delete)$/.test(k)).sort()]))
   t.strictSame(actual, expected, 'exactly the /v1 routes, with their methods')

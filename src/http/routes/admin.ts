@@ -5,6 +5,7 @@ import type { ConnectedClient } from '../../broker/broker-port.js'
 import { HeraldError } from '../../errors/index.js'
 import { requireRole } from '../auth.js'
 import type { HttpContext } from '../context.js'
+import { registerAdminBucketRoutes } from './admin-buckets.js'
 import { NoContent } from './no-content.js'
 
 /**
@@ -29,6 +30,7 @@ const ConnectionView = Type.Object({
 
 const ClientsQuery = Type.Object({
   user: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'only this user\'s connections' })),
+  search: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'only client ids that contain this text' })),
   after: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, description: 'the `next` of the previous page' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
 }, { additionalProperties: false })
@@ -145,6 +147,7 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: HttpContext): vo
   registerClientRoutes(app, ctx)
   registerDeadLetterRoutes(app, ctx)
   registerStoreRoutes(app, ctx, Date.now())
+  registerAdminBucketRoutes(app, ctx)
 }
 
 /** Connected clients (every node's in a cluster): list, one client's session, disconnect. */
@@ -153,13 +156,14 @@ function registerClientRoutes (app: FastifyInstance, ctx: HttpContext): void {
     ...adminOnly,
     schema: {
       summary: 'List connected MQTT clients (admin)',
-      description: 'Every node\'s connections in a cluster (the cluster presence); `user` filters by the token\'s `sub`.',
+      description: 'Every node\'s connections in a cluster (the cluster presence); `user` filters by the token\'s `sub`, `search` by a part of the client id.',
       querystring: ClientsQuery,
       response: { 200: ClientsPage },
     },
   }, async (request) => {
-    const { user, after, limit = 100 } = request.query
-    const all = ctx.broker.connectedClients(user === undefined ? {} : { user }).sort((a, b) => a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)
+    const { user, search, after, limit = 100 } = request.query
+    const all = ctx.broker.connectedClients(user === undefined ? {} : { user })
+      .filter((client) => search === undefined || client.clientId.includes(search)).sort((a, b) => a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0)
     const rest = after === undefined ? all : all.filter((client) => client.clientId > after)
     const page = rest.slice(0, limit)
     return { clients: page.map(connectionView), total: all.length, next: rest.length > limit ? page[page.length - 1]?.clientId ?? null : null }

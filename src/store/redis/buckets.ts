@@ -108,6 +108,24 @@ class RedisBuckets {
     return { objects: page, next: more ? (page[page.length - 1]?.id ?? null) : null }
   }
 
+  /** SCAN for the scope's `ids` sorted sets (Redis drops an empty one, so each is a bucket with objects). */
+  async listBuckets (scope: BucketScope, limit: number, after: string | undefined): Promise<{ names: string[], next: string | null }> {
+    const { client, keyPrefix } = this.#conn
+    // SCAN's MATCH is not prefixed by ioredis; its answers carry the prefix
+    const start = `${keyPrefix}${bucketKeys.ids(scope, '')}`
+    const match = `${start.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`
+    const names = new Set<string>()
+    let cursor = '0'
+    do {
+      const [nextCursor, keys] = await redisStep(async () => await client.scan(cursor, 'MATCH', match, 'COUNT', 1000))
+      for (const key of keys) names.add(key.slice(start.length))
+      cursor = nextCursor
+    } while (cursor !== '0')
+    const sorted = [...names].filter((name) => after === undefined || name > after).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    const page = sorted.slice(0, limit)
+    return { names: page, next: sorted.length > limit ? (page[page.length - 1] ?? null) : null }
+  }
+
   /**
    * One object write: under this node's locks, read, `plan`, compare-and-set
    * with the pending event, then publish it. A plan may throw (preconditions).
@@ -202,6 +220,7 @@ export async function openRedisBucketStore (conn: RedisConnection, limits: Bucke
 
     getObject: async (scope, bucket, id) => await store.getObject(scope, bucket, id),
     listObjects: async (scope, bucket, { limit, after }) => await store.listObjects(scope, bucket, limit, after),
+    listBuckets: async (scope, { limit, after }) => await store.listBuckets(scope, limit, after),
 
     async createObject (scope, bucket, givenId, body, { sender }) {
       const id = givenId ?? generateObjectId()
