@@ -158,6 +158,7 @@ export function checkTargets (summary: Summary, phases: readonly Phase[]): Targe
   }
   half('fanout-qos0', 'deliveredPerSec', 'fan-out QoS 0')
   half('fanout-qos1', 'deliveredPerSec', 'fan-out QoS 1')
+  half('fanout-qos1-clean', 'deliveredPerSec', 'fan-out QoS 1 to clean sessions')
   half('fanin-qos0', 'deliveredPerSec', 'fan-in (QoS 0)')
   {
     const h = get('latency', 'herald', 'p99Ms')

@@ -4,16 +4,29 @@ import { CpuMeter } from '../lib/proc.js'
 import { coalesced, connectClients, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
+/** Who subscribes in a fan-out phase. */
+export interface FanOutSubscribers {
+  /** false: persistent sessions, as devices connect; true: clean sessions, as dashboards and backend services do */
+  clean: boolean
+  /** every subscriber is the same user (one token), as one user's many devices or a service's workers are */
+  oneUser: boolean
+}
+
+const DEVICES: FanOutSubscribers = { clean: false, oneUser: false }
+
 /**
- * One publisher, S persistent subscribers (clean = false, as devices connect)
- * on one topic. The publisher stays at most `fanoutWindow` messages ahead of
- * the slowest subscriber (and, at QoS 1, of its own PUBACKs), so the figure is
- * the broker's delivery rate, not the depth of its queues.
+ * One publisher, S subscribers on one topic: by default persistent sessions
+ * (clean = false, as devices connect), each its own user. The publisher stays
+ * at most `fanoutWindow` messages ahead of the slowest subscriber (and, at
+ * QoS 1, of its own PUBACKs), so the figure is the broker's delivery rate, not
+ * the depth of its queues.
  */
-export function fanOut (qos: 0 | 1): Phase {
+export function fanOut (qos: 0 | 1, who: FanOutSubscribers = DEVICES): Phase {
+  const suffix = `${who.clean ? '-clean' : ''}${who.oneUser ? '-one-user' : ''}`
+  const described = [who.clean ? 'clean sessions' : '', who.oneUser ? 'one user' : ''].filter((s) => s !== '').join(', ')
   return {
-    name: `fanout-qos${qos}`,
-    title: `Fan-out QoS ${qos}`,
+    name: `fanout-qos${qos}${suffix}`,
+    title: `Fan-out QoS ${qos}${described === '' ? '' : ` (${described})`}`,
     defaultOn: true,
     metrics: [
       { key: 'deliveredPerSec', label: 'delivered msgs/s', unit: '/s', better: 'higher', digits: 0, headline: true },
@@ -32,7 +45,7 @@ export function fanOut (qos: 0 | 1): Phase {
       let lastDeliveryAt = 0
 
       const subscribers = await connectClients(ctx,
-        Array.from({ length: o.fanoutSubscribers }, (_, i) => ({ clientId: `${ctx.tag}-s${i}`, clean: false, user: i, localAddress: source.of(i) })),
+        Array.from({ length: o.fanoutSubscribers }, (_, i) => ({ clientId: `${ctx.tag}-s${i}`, clean: who.clean, user: who.oneUser ? 0 : i, localAddress: source.of(i) })),
         20, { filter: () => topic, qos })
       const [publisher] = await connectClients(ctx, [{ clientId: `${ctx.tag}-p`, clean: true, user: o.fanoutSubscribers, localAddress: source.of(o.fanoutSubscribers) }], 1)
       if (publisher === undefined) throw new Error('no publisher')

@@ -20,6 +20,8 @@ export const phaseRegistry: readonly Phase[] = [
   connectStorm,
   fanOut(0),
   fanOut(1),
+  fanOut(1, { clean: true, oneUser: false }),
+  fanOut(1, { clean: false, oneUser: true }),
   fanIn(0),
   fanIn(1),
   latency,

@@ -317,6 +317,9 @@ export class SessionStore extends AsyncLevelPersistence implements SessionStorag
   override async outgoingClearMessageId (client: { id: string }, packet: { messageId?: number }): Promise<unknown> {
     const known = this.#inFlight.get(client.id, packet.messageId)
     if (known === undefined) {
+      // nothing stored for the client, nor about to be: a clean session's PUBACK (aedes keeps its
+      // messages in no store, [MQTT-3.1.2-6]) waited here for every pending write and read LevelDB
+      if (this.#index.queueMark(client.id) === undefined) return undefined
       // not put in flight by this process (a restart since): the library looks the id up
       await this.#settled()
       const cleared = await super.outgoingClearMessageId(client, packet)

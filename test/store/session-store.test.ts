@@ -152,6 +152,11 @@ async function keysOnDisk (db: Database, prefix: string): Promise<string[]> {
   return await db.sublevel('sessions', { valueEncoding: 'buffer' }).keys({ gte: prefix, lt: `${prefix.slice(0, -1)};` }).all()
 }
 
+/** Every message the store holds on disk: fresh records, queue entries, in-flight ids. */
+async function messagesOnDisk (db: Database): Promise<string[]> {
+  return [...await keysOnDisk(db, 'fresh:'), ...await keysOnDisk(db, 'outgoing:'), ...await keysOnDisk(db, 'outgoing-id:')]
+}
+
 /** What the library alone reads back from a client's queue after a restart: [payload, message id]. */
 async function queuedAfterRestart (store: SessionStore, clientId: string): Promise<Array<[string, number | undefined]>> {
   const entries: Array<[string, number | undefined]> = []
@@ -257,7 +262,25 @@ t.test('recipients all connected: the message waits for their acknowledgements, 
   await store.outgoingClearMessageId({ id: 'tablet' }, { messageId: 2 })
   await acknowledged
   await store.flush()
-  t.same(await keysOnDisk(db, ''), [], 'no record, no queue entry, nothing in flight: nothing was ever written')
+  t.same(await messagesOnDisk(db), [], 'no record, no queue entry, nothing in flight: nothing was ever written')
+})
+
+t.test('a PUBACK from a client with nothing stored (a clean session) neither reads nor flushes the store', async (t) => {
+  const dir = await makeTempDir(t)
+  const { db, store } = await openStoreAt(dir, { ackWaitMs: 60_000, policy: policy({ isConnected: () => true }) })
+  t.teardown(async () => await db.close())
+  await store.addSubscriptions({ id: 'phone' }, [{ topic: 'news/#', qos: 1 }])
+  const message = packet('news/today', 'one')
+  store.expectAcknowledgement(message)
+  await enqueue(store, message)
+  // the dashboard (clean session, so no stored subscription) got the message live and acknowledges it
+  t.equal(await store.outgoingClearMessageId({ id: 'dashboard' }, { messageId: 1 }), undefined, 'nothing of it was stored')
+  t.same(await messagesOnDisk(db), [], 'the phone\'s message still waits for its acknowledgement: nothing was forced to disk')
+  await store.outgoingUpdate({ id: 'phone' }, { ...message, messageId: 1 })
+  await store.outgoingClearMessageId({ id: 'phone' }, { messageId: 1 })
+  await store.safeToAck(message)
+  await store.flush()
+  t.same(await messagesOnDisk(db), [], 'and nothing was ever written')
 })
 
 t.test('recipients all connected but one does not acknowledge in time: the record is written before the PUBACK', async (t) => {
