@@ -1,5 +1,7 @@
 import type { Logger } from 'pino'
 import type { Grants, Principal, Role, TokenVerifier } from '../auth/index.js'
+import { groupCommitTarget } from './batch-target.js'
+import { GroupCommit } from './group-commit.js'
 import type { Installation } from './installations.js'
 import type { Database } from './open-store.js'
 import { PrincipalUpdates } from './principal-updates.js'
@@ -45,7 +47,7 @@ export interface Cached {
 
 /**
  * Users whose record stays in memory (least recently seen leaves first). Every
- * CONNECT and HTTP call asks for its user's; a miss costs one LevelDB read.
+ * CONNECT and HTTP call asks for its user's; a miss costs one LevelDB read (none for a user never stored).
  */
 export const CACHE_SIZE = 10_000
 
@@ -59,11 +61,22 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
   const cache = new Map<string, Cached>()
   const updates = new PrincipalUpdates(logger)
   const remember = (sub: string, entry: Cached): void => rememberRecent(cache, sub, entry)
+  // Which users LevelDB has a record of (ids only, the records stay on disk): a user seen for the first
+  // time, every CONNECT of a storm of new devices, costs no read. The writes share batches (group commit).
+  const storedSubs = new Set<string>()
+  for await (const sub of stored.keys()) storedSubs.add(sub)
+  const commit = new GroupCommit(groupCommitTarget(db))
+  const read = async (sub: string): Promise<KnownRecord | undefined> => storedSubs.has(sub) ? await stored.get(sub) : undefined
+  async function write (sub: string, record: KnownRecord): Promise<void> {
+    // the bytes the sublevel's json encoding would write
+    await commit.write([{ type: 'put', key: stored.prefixKey(sub, 'utf8'), value: Buffer.from(JSON.stringify(record)) }])
+    storedSubs.add(sub)
+  }
 
   /** The update step, one at a time per user: read what is known (cache or LevelDB), write when newer. */
   async function update (sub: string, candidate: KnownRecord, hasIat: boolean): Promise<void> {
     const cached = cache.get(sub)
-    const known = cached?.record ?? await stored.get(sub)
+    const known = cached?.record ?? await read(sub)
     const newer = known === undefined || supersedes(candidate, hasIat, known)
     if (!newer && cached?.persisted !== false) {
       // known, and in LevelDB already
@@ -73,7 +86,7 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
     const entry: Cached = { record: newer ? candidate : known, persisted: false }
     // in memory first: the relay decides by it from now on, even if the disk cannot take it
     remember(sub, entry)
-    await stored.put(sub, entry.record)
+    await write(sub, entry.record)
     entry.persisted = true
   }
 
@@ -95,9 +108,9 @@ export async function openPrincipalDirectory (db: Database, logger: Logger): Pro
 
     async latest (subs) {
       await updates.settled(subs)
-      const misses = subs.filter((sub) => !cache.has(sub))
-      const read = misses.length === 0 ? [] : await stored.getMany(misses)
-      const found = new Map<string, KnownRecord | undefined>(misses.map((sub, i) => [sub, read[i]]))
+      const misses = subs.filter((sub) => !cache.has(sub) && storedSubs.has(sub))
+      const records = misses.length === 0 ? [] : await stored.getMany(misses)
+      const found = new Map<string, KnownRecord | undefined>(misses.map((sub, i) => [sub, records[i]]))
       for (const [sub, record] of found) {
         // unless an update started meanwhile: it knows better
         if (record !== undefined && !cache.has(sub) && !updates.has(sub)) remember(sub, { record, persisted: true })

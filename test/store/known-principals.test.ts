@@ -58,6 +58,40 @@ t.test('a write only when something changed; kept across a restart', async (t) =
   t.match(await directory.latest(['alice']), [{ groups: [] }], 'the stored issue time still orders tokens')
 })
 
+t.test('users seen for the first time cost no read, and their writes share batches', async (t) => {
+  const dir = await makeTempDir(t)
+  let db = await openDatabase(dir)
+  const user = (n: number): Principal => ({ ...alice(['ops'], 1_000), sub: `device-${n}` })
+  const countReads = (): { count: number } => {
+    const reads = { count: 0 }
+    // the sublevel's get and getMany end in the root database's
+    const root = db as unknown as { _get: (...args: unknown[]) => Promise<unknown>, _getMany: (...args: unknown[]) => Promise<unknown> }
+    const get = root._get.bind(db)
+    const getMany = root._getMany.bind(db)
+    root._get = async (...args) => { reads.count++; return await get(...args) }
+    root._getMany = async (...args) => { reads.count++; return await getMany(...args) }
+    return reads
+  }
+  let reads = countReads()
+  const writes = spyOnWrites(db)
+  let directory = await openPrincipalDirectory(db, logger)
+  for (let n = 0; n < 200; n++) directory.seen(user(n))
+  await directory.idle()
+  t.equal(reads.count, 0, 'a connect storm of new users reads nothing')
+  t.ok(writes.length > 0 && writes.length < 20, `200 records in ${writes.length} batches`)
+  t.match(await directory.latest(['device-0', 'device-199', 'nobody']), [{ sub: 'device-0' }, { sub: 'device-199' }, undefined])
+  t.equal(reads.count, 0, 'nor does asking for users never stored')
+  await db.close()
+
+  db = await openDatabase(dir)
+  t.teardown(async () => await db.close())
+  reads = countReads()
+  directory = await openPrincipalDirectory(db, logger)
+  directory.seen({ ...user(7), groups: [], issuedAt: 500 })
+  t.match(await directory.latest(['device-7']), [{ groups: ['ops'] }], 'a stored user is read back after a restart: an older token does not win')
+  t.ok(reads.count > 0, 'that took a read')
+})
+
 t.test('watch records what the verifier accepts, and nothing it refuses', async (t) => {
   const db = await openDatabase(await makeTempDir(t))
   t.teardown(async () => await db.close())
