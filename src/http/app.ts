@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import { HeraldError } from '../errors/index.js'
 import { createAuthFailureLimiter } from './auth-failure-limiter.js'
+import { registerConsole } from './console.js'
 import { bearerAuth } from './auth.js'
 import { httpServerTimeouts, limitConnectionsPerIp } from './connection-limits.js'
 import type { HttpContext } from './context.js'
@@ -72,6 +73,7 @@ export async function buildHttpApp (ctx: HttpContext, options: HttpAppOptions = 
   registerHealthRoutes(app, ctx)
   registerMetricsRoute(app, ctx)
   app.get('/v1/openapi.json', { schema: { hide: true }, config: { rateLimit: false } }, async () => app.swagger())
+  registerConsole(app)
 
   await registerV1Api(app, ctx)
   return app
