@@ -36,6 +36,19 @@ export const SUBSCRIPTIONS_SEQ_KEY = `${S}subscriptions-seq`
 /** Channel (after conn.channel) on which every node hears the subscription changes. */
 export const SUBSCRIPTIONS_CHANNEL = `${S}subscriptions`
 
+/**
+ * The QoS > 0 subscriptions to exactly this filter (no wildcard): client id →
+ * msgpack of the subscription, as in the client's hash. What a message's
+ * topic matches among them is this one key, so no node keeps them in memory
+ * (redis/subscriptions.ts).
+ */
+export function exactSubscribersKey (topic: string): string {
+  return `${S}topic:${topic}`
+}
+
+/** The number of QoS > 0 subscriptions in the exactSubscribersKey hashes (countOffline). */
+export const EXACT_SUBSCRIPTIONS_COUNT_KEY = `${S}exact-subscriptions-count`
+
 /** Set of the client ids whose queue is not empty. */
 export const QUEUES_KEY = `${S}queues`
 

@@ -203,17 +203,19 @@ export class RedisSessionStore implements SessionStorage {
 
   /** One subscription per client whose filters match, the one of highest QoS (the library gives one per filter). */
   async subscriptionsByTopic (topic: string): Promise<StoredSubscription[]> {
-    return onePerClient(this.#subscriptions.match(topic))
+    return onePerClient(await this.#subscriptions.match(topic))
   }
 
   /** aedes-persistence's count of the QoS > 0 subscriptions this node knows and of the clients with any (aedes 1.2 does not ask). */
   async countOffline (): Promise<{ subsCount: number, clientsCount: number }> {
-    return { subsCount: this.#subscriptions.count, clientsCount: await this.#subscriptions.clientCount() }
+    const [subsCount, clientsCount] = await Promise.all([this.#subscriptions.count(), this.#subscriptions.clientCount()])
+    return { subsCount, clientsCount }
   }
 
   /** aedes-persistence's clients subscribed at QoS > 0 to exactly this filter (aedes 1.2 does not ask). */
   getClientList (filter: string): NodeJS.ReadableStream {
-    return Readable.from(this.#subscriptions.clientsOf(filter))
+    const subscriptions = this.#subscriptions
+    return Readable.from((async function * () { yield * await subscriptions.clientsOf(filter) })())
   }
 
   async outgoingEnqueueCombi (subs: StoredSubscription[], packet: PersistedPacket): Promise<void> {

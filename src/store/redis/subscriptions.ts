@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis'
 import msgpack from 'msgpack-lite'
 import QlobberSub from 'qlobber/aedes/qlobber-sub.js'
 import { Serial } from '../serial.js'
-import { CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientSubscriptionsKey } from './session-keys.js'
+import { CLIENTS_KEY, EXACT_SUBSCRIPTIONS_COUNT_KEY, SUBSCRIPTIONS_SEQ_KEY, clientSubscriptionsKey, exactSubscribersKey } from './session-keys.js'
 
 type Arg = string | Buffer | number
 
@@ -16,22 +16,45 @@ interface SubscriptionCommands {
 export interface Subscription { topic: string, qos: number, rh?: number, rap?: boolean, nl?: boolean }
 
 /**
- * KEYS: the client's hash, the set of clients, the sequence. ARGV: client id,
- * channel, change body, then (topic, encoded subscription) pairs. The change
- * is published, numbered, by the script that writes it.
+ * KEYS: the client's hash, the set of clients, the sequence, the count of
+ * exact subscriptions, then each subscription's exactSubscribersKey. ARGV:
+ * client id, channel, change body (empty: no change for the tries), then
+ * (topic, encoded subscription, kind) triples, kind `w` a wildcard filter
+ * (the tries have it), `a` an exact one of QoS > 0 (its topic's hash gets
+ * it), `d` an exact one of QoS 0 (which queues nothing and replaces one of
+ * higher QoS: out of its topic's hash). The change is published, numbered,
+ * by the script that writes it; 0 when there was none.
  */
 const SUBSCRIBE = `
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local n = 4
+for i = 4, #ARGV, 3 do
+  n = n + 1
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i + 2] == 'a' then
+    if redis.call('HSET', KEYS[n], ARGV[1], ARGV[i + 1]) == 1 then redis.call('INCR', KEYS[4]) end
+  elseif ARGV[i + 2] == 'd' then
+    if redis.call('HDEL', KEYS[n], ARGV[1]) == 1 and redis.call('DECR', KEYS[4]) <= 0 then redis.call('DEL', KEYS[4]) end
+  end
+end
 redis.call('SADD', KEYS[2], ARGV[1])
+if ARGV[3] == '' then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[2], seq .. '\\n' .. ARGV[3])
 return seq
 `
 
-/** As SUBSCRIBE, with the topics to remove after the body; a client left with none leaves the set. */
+/**
+ * As SUBSCRIBE, with the topics to remove after the body, each with its
+ * exactSubscribersKey after the count (a wildcard filter's is never written);
+ * a client left with none leaves the set.
+ */
 const UNSUBSCRIBE = `
-for i = 4, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+for i = 4, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  if redis.call('HDEL', KEYS[i + 1], ARGV[1]) == 1 and redis.call('DECR', KEYS[4]) <= 0 then redis.call('DEL', KEYS[4]) end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
+if ARGV[3] == '' then return 0 end
 local seq = redis.call('INCR', KEYS[3])
 redis.call('PUBLISH', ARGV[2], seq .. '\\n' .. ARGV[3])
 return seq
@@ -51,9 +74,16 @@ const TRIE_OPTIONS = { separator: '/', wildcard_one: '+', wildcard_some: '#', ma
 
 /**
  * Persistent subscriptions in Redis, in aedes-persistence-redis' layout
- * (`clients`, a hash `client:<id>` of msgpack subscriptions per client), and
- * on every node a trie of those that queue messages (QoS > 0), which is what
- * aedes asks for each QoS > 0 message (subscriptionsByTopic).
+ * (`clients`, a hash `client:<id>` of msgpack subscriptions per client).
+ * What aedes asks for each QoS > 0 message (subscriptionsByTopic) is the
+ * subscriptions that queue it (QoS > 0) whose filter matches its topic:
+ * - exact filters (no wildcard; a device's inbox, most of them) are also in
+ *   one hash per topic (`topic:<filter>`, client id → subscription), read
+ *   for each message: no node holds them in memory, so a node's memory does
+ *   not grow with the cluster's devices (each node mirrored every one of
+ *   them before: about 0.7 kB a subscription on every node);
+ * - wildcard filters are in a trie on every node, since a topic's matching
+ *   filters cannot be looked up in Redis by key.
  *
  * The library keeps its trie in step through broadcasts on the MQTT bus
  * (BroadcastPersistence, `$SYS/sub/add`): a broadcast sent while a node's bus
@@ -86,8 +116,9 @@ export class RedisSubscriptions {
   readonly #onReady = (): void => { if (this.#subscribed) this.#reloadInBackground() }
 
   constructor (client: Redis, channel: string, onError: (err: unknown) => void) {
-    client.defineCommand('heraldSessionSubscribe', { numberOfKeys: 3, lua: SUBSCRIBE })
-    client.defineCommand('heraldSessionUnsubscribe', { numberOfKeys: 3, lua: UNSUBSCRIBE })
+    // the number of keys is the first argument of each call (one key per subscription)
+    client.defineCommand('heraldSessionSubscribe', { lua: SUBSCRIBE })
+    client.defineCommand('heraldSessionUnsubscribe', { lua: UNSUBSCRIBE })
     this.#client = client as Redis & SubscriptionCommands
     this.#channel = channel
     this.#onError = onError
@@ -118,15 +149,19 @@ export class RedisSubscriptions {
 
   async add (clientId: string, subs: readonly Subscription[]): Promise<void> {
     if (subs.length === 0) return
-    const change: Change = { c: clientId, add: [...subs] }
-    const pairs = subs.flatMap((sub) => [sub.topic, msgpack.encode(sub)])
-    await this.#caughtUp(await this.#client.heraldSessionSubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...pairs))
+    const wild = subs.filter((sub) => isWildcard(sub.topic))
+    const body = wild.length === 0 ? '' : JSON.stringify({ c: clientId, add: wild } satisfies Change)
+    const triples = subs.flatMap((sub) => [sub.topic, msgpack.encode(sub), isWildcard(sub.topic) ? 'w' : sub.qos > 0 ? 'a' : 'd'])
+    const keys = [clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, EXACT_SUBSCRIPTIONS_COUNT_KEY, ...subs.map((sub) => exactSubscribersKey(sub.topic))]
+    await this.#caughtUp(await this.#client.heraldSessionSubscribe(keys.length, ...keys, clientId, this.#channel, body, ...triples))
   }
 
   async remove (clientId: string, topics: readonly string[]): Promise<void> {
     if (topics.length === 0) return
-    const change: Change = { c: clientId, rm: [...topics] }
-    await this.#caughtUp(await this.#client.heraldSessionUnsubscribe(clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, clientId, this.#channel, JSON.stringify(change), ...topics))
+    const wild = topics.filter(isWildcard)
+    const body = wild.length === 0 ? '' : JSON.stringify({ c: clientId, rm: wild } satisfies Change)
+    const keys = [clientSubscriptionsKey(clientId), CLIENTS_KEY, SUBSCRIPTIONS_SEQ_KEY, EXACT_SUBSCRIPTIONS_COUNT_KEY, ...topics.map(exactSubscribersKey)]
+    await this.#caughtUp(await this.#client.heraldSessionUnsubscribe(keys.length, ...keys, clientId, this.#channel, body, ...topics))
   }
 
   /** The client's subscriptions, read from Redis (not the trie, which holds only those of QoS > 0 and may lag another node's write by a moment). */
@@ -135,18 +170,26 @@ export class RedisSubscriptions {
     return Object.entries(stored).map(([topic, value]) => decode(topic, value))
   }
 
-  /** Every (client, filter) of QoS > 0 whose filter matches the topic. */
-  match (topic: string): StoredSubscription[] {
-    return this.#trie.match(topic)
+  /** Every (client, filter) of QoS > 0 whose filter matches the topic: the wildcard ones from the trie, the exact ones from the topic's hash. */
+  async match (topic: string): Promise<StoredSubscription[]> {
+    const wild = this.#trie.match(topic)
+    const exact = await this.#client.hgetallBuffer(exactSubscribersKey(topic))
+    for (const [clientId, value] of Object.entries(exact)) {
+      const { qos, rh, rap, nl } = decode(topic, value)
+      wild.push({ clientId, topic, qos, rh, rap, nl } as StoredSubscription)
+    }
+    return wild
   }
 
   /** The clients with a subscription of QoS > 0 to exactly this filter. */
-  clientsOf (filter: string): string[] {
+  async clientsOf (filter: string): Promise<string[]> {
+    if (!isWildcard(filter)) return await this.#client.hkeys(exactSubscribersKey(filter))
     return this.#trie.match(filter, filter).map((sub) => sub.clientId)
   }
 
-  get count (): number {
-    return this.#trie.subscriptionsCount
+  /** The subscriptions of QoS > 0 of the cluster. */
+  async count (): Promise<number> {
+    return this.#trie.subscriptionsCount + Number(await this.#client.get(EXACT_SUBSCRIPTIONS_COUNT_KEY) ?? 0)
   }
 
   async has (clientId: string): Promise<boolean> {
@@ -257,7 +300,14 @@ function decode (topic: string, value: Buffer): Subscription {
   return msgpack.decode(value) as Subscription
 }
 
+/** A filter with a wildcard level: only a trie finds what it matches. */
+function isWildcard (filter: string): boolean {
+  return filter.includes('+') || filter.includes('#')
+}
+
 function add (trie: QlobberSub, clientId: string, sub: Subscription): void {
+  // exact filters are looked up in Redis (exactSubscribersKey)
+  if (!isWildcard(sub.topic)) return
   // a QoS 0 subscription queues nothing, and replaces one of higher QoS (aedes-persistence's semantics)
   if (sub.qos > 0) trie.add(sub.topic, { ...sub, clientId })
   else trie.remove(sub.topic, { clientId, topic: sub.topic })
@@ -265,5 +315,5 @@ function add (trie: QlobberSub, clientId: string, sub: Subscription): void {
 
 function apply (trie: QlobberSub, change: Change): void {
   for (const sub of change.add ?? []) add(trie, change.c, sub)
-  for (const topic of change.rm ?? []) trie.remove(topic, { clientId: change.c, topic })
+  for (const topic of change.rm ?? []) if (isWildcard(topic)) trie.remove(topic, { clientId: change.c, topic })
 }
