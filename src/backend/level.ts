@@ -3,8 +3,10 @@ import { openBucketStore } from '../buckets/level-store.js'
 import type { HeraldConfig } from '../config/index.js'
 import { openAppTopicStore } from '../store/app-topics.js'
 import { backupStore } from '../store/backup.js'
+import { groupCommitTarget } from '../store/batch-target.js'
 import { openClientOwnerStore } from '../store/client-owners.js'
 import { openInstallationStore } from '../store/installations.js'
+import { GroupCommit } from '../store/group-commit.js'
 import { openPrincipalDirectory } from '../store/known-principals.js'
 import { openDatabase } from '../store/open-store.js'
 import { levelQueueInspector } from '../store/queue-inspector.js'
@@ -30,14 +32,16 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
   })
   // the probe key is the one a healed store proves it writes with (storage-guard.ts): it stays absent
   const probeWrite = writeProbe(async () => { await db.del('herald:storage-probe') })
-  const principals = await openPrincipalDirectory(db, logger)
+  // a CONNECT writes its client-id claim and its user's principal: one batch (and one sync) for both
+  const directoryWrites = new GroupCommit(groupCommitTarget(db))
+  const principals = await openPrincipalDirectory(db, logger, directoryWrites)
   const buckets = await openBucketStore(db, config.buckets)
   return {
     location: { dataDir: config.dataDir },
     sessions,
     appTopics: await openAppTopicStore(db),
     installations: await openInstallationStore(db),
-    clientIds: await openClientOwnerStore(db),
+    clientIds: await openClientOwnerStore(db, directoryWrites),
     principals,
     buckets,
     relayOutbox: createRelayOutbox(db),

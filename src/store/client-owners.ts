@@ -41,8 +41,9 @@ export const sameClaim = (a: ClientIdClaim | undefined, b: ClientIdClaim): boole
  * its client id's claim, and a LevelDB read per CONNECT was what a connect
  * storm waited on. There is one claim per persistent session, which the
  * session store already keeps in memory too (its subscription trie).
- * The writes of a connect storm share batches (group commit), which go to
- * LevelDB in the order they were asked for.
+ * The writes of a connect storm share batches (group commit, `commit`: the
+ * backend gives the one the known-principals directory writes through too),
+ * which go to LevelDB in the order they were asked for.
  *
  * `claim` changes memory before its write, so a concurrent claim of the same
  * id finds it (one process: memory is where the race is decided), and takes
@@ -50,11 +51,10 @@ export const sameClaim = (a: ClientIdClaim | undefined, b: ClientIdClaim): boole
  * unless memory changed meanwhile: that change was queued after theirs and
  * wins on disk as well.
  */
-export async function openClientOwnerStore (db: Database): Promise<ClientOwnerStore> {
+export async function openClientOwnerStore (db: Database, commit = new GroupCommit(groupCommitTarget(db))): Promise<ClientOwnerStore> {
   const stored = db.sublevel<string, ClientIdClaim>('client-owners', { valueEncoding: 'json' })
   const claims = new Map<string, ClientIdClaim>()
   for await (const [clientId, claim] of stored.iterator()) claims.set(clientId, claim)
-  const commit = new GroupCommit(groupCommitTarget(db))
   const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
   // the bytes the sublevel's json encoding would write
   const put = async (clientId: string, claim: ClientIdClaim): Promise<void> =>

@@ -56,16 +56,16 @@ export const CACHE_SIZE = 10_000
  * use on a second device must not bring back a group its user left in a token
  * issued since. A token without `iat` counts as issued when it is seen.
  */
-export async function openPrincipalDirectory (db: Database, logger: Logger): Promise<PrincipalDirectory> {
+export async function openPrincipalDirectory (db: Database, logger: Logger, commit = new GroupCommit(groupCommitTarget(db))): Promise<PrincipalDirectory> {
   const stored = db.sublevel<string, KnownRecord>('known-principals', { valueEncoding: 'json' })
   const cache = new Map<string, Cached>()
   const updates = new PrincipalUpdates(logger)
   const remember = (sub: string, entry: Cached): void => rememberRecent(cache, sub, entry)
   // Which users LevelDB has a record of (ids only, the records stay on disk): a user seen for the first
-  // time, every CONNECT of a storm of new devices, costs no read. The writes share batches (group commit).
+  // time, every CONNECT of a storm of new devices, costs no read. The writes share batches (group commit;
+  // the backend gives the one client-id claims use, so a CONNECT's claim and principal go in one batch).
   const storedSubs = new Set<string>()
   for await (const sub of stored.keys()) storedSubs.add(sub)
-  const commit = new GroupCommit(groupCommitTarget(db))
   const read = async (sub: string): Promise<KnownRecord | undefined> => storedSubs.has(sub) ? await stored.get(sub) : undefined
   async function write (sub: string, record: KnownRecord): Promise<void> {
     // the bytes the sublevel's json encoding would write
