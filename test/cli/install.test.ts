@@ -36,6 +36,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
     t.ok(files.includes('dist/src/cli/index.js'), 'the tarball holds the compiled CLI')
     t.ok(files.includes('bin/herald.js') && files.includes('LICENSE') && files.includes('config/default.json'))
     t.ok(files.includes('deploy/herald.service'), 'and the systemd unit')
+    t.ok(['index.html', 'app.js', 'app.css'].every((f) => files.includes(`dist/console/${f}`)), 'and the admin console, built')
     t.same(files.filter((f) => f.endsWith('.ts') || f.startsWith('src/') || f.startsWith('test/') || f.startsWith('dist/test/') || f.startsWith('dist/bench/')), [], 'no TypeScript, tests or benchmarks')
 
     const prefix = join(work, 'prefix')
@@ -74,6 +75,11 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
 
     const ready = await fetch(`http://127.0.0.1:${line.ports.http}/readyz`)
     t.equal(ready.status, 200, '/readyz')
+    for (const path of ['/admin', '/admin/app.js', '/admin/app.css']) {
+      const served = await fetch(`http://127.0.0.1:${line.ports.http}${path}`)
+      t.equal(served.status, 200, `the installed package serves ${path}`)
+      t.match(served.headers.get('content-security-policy'), /default-src 'self'/)
+    }
     child.kill('SIGTERM')
     t.same(await exited, { code: 0, signal: null }, 'SIGTERM stops it with exit 0')
     t.ok(existsSync(join(cwd, 'data', 'db')), 'the store is in the configured dataDir')

@@ -4,7 +4,7 @@
  * origin but Herald's.
  */
 import t from 'tap'
-import { sign, startBroker } from '../helpers/broker.js'
+import { connect, sign, startBroker } from '../helpers/broker.js'
 import { openConsole } from '../helpers/browser.js'
 import { api } from '../helpers/http.js'
 
@@ -43,9 +43,19 @@ t.test('an admin signs in; the token stays in sessionStorage; every page loads f
   await console.page.reload()
   await console.page.waitForSelector('#page-buckets')
 
+  // messages between the overview's polls: its rates and chart follow them
+  const alice = sign({ sub: 'alice' })
+  const device = await connect(t, broker.mqttUrl, { clientId: 'alice-phone', password: alice })
+  await device.subscribeAsync('users/alice/#', { qos: 1 })
+  const polled = async (): Promise<unknown> => await console.page.waitForResponse((response) => response.url().endsWith('/v1/admin/overview'))
   await console.show('overview')
-  // the rate chart draws once two polls have been made
-  await console.page.waitForFunction(() => document.querySelector('#ov-rate-in')?.textContent !== '…')
+  for (const batch of [20, 60, 40]) {
+    await polled()
+    await Promise.all(Array.from({ length: batch }, async (_, i) => await api(broker, 'POST', '/v1/publish', { token: alice, body: { topic: 'users/alice/news', payload: String(i), qos: 1 } })))
+  }
+  await polled()
+  await console.page.waitForFunction(() => Number(document.querySelector('#ov-rate-in')?.textContent) > 0 && Number(document.querySelector('#ov-rate-out')?.textContent) > 0)
+  await console.waitForText('#ov-connected', '1')
   await console.page.waitForSelector('.chart canvas')
   await console.screenshot('overview')
 

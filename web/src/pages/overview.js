@@ -16,13 +16,13 @@ function RateChart ({ series }) {
     plot.current = new UPlot({
       width: 760,
       height: 220,
-      // the last POINTS polls, and from 0 up: one point alone would stretch the axes to years
+      // at least 30 s and at most the last POINTS polls, from 0 up: one point alone would stretch the axes to years
       scales: {
-        x: { time: true, range: (_u, _min, max) => [max - (POINTS * POLL_MS) / 1000, max] },
+        x: { time: true, range: (_u, min, max) => [Math.min(max - 30, Math.max(min, max - (POINTS * POLL_MS) / 1000)), max] },
         y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
       },
       axes: [{}, { label: 'messages/s' }],
-      series: [{}, { label: 'in', stroke: '#2563eb', width: 2 }, { label: 'out', stroke: '#16a34a', width: 2 }],
+      series: [{}, { label: 'in', stroke: '#2563eb', width: 2 }, { label: 'out', stroke: '#16a34a', width: 2, dash: [6, 4] }],
     }, [[], [], []], box.current)
     return () => plot.current.destroy()
   }, [])
