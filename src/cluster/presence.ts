@@ -169,21 +169,29 @@ function parseEntry (value: string): Entry | undefined {
 /** An owner's connections cluster-wide; every entry of that owner points to the one record (the owner's string is kept once). */
 interface OwnerRecord { readonly owner: string, count: number }
 
-/** What the mirror keeps of a connection: its node (one shared string per node), its owner's record, its name (`<node>:<n>` kept as n). */
-interface Slot { readonly node: string, readonly owner: OwnerRecord, readonly connection: number | string }
+/**
+ * What the mirror keeps of a connection: its node and the first part of its
+ * name (strings shared by every connection of that node), its owner's
+ * record, and the number ending its name (`<broker id>:<n>`,
+ * broker/cluster-registration.ts); -1 when the name is not of that form
+ * (then `prefix` is the whole name).
+ */
+interface Slot { readonly node: string, readonly owner: OwnerRecord, readonly prefix: string, readonly n: number }
 
 /**
  * The cluster's connections in memory, with a count per owner. Every node
  * keeps every connection of the cluster, so each costs every node: the
  * strings a change message brings are reduced to what differs per
- * connection (the client id; the node and owner are shared, a connection
- * name `<node>:<n>` is kept as the number n), about 0.2 kB a connection
- * where an entry object, its strings and a set per owner took 0.5 kB.
+ * connection (the client id; the node, the owner and the first part of the
+ * connection's name are shared, the name's number is kept as a number),
+ * about 0.2 kB a connection where an entry object, its strings and a set
+ * per owner took 0.5 kB.
  */
 class PresenceMirror {
   readonly #entries = new Map<string, Slot>()
   readonly #owners = new Map<string, OwnerRecord>()
-  readonly #nodes = new Map<string, string>()
+  /** node names and connection name prefixes, each string kept once */
+  readonly #shared = new Map<string, string>()
 
   get (clientId: string): Entry | undefined {
     const slot = this.#entries.get(clientId)
@@ -207,18 +215,24 @@ class PresenceMirror {
 
   set (clientId: string, entry: Entry): void {
     this.delete(clientId)
-    let node = this.#nodes.get(entry.node)
-    if (node === undefined) this.#nodes.set(entry.node, node = own(entry.node))
+    const node = this.#share(entry.node)
     let owner = this.#owners.get(entry.owner)
     if (owner === undefined) {
       owner = { owner: own(entry.owner), count: 0 }
       this.#owners.set(owner.owner, owner)
     }
     owner.count++
-    const prefix = `${node}:`
-    const n = entry.connection.startsWith(prefix) ? Number(entry.connection.slice(prefix.length)) : NaN
-    const compact = Number.isSafeInteger(n) && `${prefix}${n}` === entry.connection
-    this.#entries.set(own(clientId), { node, owner, connection: compact ? n : own(entry.connection) })
+    const cut = entry.connection.lastIndexOf(':')
+    const n = cut < 0 ? NaN : Number(entry.connection.slice(cut + 1))
+    const numbered = Number.isSafeInteger(n) && n >= 0 && `${entry.connection.slice(0, cut)}:${n}` === entry.connection
+    const prefix = numbered ? this.#share(entry.connection.slice(0, cut)) : own(entry.connection)
+    this.#entries.set(own(clientId), { node, owner, prefix, n: numbered ? n : -1 })
+  }
+
+  #share (value: string): string {
+    let shared = this.#shared.get(value)
+    if (shared === undefined) this.#shared.set(value, shared = own(value))
+    return shared
   }
 
   delete (clientId: string, connection?: string): void {
@@ -231,7 +245,7 @@ class PresenceMirror {
   replace (entries: ReadonlyArray<readonly [string, Entry]>): void {
     this.#entries.clear()
     this.#owners.clear()
-    this.#nodes.clear()
+    this.#shared.clear()
     for (const [clientId, entry] of entries) this.set(clientId, entry)
   }
 
@@ -241,7 +255,6 @@ class PresenceMirror {
     const body = message.slice(1)
     if (kind === '!') {
       for (const [clientId, slot] of this.#entries) if (slot.node === body) this.delete(clientId)
-      this.#nodes.delete(body)
       return
     }
     const cut = body.indexOf(SEP)
@@ -263,5 +276,5 @@ function own (part: string): string {
 }
 
 function connectionName (slot: Slot): string {
-  return typeof slot.connection === 'number' ? `${slot.node}:${slot.connection}` : slot.connection
+  return slot.n < 0 ? slot.prefix : `${slot.prefix}:${slot.n}`
 }
