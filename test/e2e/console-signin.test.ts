@@ -3,6 +3,7 @@
  * token is kept, the Content-Security-Policy, and that no page needs any
  * origin but Herald's.
  */
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { connect, sign, startBroker } from '../helpers/broker.js'
 import { openConsole } from '../helpers/browser.js'
@@ -103,4 +104,20 @@ t.test('a token that is not an admin\'s gets the sign-in page: 403 for a device,
   t.equal(await console.page.evaluate(() => sessionStorage.length), 0, 'the refused token is forgotten')
   t.same(console.foreign, [])
   t.same(console.dialogs, [])
+})
+
+t.test('with TLS on, the console is served on the HTTPS port too and works there', async (t) => {
+  const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/tls/${name}`, import.meta.url))
+  const broker = await startBroker(t, { overrides: { tls: { certFile: fixture('cert.pem'), keyFile: fixture('key.pem'), mqttPort: 0, httpsPort: 0 } } })
+  const console = await openConsole(t, broker, { https: true })
+  t.match(console.origin, /^https:/)
+  const served = await console.page.goto(`${console.origin}/admin`)
+  t.match(served?.headers()['content-security-policy'], /default-src 'self'/)
+  await console.signIn(admin)
+  await console.waitForText('#ov-connected', '0')
+  await console.show('clients')
+  await console.waitForText('#clients-total', '0 connected')
+  t.same(console.foreign, [], 'everything from the HTTPS origin')
+  t.same(await console.cspViolations(), [])
+  t.same(console.pageErrors, [])
 })

@@ -51,12 +51,21 @@ export interface ConsoleBrowser {
   screenshot (name: string): Promise<void>
 }
 
-/** A headless chromium on a 1280x800 page, closed at teardown. */
-export async function openConsole (t: Teardown, broker: TestBroker): Promise<ConsoleBrowser> {
+/**
+ * A headless chromium on a 1280x800 page, closed at teardown. With `https`,
+ * the console is opened on the broker's HTTPS listener (the test certificate
+ * is for localhost and self-signed: the browser is told to accept it).
+ */
+export async function openConsole (t: Teardown, broker: TestBroker, options: { https?: boolean } = {}): Promise<ConsoleBrowser> {
   ensureConsoleBuilt()
-  const origin = `http://127.0.0.1:${broker.ports.http}`
+  const origin = options.https === true ? `https://localhost:${broker.ports.https ?? 0}` : `http://127.0.0.1:${broker.ports.http}`
   // --no-sandbox: CI runs as root, where chromium's sandbox refuses to start
-  const browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--no-first-run'] })
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run'],
+    acceptInsecureCerts: options.https === true,
+  })
   t.teardown(async () => { await browser.close() })
   const page = await browser.newPage()
   await page.setViewport({ width: 1280, height: 800 })
