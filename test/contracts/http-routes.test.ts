@@ -21,7 +21,8 @@ const service = sign({ sub: 'backend', role: 'service' })
 const admin = sign({ sub: 'root', role: 'admin' })
 
 /** Routes outside the document on purpose: probes, the scrape and the document itself. */
-const undocumented = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /v1/openapi.json']
+// the admin console's static files (src/http/console.ts) are a page, not the API
+const undocumented = ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /v1/openapi.json', 'GET /admin', 'GET /admin/', 'GET /admin/app.js', 'GET /admin/app.css']
 
 /** Every sweep below makes many requests, many of them refused 401, from one address. */
 const unlimited = { http: { rateLimit: { max: 100000 }, authFailureLimit: { max: 100000 } } }
