@@ -37,6 +37,7 @@ export function BucketsPage () {
       <button type="submit">Show</button>
     </form>
     <${ErrorLine} error=${list.error} />
+    ${list.data?.next != null && html`<p class="meta">The first ${list.data.buckets.length} buckets of ${list.data.scope}, in name order.</p>`}
     ${list.data !== undefined && html`<table class="list" id="buckets"><thead><tr><th>Bucket</th><th>Events topic</th><th>ACL (read / write)</th></tr></thead>
       <tbody>${list.data.buckets.map((b) => html`<tr key=${b.name}>
         <td><a href="#/buckets" class="mono bucket-link" onClick=${(e) => { e.preventDefault(); setBucket(b.name) }}>${b.name}</a></td>

@@ -52,7 +52,7 @@ export function ClientsPage () {
       <button type="button" onClick=${open} title="Show the session of this exact client id, connected or not">Open session</button>
     </form>
     <${ErrorLine} error=${list.error} />
-    ${list.data !== undefined && html`<p class="meta" id="clients-total">${list.data.total} connected</p>
+    ${list.data !== undefined && html`<p class="meta" id="clients-total">${list.data.total} connected${list.data.next === null ? '' : `, the first ${list.data.clients.length} shown: narrow the search`}</p>
       <table class="list" id="clients"><thead><tr><th>Client id</th><th>User</th><th>Transport</th><th>Address</th><th>Connected since</th><th>Node</th></tr></thead>
         <tbody>${list.data.clients.map((c) => html`<tr key=${c.clientId}>
           <td><a href="#/clients" class="mono client-link" onClick=${(e) => { e.preventDefault(); setSelected(c.clientId) }}>${c.clientId}</a></td>

@@ -38,7 +38,7 @@ export function DeadLettersPage () {
   return html`<h1>Relay dead letters</h1>
     <${ErrorLine} error=${list.error ?? action.error} />
     <${Done} text=${action.done} />
-    ${list.data !== undefined && html`<p class="meta"><span id="dead-letters-total">${list.data.total}</span> dead letter(s)
+    ${list.data !== undefined && html`<p class="meta"><span id="dead-letters-total">${list.data.total}</span> dead letter(s)${list.data.next === null ? '' : `, the first ${list.data.deadLetters.length} shown`}
         <${ConfirmButton} name="replay-all" label="Replay all" onConfirm=${replayAll} />
         <${ConfirmButton} name="purge-all" label="Purge all" onConfirm=${purgeAll} /></p>
       <table class="list" id="dead-letters"><thead><tr><th>Job</th><th>Installation</th><th>Reason</th><th>Attempts</th><th>Topic</th><th>Dead since</th><th></th></tr></thead>
