@@ -132,6 +132,8 @@ async function holdInProcess (ctx: PhaseContext, k: number): Promise<Held> {
   const deadline = performance.now() + setupDeadlineMs(k)
   const setupMeter = new CpuMeter(ctx.broker)
   const t0 = performance.now()
+  // as the generator children do: PINGREQ every half keepalive from the first connection on, so a slow setup loses none to the keepalive timeout
+  const pinging = o.keepaliveSec > 0 ? setInterval(() => { for (const client of clients) client.ping() }, o.keepaliveSec * 500) : undefined
   const worker = async (): Promise<void> => {
     while (next < k && performance.now() < deadline) {
       const i = next++
@@ -149,6 +151,7 @@ async function holdInProcess (ctx: PhaseContext, k: number): Promise<Held> {
     }
   }
   await Promise.all(Array.from({ length: Math.min(o.scaleConcurrency, k) }, worker))
+  clearInterval(pinging)
   const setupSeconds = (performance.now() - t0) / 1000
   const setupCpu = setupMeter.stop()
   return {
