@@ -76,31 +76,30 @@ export function createAcl (options: AclOptions): Acl {
     /** For a SUBSCRIBE filter or a concrete topic being delivered. */
     allowsRead (who, filter) {
       if (who.role === 'admin' && who.kind === 'user') return true
-      const levels = filter.split('/')
-      const [scope, id] = levels
-      switch (scope) {
-        case 'users': return who.kind === 'user' && id === who.sub
-        case 'groups': return id !== undefined && !hasWildcard(id) && who.groups.includes(id)
-        case 'app': return (levels.length === 2 && appAllows(id, 'subscribe', who)) || appBucketEventsReadable(filter, who)
-        default: return false
+      // by the first level, without splitting the whole topic: this runs for every delivery
+      if (filter.startsWith(USERS)) return who.kind === 'user' && levelAt(filter, USERS.length) === who.sub
+      if (filter.startsWith(GROUPS)) {
+        const id = levelAt(filter, GROUPS.length)
+        return !hasWildcard(id) && who.groups.includes(id)
       }
+      if (filter.startsWith(APP)) return (isLastLevel(filter, APP.length) && appAllows(filter.slice(APP.length), 'subscribe', who)) || appBucketEventsReadable(filter, who)
+      return false
     },
     allowsWrite (who, topic) {
       if (who.kind !== 'user') return false
       if (who.role === 'admin') return true
-      const levels = topic.split('/')
-      const [scope, id, leaf] = levels
-      switch (scope) {
-        case 'users':
-          // a topic with no user id level (`users`, `users//x`) is not under users/{uid}/
-          if (id === undefined || id === '') return false
-          if (who.role === 'service') return true
-          // the inbox is for direct push from servers; the owner only reads it
-          return id === who.sub && leaf !== 'inbox'
-        case 'groups': return id !== undefined && who.groups.includes(id)
-        case 'app': return levels.length === 2 && appAllows(id, 'publish', who)
-        default: return false
+      if (topic.startsWith(USERS)) {
+        const id = levelAt(topic, USERS.length)
+        // a topic with no user id level (`users//x`) is not under users/{uid}/
+        if (id === '') return false
+        if (who.role === 'service') return true
+        // the inbox is for direct push from servers; the owner only reads it
+        const leaf = USERS.length + id.length + 1
+        return id === who.sub && !(leaf <= topic.length && levelAt(topic, leaf) === 'inbox')
       }
+      if (topic.startsWith(GROUPS)) return who.groups.includes(levelAt(topic, GROUPS.length))
+      if (topic.startsWith(APP)) return isLastLevel(topic, APP.length) && appAllows(topic.slice(APP.length), 'publish', who)
+      return false
     },
   }
 
@@ -122,6 +121,21 @@ export function createAcl (options: AclOptions): Acl {
       return { read: rights.read && !readDenied, write: rights.write && !readDenied && !who.denies('write', topic) }
     },
   }
+}
+
+const USERS = 'users/'
+const GROUPS = 'groups/'
+const APP = 'app/'
+
+/** The level of `topic` that starts at index `from`: up to the next `/` or the end. */
+function levelAt (topic: string, from: number): string {
+  const end = topic.indexOf('/', from)
+  return end < 0 ? topic.slice(from) : topic.slice(from, end)
+}
+
+/** Whether the level starting at `from` is the topic's last. */
+function isLastLevel (topic: string, from: number): boolean {
+  return topic.indexOf('/', from) < 0
 }
 
 /**

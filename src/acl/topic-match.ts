@@ -13,10 +13,8 @@ export function covers (outer: string, inner: string): boolean {
   // Fast paths for the two shapes nearly every grant has, checked on every publish and delivery
   // without splitting: a concrete topic covers only itself; `prefix/#` covers `prefix` and what starts with `prefix/`.
   if (!hasWildcard(outer)) return outer === inner
-  if (outer.endsWith('/#') && !hasWildcard(outer.slice(0, -2))) {
-    const prefix = outer.slice(0, -2)
-    return inner === prefix || inner.startsWith(`${prefix}/`)
-  }
+  const prefixLength = outer.length - 2
+  if (outer.endsWith('/#') && outer.indexOf('+') < 0 && outer.indexOf('#') === prefixLength + 1) return coversPrefix(outer, prefixLength, inner)
   // [MQTT-4.7.2-1] a filter starting with a wildcard does not match topics starting with `$`
   if (inner.startsWith('$') && (outer.startsWith('+') || outer.startsWith('#'))) return false
   const o = outer.split('/')
@@ -33,6 +31,15 @@ export function covers (outer: string, inner: string): boolean {
   }
   return i.length === o.length
 }
+
+/** Whether `inner` is the first `prefixLength` characters of `outer`, or starts with them and a `/`; compared in place, without a substring per call. */
+function coversPrefix (outer: string, prefixLength: number, inner: string): boolean {
+  if (inner.length < prefixLength) return false
+  for (let i = 0; i < prefixLength; i++) if (inner.charCodeAt(i) !== outer.charCodeAt(i)) return false
+  return inner.length === prefixLength || inner.charCodeAt(prefixLength) === SLASH
+}
+
+const SLASH = 0x2f
 
 export function hasWildcard (filter: string): boolean {
   return filter.includes('+') || filter.includes('#')
