@@ -112,7 +112,7 @@ export function checkTargets (summary: Summary, phases: readonly Phase[]): Targe
   let compared = 0
   for (const phase of phases) {
     for (const spec of phase.metrics) {
-      if (spec.headline !== true || spec.better === 'none') continue
+      if (spec.headline !== true || spec.diagnostic === true || spec.better === 'none') continue
       const h = get(phase.name, 'herald', spec.key)
       const a = get(phase.name, 'aedes', spec.key)
       if (h === null || a === null) continue

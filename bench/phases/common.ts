@@ -97,6 +97,17 @@ export function coalesced (fn: () => void): () => void {
   }
 }
 
+/**
+ * Work done per second of broker CPU (all its processes and threads, user and
+ * system) over the phase's window: on a machine shared with other work the
+ * rate moves with whatever else runs, the work per CPU-second much less, so
+ * it is how a change is compared on a busy machine. Null without CPU figures.
+ */
+export function perBrokerCpuSecond (count: number, cpu: CpuShare): number | null {
+  const cpuSeconds = cpu.broker * cpu.seconds
+  return cpuSeconds > 0 ? count / cpuSeconds : null
+}
+
 /** The Redis figures of a phase on a cluster broker (rows left empty for the others). */
 export const REDIS_METRICS: readonly MetricSpec[] = [
   { key: 'redisMsPer1k', label: 'Redis CPU per 1,000 msgs published', unit: 'ms', better: 'lower', digits: 2, headline: true },

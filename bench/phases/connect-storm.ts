@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { LeanClient } from '../lib/lean-client.js'
 import { brokerRssBytes, CpuMeter } from '../lib/proc.js'
 import { Samples } from '../lib/stats.js'
+import { perBrokerCpuSecond } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -21,6 +22,7 @@ export const connectStorm: Phase = {
     { key: 'connackP99Ms', label: 'CONNACK p99', unit: 'ms', better: 'lower', digits: 2, headline: true },
     { key: 'rssPerConnectionKB', label: 'RSS per connection', unit: 'kB', better: 'lower', digits: 1, headline: true },
     { key: 'failed', label: 'failed connections', unit: '', better: 'lower', digits: 0 },
+    { key: 'perBrokerCpuSec', label: 'connections per broker CPU-second', unit: '', better: 'higher', digits: 0, headline: true, diagnostic: true },
   ],
   applies: () => true,
   async run (ctx) {
@@ -80,6 +82,7 @@ export const connectStorm: Phase = {
         rssBeforeMB: rssBefore / 2 ** 20,
         rssAfterMB: rssAfter / 2 ** 20,
         rssPerConnectionKB: alive > 0 ? (rssAfter - rssBefore) / alive / 1024 : null,
+        perBrokerCpuSec: perBrokerCpuSecond(clients.length, cpu),
       },
       cpu,
       notes,

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, readSource, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -19,6 +19,7 @@ export function fanIn (qos: 0 | 1): Phase {
       { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0 },
       { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+      { key: 'perBrokerCpuSec', label: 'msgs per broker CPU-second', unit: '', better: 'higher', digits: 0, headline: true, diagnostic: true },
       ...REDIS_METRICS,
     ],
     applies: () => true,
@@ -124,6 +125,7 @@ export function fanIn (qos: 0 | 1): Phase {
           duplicated: seen.reduce((a, s) => a + s.duplicates, 0),
           seconds: elapsed,
           stalls,
+          perBrokerCpuSec: perBrokerCpuSecond(unique(), cpu),
           ...redisFigures(cpu, total(sent), unique()),
         },
         cpu,

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
 /** Who subscribes in a fan-out phase. */
@@ -33,6 +33,7 @@ export function fanOut (qos: 0 | 1, who: FanOutSubscribers = DEVICES): Phase {
       { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'duplicated', label: 'duplicated', unit: '', better: 'lower', digits: 0, headline: true },
       { key: 'published', label: 'published', unit: '', better: 'none', digits: 0 },
+      { key: 'perBrokerCpuSec', label: 'deliveries per broker CPU-second', unit: '', better: 'higher', digits: 0, headline: true, diagnostic: true },
       ...REDIS_METRICS,
     ],
     applies: () => true,
@@ -130,6 +131,7 @@ export function fanOut (qos: 0 | 1, who: FanOutSubscribers = DEVICES): Phase {
           duplicated,
           seconds: elapsed,
           stalls,
+          perBrokerCpuSec: perBrokerCpuSecond(unique, cpu),
           ...redisFigures(cpu, sent, unique),
         },
         cpu,

@@ -75,6 +75,8 @@ export interface MetricSpec {
   readonly digits?: number
   /** part of the headline table (others stay in the JSON document) */
   readonly headline?: boolean
+  /** in the headline table to explain the others, but no target is checked against it (work per CPU-second) */
+  readonly diagnostic?: boolean
 }
 
 export interface PhaseOutcome {
