@@ -145,8 +145,8 @@ async function startRelay (config: HeraldConfig, logger: Logger, backend: Storag
 /** What the broker counts, as metrics. */
 function brokerObserver (metrics: Metrics): BrokerObserver {
   return {
-    messageIn: () => metrics.messagesIn.inc({ transport: 'mqtt' }),
-    messageOut: () => metrics.messagesOut.inc(),
+    messageIn: () => metrics.mqttMessages.in.add(),
+    messageOut: () => metrics.mqttMessages.out.add(),
     connectRefused: (code) => {
       metrics.authFailures.inc({ transport: 'mqtt', code })
       metrics.mqttConnectsRefused.inc({ reason: code })

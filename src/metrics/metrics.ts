@@ -6,6 +6,8 @@ export interface Metrics {
   readonly registry: Registry
   readonly messagesIn: Counter<'transport'>
   readonly messagesOut: Counter
+  /** MQTT messages in and out, counted per message here and added to messagesIn and messagesOut when those are read */
+  readonly mqttMessages: { readonly in: Tally, readonly out: Tally }
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
   /** Seconds from a request's arrival to its answer, by route pattern (fastify's routeOptions.url, never the raw URL). */
   readonly httpRequestDuration: Histogram<'method' | 'route' | 'status'>
@@ -63,6 +65,27 @@ export interface Gauges {
   deadLetters (): Promise<number>
 }
 
+/**
+ * A count kept as a plain number and handed to its counter when the counter
+ * is read (a scrape, the overview): prom-client hashes an inc()'s labels on
+ * every call, and the MQTT counts grow by one per message in and per delivery.
+ */
+export class Tally {
+  #pending = 0
+
+  add (): void {
+    this.#pending++
+  }
+
+  /** Hands what was counted since the last read to `inc`, if anything. */
+  addTo (inc: (n: number) => void): void {
+    if (this.#pending === 0) return
+    const n = this.#pending
+    this.#pending = 0
+    inc(n)
+  }
+}
+
 /** `node`: every series carries this node's id (cluster mode: one scrape target per node or worker). */
 export function createMetrics (gauges: Gauges, labels: { readonly node?: string } = {}): Metrics {
   const registry = new Registry()
@@ -71,8 +94,20 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
   collectDefaultMetrics({ register: registry, prefix: 'herald_' })
   registerGauges(gauges, registers)
 
-  const messagesIn = new Counter({ name: 'herald_messages_in_total', help: 'Messages published into the broker, by where they came from', labelNames: ['transport'], registers })
-  const messagesOut = new Counter({ name: 'herald_mqtt_messages_out_total', help: 'Messages delivered to MQTT clients (live or from their queue)', registers })
+  const mqttMessages = { in: new Tally(), out: new Tally() }
+  const messagesIn = new Counter({
+    name: 'herald_messages_in_total',
+    help: 'Messages published into the broker, by where they came from',
+    labelNames: ['transport'],
+    registers,
+    collect () { mqttMessages.in.addTo((n) => this.inc({ transport: 'mqtt' }, n)) },
+  })
+  const messagesOut = new Counter({
+    name: 'herald_mqtt_messages_out_total',
+    help: 'Messages delivered to MQTT clients (live or from their queue)',
+    registers,
+    collect () { mqttMessages.out.addTo((n) => this.inc(n)) },
+  })
   const sent = new Counter({ name: 'herald_relay_sent_total', help: 'Notifications accepted by a provider', labelNames: ['provider'], registers })
   const retried = new Counter({ name: 'herald_relay_retried_total', help: 'Relay attempts that failed transiently and were scheduled again', labelNames: ['provider'], registers })
   const pruned = new Counter({ name: 'herald_relay_pruned_total', help: 'Push tokens removed after a provider rejected them', labelNames: ['provider'], registers })
@@ -84,6 +119,7 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
     registry,
     messagesIn,
     messagesOut,
+    mqttMessages,
     httpRequests: new Counter({ name: 'herald_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers }),
     httpRequestDuration: new Histogram({
       name: 'herald_http_request_duration_seconds',

@@ -99,3 +99,29 @@ t.test('/readyz fails as soon as the store cannot be written, before any other w
   while ((await ready()).status !== 200 && Date.now() < deadline + 5000) await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(await ready(), { status: 200, code: undefined }, 'healed')
 })
+
+t.test('messages in (MQTT and HTTP) and deliveries out are counted, and counted again after a scrape', async (t) => {
+  const broker = await startBroker(t)
+  const received: string[] = []
+  const reader = await connect(t, broker.mqttUrl, { clientId: 'reader', password: alice }, (_topic, payload) => { received.push(payload.toString()) })
+  await reader.subscribeAsync('users/alice/#', { qos: 0 })
+  const writer = await connect(t, broker.mqttUrl, { clientId: 'writer', password: alice })
+  const arrived = async (n: number): Promise<void> => {
+    while (received.length < n) await new Promise((resolve) => reader.once('message', resolve))
+  }
+  for (const body of ['1', '2', '3']) await writer.publishAsync('users/alice/news', body, { qos: 1 })
+  await arrived(3)
+  let text = await scrape(broker)
+  t.equal(series(text, 'herald_messages_in_total', 'transport="mqtt"'), 3)
+  t.equal(series(text, 'herald_mqtt_messages_out_total'), 3)
+
+  t.equal((await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'users/alice/news', payload: '4', qos: 0 } })).status, 202)
+  await writer.publishAsync('users/alice/news', '5', { qos: 1 })
+  await arrived(5)
+  text = await scrape(broker)
+  t.equal(series(text, 'herald_messages_in_total', 'transport="mqtt"'), 4, 'counted since the last scrape, added to it')
+  t.equal(series(text, 'herald_messages_in_total', 'transport="http"'), 1)
+  t.equal(series(text, 'herald_mqtt_messages_out_total'), 5)
+  const overview = await api(broker, 'GET', '/v1/admin/overview', { token: admin })
+  t.match(overview.body, { counters: { messagesIn: 5, messagesOut: 5 } }, 'the console overview reads the same counts')
+})
