@@ -8,6 +8,7 @@ import { connect, makeTempDir, sign, type Teardown } from '../helpers/broker.js'
 import type { ChildBroker } from '../helpers/child-broker.js'
 import { startCluster } from '../helpers/cluster.js'
 import { connectInbox, text, type Inbox } from '../helpers/mqtt-inbox.js'
+import { expectedQos, overlapCases, type OverlapCase as Case, type QoS } from '../helpers/overlap-cases.js'
 import { within } from '../helpers/within.js'
 
 // Issue 16 in cluster mode, three `herald start` processes on one
@@ -158,44 +159,16 @@ t.test('the will of a client that also subscribed is published once, and reaches
   }
 })
 
-type QoS = 0 | 1 | 2
 const levels: QoS[] = [0, 1, 2]
 
-interface Case {
-  readonly name: string
-  /** filter suffixes under `users/<user>/ov/` and the QoS each is subscribed with */
-  readonly filters: ReadonlyArray<readonly [string, QoS]>
-  readonly published: QoS
-  readonly clean: boolean
-}
-
-// the cases of the single-node test (test/e2e/overlapping-subscriptions.test.ts), with a filter at three levels
-const cases: Case[] = []
-for (const wildQos of levels) {
-  for (const plusQos of levels) {
-    for (const published of levels) {
-      cases.push({ name: `# at ${wildQos}, + at ${plusQos}, published at ${published}`, filters: [['#', wildQos], ['+', plusQos]], published, clean: true })
-    }
-  }
-}
-for (const granted of levels) {
-  for (const published of levels) {
-    cases.push({ name: `one wildcard at ${granted}, published at ${published}`, filters: [['+', granted]], published, clean: true })
-    cases.push({ name: `one exact filter at ${granted}, published at ${published}`, filters: [['t', granted]], published, clean: true })
-  }
-}
-cases.push({ name: 'exact at 0 and # at 1, published at 1', filters: [['t', 0], ['#', 1]], published: 1, clean: true })
-cases.push({ name: 'exact at 1 and + at 2, published at 2', filters: [['t', 1], ['+', 2]], published: 2, clean: true })
+// the cases of the single-node test (test/e2e/overlapping-subscriptions.test.ts), with filters at three levels
+const cases = overlapCases()
 for (const published of levels) {
   cases.push({ name: `exact at 2, + at 0, # at 1, published at ${published}`, filters: [['t', 2], ['+', 0], ['#', 1]], published, clean: true })
 }
 for (const published of [1, 2] as const) {
-  cases.push({ name: `persistent: # at 2, + at 2, published at ${published}`, filters: [['#', 2], ['+', 2]], published, clean: false })
-  cases.push({ name: `persistent: # at 1, + at 2, published at ${published}`, filters: [['#', 1], ['+', 2]], published, clean: false })
   cases.push({ name: `persistent: exact at 1, + at 2, # at 0, published at ${published}`, filters: [['t', 1], ['+', 2], ['#', 0]], published, clean: false })
 }
-
-const expectedQos = (c: Case): QoS => Math.min(c.published, Math.max(...c.filters.map(([, qos]) => qos))) as QoS
 
 t.test('overlapping subscriptions on node B get one copy at the QoS a single node gives, of messages mosquitto_pub publishes on node A', async (t) => {
   const [a, b] = await startThree(t)

@@ -5,10 +5,10 @@
  * inspected and replayed from the page, reaches the fake APNs through
  * Herald's real @parse/node-apn.
  */
-import { spawn } from 'node:child_process'
 import t from 'tap'
-import { brokerEvent, sign, startBroker } from '../helpers/broker.js'
+import { sign, startBroker } from '../helpers/broker.js'
 import { openConsole } from '../helpers/browser.js'
+import { mosquittoSubOne } from '../helpers/mosquitto-sub.js'
 import { api } from '../helpers/http.js'
 import { apnsDeviceToken, startProviderFakes } from '../helpers/providers.js'
 
@@ -38,16 +38,7 @@ t.test('app topics are created, edited and deleted, and a push sent from the for
   t.equal((await api(broker, 'GET', '/v1/topics/scratch', { token: admin })).status, 404, 'deleted')
   await console.screenshot('topics')
 
-  const subscribed = brokerEvent(broker, 'subscribe', 'carol-sub')
-  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(broker.ports.mqtt), '-i', 'carol-sub',
-    '-u', 'carol', '-P', sign({ sub: 'carol' }), '-t', 'app/news', '-q', '1', '-C', '1'])
-  t.teardown(() => { sub.kill() })
-  let stdout = ''
-  let stderr = ''
-  sub.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  sub.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const exited = new Promise<number | null>((resolve) => sub.once('close', (code) => resolve(code)))
-  await Promise.race([subscribed, exited.then((code) => { throw new Error(`mosquitto_sub exited (${code}) before subscribing: ${stderr}`) })])
+  const carol = await mosquittoSubOne(t, broker, { clientId: 'carol-sub', token: sign({ sub: 'carol' }), topic: 'app/news', qos: 1 })
 
   await console.show('push')
   await console.fill('#push-form input[name=target]', 'app/news')
@@ -63,8 +54,7 @@ t.test('app topics are created, edited and deleted, and a push sent from the for
   const answer = JSON.parse(await console.page.$eval('#push-answer', (e) => e.textContent ?? ''))
   t.type(answer.id, 'string', 'the answer: the message id')
 
-  t.equal(await exited, 0, 'mosquitto_sub got its message')
-  const envelope = JSON.parse(stdout)
+  const envelope = JSON.parse(await carol.message)
   t.match(envelope, { id: answer.id, topic: 'app/news', notification: { title: 'Hello from the console', body: 'Héllo ✓' }, data: { article: '42', kind: 'breaking' } })
   await console.screenshot('push')
 

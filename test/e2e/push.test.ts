@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { brokerEvent, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
+import { mosquittoSubOne } from '../helpers/mosquitto-sub.js'
 import { connectInbox, text, type Received } from '../helpers/mqtt-inbox.js'
 
 // POST /v1/push and POST /v1/publish end to end: real HTTP requests, real MQTT
@@ -55,17 +55,7 @@ t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub wi
   t.same((await tcp.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
   t.same((await ws.client.subscribeAsync('app/news', { qos: 1 })).map((g) => g.qos), [1])
 
-  const subscribed = brokerEvent(broker, 'subscribe', 'mosq-carol')
-  const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(broker.ports.mqtt), '-i', 'mosq-carol',
-    '-u', 'x', '-P', sign({ sub: 'carol' }), '-t', 'app/news', '-q', '1', '-C', '1'])
-  t.teardown(() => { sub.kill() })
-  let stdout = ''
-  let stderr = ''
-  sub.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  sub.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  // 'close', not 'exit': 'exit' may come before the last stdout chunk has been read
-  const exited = new Promise<number | null>((resolve) => sub.once('close', (code) => resolve(code)))
-  await Promise.race([subscribed, exited.then((code) => { throw new Error(`mosquitto_sub exited (${code}) before subscribing: ${stderr}`) })])
+  const carol = await mosquittoSubOne(t, broker, { clientId: 'mosq-carol', token: sign({ sub: 'carol' }), topic: 'app/news', qos: 1 })
 
   const request = {
     to: { topic: 'app/news' },
@@ -77,8 +67,7 @@ t.test('a topic push reaches mqtt.js over TCP and WebSocket and mosquitto_sub wi
 
   const fromTcp = envelopeOf(await tcp.next())
   const fromWs = envelopeOf(await ws.next())
-  t.equal(await exited, 0, 'mosquitto_sub got its one message and exited')
-  const fromMosquitto = JSON.parse(stdout.trim()) as Record<string, unknown>
+  const fromMosquitto = JSON.parse((await carol.message).trim()) as Record<string, unknown>
 
   t.same(Object.keys(fromTcp).sort(), ['data', 'expiresAt', 'id', 'notification', 'origin', 'sender', 'sentAt', 'topic'])
   t.equal(fromTcp.id, id, 'the envelope id is the id the API returned')
