@@ -182,24 +182,7 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
       return { objects: page, next: more ? (page[page.length - 1]?.id ?? null) : null }
     },
 
-    async listBuckets (scope, { limit, after }) {
-      // one seek per bucket: the keys of a bucket's objects are skipped, not read
-      const scopeStart = `${scopePath(scope)}${SEP}`
-      const scopeEnd = `${scopePath(scope)}\u0001`
-      const names: string[] = []
-      let from = after === undefined ? scopeStart : `${scopeStart}${after}\u0001`
-      while (names.length <= limit) {
-        let key: string | undefined
-        for await (const found of objects.keys({ gte: from, lt: scopeEnd, limit: 1 })) key = found
-        if (key === undefined) break
-        const name = key.slice(scopeStart.length, key.indexOf(SEP, scopeStart.length))
-        names.push(name)
-        from = `${scopeStart}${name}\u0001`
-      }
-      const more = names.length > limit
-      const page = more ? names.slice(0, limit) : names
-      return { names: page, next: more ? (page[page.length - 1] ?? null) : null }
-    },
+    listBuckets: async (scope, page) => await bucketNames(objects, scope, page),
 
     async createObject (scope, bucket, givenId, body, options) {
       const id = givenId ?? generateObjectId()
@@ -247,4 +230,23 @@ export async function openBucketStore (db: Database, limits: BucketLimits): Prom
       return count
     },
   }
+}
+
+/** A page of a scope's bucket names, one seek per bucket: the keys of a bucket's objects are skipped, not read. */
+async function bucketNames (objects: BucketState['objects'], scope: BucketScope, { limit, after }: { limit: number, after?: string | undefined }): Promise<{ names: string[], next: string | null }> {
+  const scopeStart = `${scopePath(scope)}${SEP}`
+  const scopeEnd = `${scopePath(scope)}\u0001`
+  const names: string[] = []
+  let from = after === undefined ? scopeStart : `${scopeStart}${after}\u0001`
+  while (names.length <= limit) {
+    let key: string | undefined
+    for await (const found of objects.keys({ gte: from, lt: scopeEnd, limit: 1 })) key = found
+    if (key === undefined) break
+    const name = key.slice(scopeStart.length, key.indexOf(SEP, scopeStart.length))
+    names.push(name)
+    from = `${scopeStart}${name}\u0001`
+  }
+  const more = names.length > limit
+  const page = more ? names.slice(0, limit) : names
+  return { names: page, next: more ? (page[page.length - 1] ?? null) : null }
 }
