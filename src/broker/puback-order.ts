@@ -61,7 +61,8 @@ export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackO
           callback(null)
           return
         }
-        const inOrder = Promise.all([previous, safe])
+        // after this client's earlier PUBACKs and once the message is safe; one promise when there is one wait
+        const inOrder = previous === undefined ? safe as Promise<void> : safe === undefined ? previous : Promise.all([previous, safe])
         ackTails.set(client, inOrder)
         inOrder.then(() => {
           // the last wait of this client is over: the next PUBACK need not wait for anything before it

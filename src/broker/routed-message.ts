@@ -13,6 +13,8 @@ export interface RoutedMessage {
 
 /**
  * Sees a routed message with the persistent subscriptions it matched and
- * returns those that should queue it (push-only installations keep no queue).
+ * returns those that should queue it (push-only installations keep no queue):
+ * at once when nothing is relayed (nearly every message), else once the
+ * relay jobs are written.
  */
-export type MessageRouter = <S extends { readonly clientId: string }>(subs: S[], message: RoutedMessage) => Promise<S[]>
+export type MessageRouter = <S extends { readonly clientId: string }>(subs: S[], message: RoutedMessage) => S[] | Promise<S[]>

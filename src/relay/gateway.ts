@@ -125,11 +125,14 @@ export function createRelayGateway (deps: GatewayDeps): RelayGateway {
     async relayPush (clientIds, content, ttlSec) {
       await relay.routed(clientIds, content, ttlSec)
     },
-    routingHook: async (subs, message) => {
-      // most subscribers are no installation with a push token: build the relay content (a UTF-8 decode) only when one is
+    routingHook: (subs, message) => {
+      // who queues: everyone but push-only installations (the same array when there is none, as nearly always)
+      const queued = subs.some((sub) => installations.isPushOnly(sub.clientId)) ? subs.filter((sub) => !installations.isPushOnly(sub.clientId)) : subs
+      // most subscribers are no installation with a push token: nothing to wait for, and no relay
+      // content to build (a UTF-8 decode); this runs for every QoS 1 message into a persistent session
       const relayable = subs.some((sub) => installations.hasPushToken(sub.clientId))
-      if (relayable && !broker.relayedAlready(message)) await relay.routed(subs.map((sub) => sub.clientId), rawContent(message))
-      return subs.filter((sub) => !installations.isPushOnly(sub.clientId))
+      if (!relayable || broker.relayedAlready(message)) return queued
+      return relay.routed(subs.map((sub) => sub.clientId), rawContent(message)).then(() => queued)
     },
     start: async () => await relay.start(),
     idle: async () => await relay.idle(),

@@ -6,9 +6,10 @@ export type SubscriptionGuard = (clientId: string, topic: string) => boolean
 /**
  * Sees every QoS>0 message on its way into offline queues, with the
  * persistent subscriptions it matched, and returns those that should queue
- * it (push-only installations keep no queue; the relay hooks in here).
+ * it (push-only installations keep no queue; the relay hooks in here): at
+ * once, or once the relay has written what it sends.
  */
-export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) => Promise<StoredSubscription[]>
+export type RoutingHook = (subs: StoredSubscription[], packet: PersistedPacket) => StoredSubscription[] | Promise<StoredSubscription[]>
 
 /**
  * The broker's decisions the session store consults: which subscriptions a
