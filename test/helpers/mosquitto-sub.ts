@@ -2,14 +2,14 @@ import { spawn } from 'node:child_process'
 import { brokerEvent, type Teardown, type TestBroker } from './broker.js'
 
 /**
- * A mosquitto_sub for one message (`-C 1`): resolves once the broker has its
- * subscription; `message` resolves with its stdout once it exited 0 with the
- * message, and rejects if it exited otherwise.
+ * A mosquitto_sub (clean session) for one message, or `count` (`-C`):
+ * resolves once the broker has its subscription; `message` resolves with its
+ * stdout once it exited 0 with them, and rejects if it exited otherwise.
  */
-export async function mosquittoSubOne (t: Teardown, broker: TestBroker, options: { clientId: string, token: string, topic: string, qos: 0 | 1 | 2 }): Promise<{ message: Promise<string> }> {
+export async function mosquittoSubOne (t: Teardown, broker: TestBroker, options: { clientId: string, token: string, topic: string, qos: 0 | 1 | 2, count?: number }): Promise<{ message: Promise<string> }> {
   const subscribed = brokerEvent(broker, 'subscribe', options.clientId)
   const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(broker.ports.mqtt), '-i', options.clientId,
-    '-u', 'x', '-P', options.token, '-t', options.topic, '-q', String(options.qos), '-C', '1'])
+    '-u', 'x', '-P', options.token, '-t', options.topic, '-q', String(options.qos), '-C', String(options.count ?? 1)])
   t.teardown(() => { sub.kill() })
   let stdout = ''
   let stderr = ''
