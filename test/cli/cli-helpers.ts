@@ -86,3 +86,26 @@ export async function logLine (stream: NodeJS.ReadableStream | null, msg: string
     })
   })
 }
+
+/** The environment of a `herald start` on free loopback ports, a temp data dir and the test secret, with `extra` over it. */
+export async function startEnv (t: Test, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  return {
+    HERALD_DATA_DIR: await makeTempDir(t, 'herald-cli-data-'),
+    HERALD_LISTEN_HOST: '127.0.0.1',
+    HERALD_MQTT_PORT: '0',
+    HERALD_HTTP_PORT: '0',
+    HERALD_JWT_SECRET: SECRET,
+    ...extra,
+  }
+}
+
+/** Resolves with everything `stream` wrote once `done` matches it. */
+export async function readUntil (stream: NodeJS.ReadableStream | null, done: RegExp): Promise<string> {
+  return await new Promise((resolve) => {
+    let text = ''
+    stream?.on('data', (chunk: Buffer) => {
+      text += chunk.toString()
+      if (done.test(text)) resolve(text)
+    })
+  })
+}

@@ -10,6 +10,7 @@ import { createTokenVerifier } from '../../src/auth/index.js'
 import { loadConfig } from '../../src/config/index.js'
 import type { ListeningPorts } from '../../src/server.js'
 import { connect, makeTempDir, nextMessage } from '../helpers/broker.js'
+import { readUntil } from './cli-helpers.js'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const heraldBin = join(root, 'bin', 'herald.js')
@@ -67,17 +68,6 @@ async function writeJson (t: Test, value: unknown): Promise<string> {
 
 const decode = (token: string): jwt.Jwt => jwt.decode(token, { complete: true }) as jwt.Jwt
 const jwtPattern = /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/
-
-/** Resolves with everything `stream` wrote once `done` matches it. */
-async function readUntil (stream: NodeJS.ReadableStream | null, done: RegExp): Promise<string> {
-  return await new Promise((resolve) => {
-    let text = ''
-    stream?.on('data', (chunk: Buffer) => {
-      text += chunk.toString()
-      if (done.test(text)) resolve(text)
-    })
-  })
-}
 
 /** script(1) of util-linux runs a command on a pseudo-terminal: a person watching, as far as the command can tell. */
 const hasScript = spawnSync('script', ['-V'], { stdio: 'ignore' }).status === 0

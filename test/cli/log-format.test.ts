@@ -1,41 +1,18 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import t, { type Test } from 'tap'
-import { makeTempDir } from '../helpers/broker.js'
+import t from 'tap'
 import { startProviderFakes } from '../helpers/providers.js'
-import { heraldBin, logLine, root, SECRET, spawnProcess, writeJson } from './cli-helpers.js'
+import { heraldBin, logLine, readUntil, root, spawnProcess, startEnv, writeJson } from './cli-helpers.js'
 
 const hasScript = spawnSync('script', ['-V'], { stdio: 'ignore' }).status === 0
 const shellQuote = (arg: string): string => `'${arg.replace(/'/g, "'\\''")}'`
-
-async function baseEnv (t: Test, extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  return {
-    HERALD_DATA_DIR: await makeTempDir(t, 'herald-cli-data-'),
-    HERALD_LISTEN_HOST: '127.0.0.1',
-    HERALD_MQTT_PORT: '0',
-    HERALD_HTTP_PORT: '0',
-    HERALD_JWT_SECRET: SECRET,
-    ...extra,
-  }
-}
-
-/** Resolves with everything `stream` wrote once `done` matches it. */
-async function readUntil (stream: NodeJS.ReadableStream | null, done: RegExp): Promise<string> {
-  return await new Promise((resolve) => {
-    let text = ''
-    stream?.on('data', (chunk: Buffer) => {
-      text += chunk.toString()
-      if (done.test(text)) resolve(text)
-    })
-  })
-}
 
 if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
   t.fail('dist/ is missing: run `npm run build` before the CLI tests')
 } else {
   t.test('JSON by default when stdout is not a terminal; the start-up line lists listeners and providers', { timeout: 60000 }, async (t) => {
-    const env = await baseEnv(t)
+    const env = await startEnv(t)
     const { child, exited } = spawnProcess(t, process.execPath, [heraldBin, 'start'], { env, cwd: env.HERALD_DATA_DIR as string })
     const line = await logLine(child.stdout, 'herald listening') as { ports: { mqtt: number, http: number }, listeners: string[], providers: string[] }
     const { mqtt, http } = line.ports
@@ -47,7 +24,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
 
   t.test('the start-up line names FCM and APNs when they are configured', { timeout: 60000 }, async (t) => {
     const fakes = await startProviderFakes(t)
-    const env = await baseEnv(t, { HERALD_CONFIG: await writeJson(t, { push: fakes.push }) })
+    const env = await startEnv(t, { HERALD_CONFIG: await writeJson(t, { push: fakes.push }) })
     const { child, exited } = spawnProcess(t, process.execPath, [heraldBin, 'start'], { env, cwd: env.HERALD_DATA_DIR as string })
     const line = await logLine(child.stdout, 'herald listening') as { providers: string[] }
     t.same(line.providers, ['fcm', 'apns'])
@@ -56,7 +33,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
   })
 
   t.test('log.format pretty: pino-pretty lines, uncoloured on a pipe', { timeout: 60000 }, async (t) => {
-    const env = await baseEnv(t, { HERALD_LOG_FORMAT: 'pretty' })
+    const env = await startEnv(t, { HERALD_LOG_FORMAT: 'pretty' })
     const { child, exited, closed } = spawnProcess(t, process.execPath, [heraldBin, 'start'], { env, cwd: env.HERALD_DATA_DIR as string })
     let stdout = ''
     child.stdout?.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
@@ -72,7 +49,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
   })
 
   t.test('log.format auto on a terminal: pretty', { skip: hasScript ? false : 'needs script(1) (util-linux) for a pseudo-terminal', timeout: 60000 }, async (t) => {
-    const env = await baseEnv(t)
+    const env = await startEnv(t)
     const command = [process.execPath, heraldBin, 'start'].map(shellQuote).join(' ')
     const { child, exited } = spawnProcess(t, 'script', ['-qec', command, '/dev/null'], { env, cwd: env.HERALD_DATA_DIR as string })
     const text = await readUntil(child.stdout, /herald listening/)

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { makeTempDir } from '../helpers/broker.js'
-import { heraldBin, logLine, occupiedPort, root, runHerald, SECRET, spawnProcess, type Finished } from './cli-helpers.js'
+import { heraldBin, logLine, occupiedPort, root, runHerald, spawnProcess, startEnv, type Finished } from './cli-helpers.js'
 
 /** What an operator sees on stderr: everything but the JSON log lines on stdout. */
 function assertOneLine (t: Test, result: Finished, line: RegExp): void {
@@ -13,34 +13,23 @@ function assertOneLine (t: Test, result: Finished, line: RegExp): void {
   t.notMatch(result.stderr, /^\s+at /m, 'no stack trace')
 }
 
-async function env (t: Test, extra: Record<string, string> = {}): Promise<Record<string, string>> {
-  return {
-    HERALD_DATA_DIR: await makeTempDir(t, 'herald-cli-data-'),
-    HERALD_LISTEN_HOST: '127.0.0.1',
-    HERALD_MQTT_PORT: '0',
-    HERALD_HTTP_PORT: '0',
-    HERALD_JWT_SECRET: SECRET,
-    ...extra,
-  }
-}
-
 if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
   t.fail('dist/ is missing: run `npm run build` before the CLI tests')
 } else {
   t.test('a busy MQTT port: one line naming mqtt.port and the port, exit 1', async (t) => {
     const port = await occupiedPort(t)
-    const result = await runHerald(t, ['start'], await env(t, { HERALD_MQTT_PORT: String(port) }))
+    const result = await runHerald(t, ['start'], await startEnv(t, { HERALD_MQTT_PORT: String(port) }))
     assertOneLine(t, result, new RegExp(`^herald: could not start: mqtt\\.port: port ${port} on 127\\.0\\.0\\.1 is already in use`))
   })
 
   t.test('a busy HTTP port: one line naming http.port', async (t) => {
     const port = await occupiedPort(t)
-    const result = await runHerald(t, ['start'], await env(t, { HERALD_HTTP_PORT: String(port) }))
+    const result = await runHerald(t, ['start'], await startEnv(t, { HERALD_HTTP_PORT: String(port) }))
     assertOneLine(t, result, new RegExp(`^herald: could not start: http\\.port: port ${port} on 127\\.0\\.0\\.1 is already in use`))
   })
 
   t.test('two listeners on one port are a config problem, found before anything starts', async (t) => {
-    const result = await runHerald(t, ['start'], await env(t, { HERALD_MQTT_PORT: '18830', HERALD_HTTP_PORT: '18830' }))
+    const result = await runHerald(t, ['start'], await startEnv(t, { HERALD_MQTT_PORT: '18830', HERALD_HTTP_PORT: '18830' }))
     assertOneLine(t, result, /^herald: invalid configuration: http\.port: port 18830 is already mqtt\.port$/m)
   })
 
@@ -49,14 +38,14 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
     const file = join(dir, 'a-file')
     await writeFile(file, '')
     // without keys, the local secret is written first; with keys, LevelDB opens first: both name dataDir
-    const local = await runHerald(t, ['start'], { ...await env(t, { HERALD_DATA_DIR: join(file, 'data') }), HERALD_JWT_SECRET: '' })
+    const local = await runHerald(t, ['start'], { ...await startEnv(t, { HERALD_DATA_DIR: join(file, 'data') }), HERALD_JWT_SECRET: '' })
     assertOneLine(t, local, new RegExp(`^herald: could not start: dataDir: ${file}/data: a part of the path is not a directory`))
-    const keyed = await runHerald(t, ['start'], await env(t, { HERALD_DATA_DIR: join(file, 'data') }))
+    const keyed = await runHerald(t, ['start'], await startEnv(t, { HERALD_DATA_DIR: join(file, 'data') }))
     assertOneLine(t, keyed, new RegExp(`^herald: could not start: dataDir: ${file}/data.*: a part of the path is not a directory`))
   })
 
   t.test('a second Herald on the same data directory: one line, the first keeps running', { timeout: 60000 }, async (t) => {
-    const shared = await env(t)
+    const shared = await startEnv(t)
     const first = spawnProcess(t, process.execPath, [heraldBin, 'start'], { env: shared, cwd: shared.HERALD_DATA_DIR as string })
     const died = first.exited.then(() => { throw new Error('the first herald exited') })
     died.catch(() => {})

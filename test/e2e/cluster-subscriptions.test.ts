@@ -2,13 +2,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { MqttClient, Packet } from 'mqtt'
+import type { MqttClient } from 'mqtt'
 import t from 'tap'
 import { connect, makeTempDir, sign, type Teardown } from '../helpers/broker.js'
 import type { ChildBroker } from '../helpers/child-broker.js'
 import { startCluster } from '../helpers/cluster.js'
 import { connectInbox, text, type Inbox } from '../helpers/mqtt-inbox.js'
-import { expectedQos, overlapCases, type OverlapCase as Case, type QoS } from '../helpers/overlap-cases.js'
+import { copiesOf, expectedQos, overlapCases, type OverlapCase as Case, type QoS } from '../helpers/overlap-cases.js'
 import { within } from '../helpers/within.js'
 
 // Issue 16 in cluster mode, three `herald start` processes on one
@@ -180,7 +180,7 @@ t.test('overlapping subscriptions on node B get one copy at the QoS a single nod
       const subscriber = await subscribe(t, b, user, c)
       const got = await copiesOf(subscriber, `users/${user}/ov`, async () => {
         await mosquittoPub(a, `users/${user}/ov/t`, 'message', c.published)
-      }, a)
+      }, async (topic) => { await mosquittoPub(a, topic, 'marker', 1) })
       t.same(got, [expectedQos(c)], `${c.name}: one copy at QoS ${expectedQos(c)}`)
     }))
   }
@@ -216,30 +216,4 @@ async function subscribe (t: Teardown, node: ChildBroker | undefined, user: stri
   // write in Redis, and the marker's waits behind it on the same connection, so it cannot overtake
   await client.subscribeAsync(`users/${user}/ov/marker`, { qos: 1 })
   return client
-}
-
-/**
- * The QoS of every copy of the message `send` publishes to `<prefix>/t`, as the
- * subscriber received them up to a marker mosquitto_pub publishes on the same
- * node afterwards.
- */
-async function copiesOf (subscriber: MqttClient, prefix: string, send: () => Promise<void>, node: ChildBroker | undefined): Promise<number[]> {
-  const got: number[] = []
-  // the PUBLISH packets as they arrive: mqtt.js emits a QoS 2 message only once its PUBREL has come
-  const markerArrived = new Promise<void>((resolve) => {
-    const onPacket = (packet: Packet): void => {
-      if (packet.cmd !== 'publish') return
-      if (packet.topic === `${prefix}/marker`) {
-        subscriber.off('packetreceive', onPacket)
-        resolve()
-      } else if (String(packet.payload) === 'message') {
-        got.push(packet.qos)
-      }
-    }
-    subscriber.on('packetreceive', onPacket)
-  })
-  await send()
-  await mosquittoPub(node, `${prefix}/marker`, 'marker', 1)
-  await within(15_000, `${prefix}: the marker`, markerArrived)
-  return got
 }

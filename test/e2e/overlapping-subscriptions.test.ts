@@ -1,9 +1,12 @@
-import type { IPublishPacket, MqttClient, Packet } from 'mqtt'
+import type { IPublishPacket, MqttClient } from 'mqtt'
 import t from 'tap'
 import { brokerEvent, connect, makeTempDir, sign, startBroker, type Teardown, type TestBroker } from '../helpers/broker.js'
-import { expectedQos, overlapCases, type OverlapCase as Case } from '../helpers/overlap-cases.js'
+import { copiesOf, expectedQos, overlapCases, type OverlapCase as Case } from '../helpers/overlap-cases.js'
 
 const cases = overlapCases()
+
+/** The marker copiesOf() waits for, published by `publisher`. */
+const markerFrom = (publisher: MqttClient) => async (topic: string): Promise<void> => { await publisher.publishAsync(topic, 'marker', { qos: 0 }) }
 
 t.test('one copy at the highest QoS any matching subscription was granted', async (t) => {
   const broker = await startBroker(t)
@@ -13,7 +16,7 @@ t.test('one copy at the highest QoS any matching subscription was granted', asyn
     const subscriber = await subscribe(t, broker, user, c)
     const copies = await copiesOf(subscriber, `users/${user}/ov`, async () => {
       await publisher.publishAsync(`users/${user}/ov/t`, 'message', { qos: c.published })
-    }, publisher)
+    }, markerFrom(publisher))
     t.same(copies, [expectedQos(c)], `${c.name}: one copy at QoS ${expectedQos(c)}`)
   }))
 })
@@ -28,7 +31,7 @@ t.test('a persistent session with overlapping QoS 2 subscriptions stays connecte
   const completed = new Promise<void>((resolve) => first.on('packetsend', (packet) => { if (packet.cmd === 'pubcomp') resolve() }))
   const copies = await copiesOf(first, 'users/alice/ov', async () => {
     await publisher.publishAsync('users/alice/ov/t', 'message', { qos: 2 })
-  }, publisher)
+  }, markerFrom(publisher))
   t.same(copies, [2])
   // the QoS 2 exchange with the subscriber (PUBREC, PUBREL, PUBCOMP), then one more round trip
   await completed
@@ -40,7 +43,7 @@ t.test('a persistent session with overlapping QoS 2 subscriptions stays connecte
   const ready = brokerEvent(broker, 'clientReady', 'sub-alice')
   const again = await connect(t, broker.mqttUrl, { clientId: 'sub-alice', clean: false, password: sign({ sub: 'alice' }) })
   await ready
-  const afterReconnect = await copiesOf(again, 'users/alice/ov', async () => {}, publisher)
+  const afterReconnect = await copiesOf(again, 'users/alice/ov', async () => {}, markerFrom(publisher))
   t.same(afterReconnect, [], 'the message was not queued again')
 })
 
@@ -68,32 +71,6 @@ async function subscribe (t: Teardown, broker: TestBroker, user: string, c: Case
   // the marker of copiesOf(), which no filter but this one may match in some cases
   await client.subscribeAsync(`users/${user}/ov/marker`, { qos: 0 })
   return client
-}
-
-/**
- * The QoS of every copy of the message `send` publishes to `users/<user>/ov/t`, as
- * the subscriber received them up to a marker published after it: each copy of a
- * message is on its way to the subscriber before the next message is delivered.
- */
-async function copiesOf (subscriber: MqttClient, prefix: string, send: () => Promise<void>, publisher: MqttClient): Promise<number[]> {
-  const copies: number[] = []
-  // the PUBLISH packets as they arrive: mqtt.js emits a QoS 2 message only once its PUBREL has come
-  const markerArrived = new Promise<void>((resolve) => {
-    const onPacket = (packet: Packet): void => {
-      if (packet.cmd !== 'publish') return
-      if (packet.topic === `${prefix}/marker`) {
-        subscriber.off('packetreceive', onPacket)
-        resolve()
-      } else if (String(packet.payload) === 'message') {
-        copies.push(packet.qos)
-      }
-    }
-    subscriber.on('packetreceive', onPacket)
-  })
-  await send()
-  await publisher.publishAsync(`${prefix}/marker`, 'marker', { qos: 0 })
-  await markerArrived
-  return copies
 }
 
 t.test('a QoS 0 subscription inside a persistent wildcard one does not stop the wildcard queueing, before and after a restart', async (t) => {

@@ -232,3 +232,12 @@ function merge (base: Record<string, unknown>, extra: Record<string, unknown>): 
 function isObject (value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value)
 }
+
+/** A persistent session subscribed to `topic` at QoS 1 whose connection has closed: what is published to it now is queued. */
+export async function offlineSession (t: Teardown, broker: TestBroker, clientId: string, password: string, topic: string): Promise<void> {
+  const device = await connect(t, broker.mqttUrl, { clientId, clean: false, password })
+  await device.subscribeAsync(topic, { qos: 1 })
+  const gone = brokerEvent(broker, 'clientDisconnect', clientId)
+  await device.endAsync()
+  await gone
+}

@@ -9,6 +9,8 @@
  * message's and the subscription's). Herald sends one copy.
  */
 
+import type { MqttClient, Packet } from 'mqtt'
+
 export type QoS = 0 | 1 | 2
 const levels: QoS[] = [0, 1, 2]
 
@@ -48,3 +50,30 @@ export function overlapCases (): OverlapCase[] {
 
 /** The one QoS a case's message is delivered at. */
 export const expectedQos = (c: OverlapCase): QoS => Math.min(c.published, Math.max(...c.filters.map(([, qos]) => qos))) as QoS
+
+/**
+ * The QoS of every copy of the message `send` publishes to `<prefix>/t`, as the
+ * subscriber received them up to the marker `sendMarker` publishes to
+ * `<prefix>/marker` afterwards: each copy of a message is on its way to the
+ * subscriber before the next message is delivered.
+ */
+export async function copiesOf (subscriber: MqttClient, prefix: string, send: () => Promise<void>, sendMarker: (topic: string) => Promise<void>): Promise<number[]> {
+  const copies: number[] = []
+  // the PUBLISH packets as they arrive: mqtt.js emits a QoS 2 message only once its PUBREL has come
+  const markerArrived = new Promise<void>((resolve) => {
+    const onPacket = (packet: Packet): void => {
+      if (packet.cmd !== 'publish') return
+      if (packet.topic === `${prefix}/marker`) {
+        subscriber.off('packetreceive', onPacket)
+        resolve()
+      } else if (String(packet.payload) === 'message') {
+        copies.push(packet.qos)
+      }
+    }
+    subscriber.on('packetreceive', onPacket)
+  })
+  await send()
+  await sendMarker(`${prefix}/marker`)
+  await markerArrived
+  return copies
+}

@@ -4,7 +4,7 @@
  * its session stays, and a session's queue depth.
  */
 import t from 'tap'
-import { brokerEvent, connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, connect, offlineSession, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 
 const admin = sign({ sub: 'root', role: 'admin' })
@@ -126,11 +126,7 @@ t.test('a client id shows its connection, owner and session; disconnecting close
 
 t.test('the queue depth of an offline persistent session counts its queued messages', async (t) => {
   const broker = await startBroker(t)
-  const phone = await connect(t, broker.mqttUrl, { clientId: 'alice-phone', clean: false, password: alice })
-  await phone.subscribeAsync('users/alice/news', { qos: 1 })
-  const gone = brokerEvent(broker, 'clientDisconnect', 'alice-phone')
-  await phone.endAsync()
-  await gone
+  await offlineSession(t, broker, 'alice-phone', alice, 'users/alice/news')
   for (let i = 0; i < 3; i++) {
     const published = await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'users/alice/news', payload: `n${i}`, qos: 1 } })
     t.equal(published.status, 202)

@@ -5,7 +5,7 @@
 import t from 'tap'
 import type { Database } from '../../src/store/open-store.js'
 import type { WriteImplementation } from '../../src/store/storage-guard.js'
-import { brokerEvent, connackCode, connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, connackCode, connect, offlineSession, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 
 const admin = sign({ sub: 'root', role: 'admin' })
@@ -46,11 +46,7 @@ t.test('connects, disconnects by reason and refusals by error code are counted',
 
 t.test('HTTP request durations by route pattern, never the raw URL; queue and dead-letter gauges', async (t) => {
   const broker = await startBroker(t)
-  const phone = await connect(t, broker.mqttUrl, { clientId: 'alice-phone', clean: false, password: alice })
-  await phone.subscribeAsync('users/alice/news', { qos: 1 })
-  const gone = brokerEvent(broker, 'clientDisconnect', 'alice-phone')
-  await phone.endAsync()
-  await gone
+  await offlineSession(t, broker, 'alice-phone', alice, 'users/alice/news')
   for (let i = 0; i < 2; i++) t.equal((await api(broker, 'POST', '/v1/publish', { token: service, body: { topic: 'users/alice/news', payload: 'x', qos: 1 } })).status, 202)
   for (const id of ['alice-phone', 'someone-else']) await api(broker, 'GET', `/v1/admin/clients/${id}`, { token: admin })
 
