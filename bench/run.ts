@@ -46,7 +46,8 @@ const defaults: BenchOptions = {
   relayBacklog: 4000,
   scaleConnections: 10_000,
   scaleConcurrency: 200,
-  scaleHoldSeconds: 2,
+  // idle, as devices are: longer than a storm takes to end for Herald (memory.reclaimQuietSec 5 s, so at most 10 s after the last CONNECT)
+  scaleHoldSeconds: 15,
   scaleGenerators: 0,
   scaleSubscribe: true,
   keepaliveSec: 60,

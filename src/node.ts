@@ -9,6 +9,8 @@ import type { BrokerObserver } from './broker/hooks.js'
 import { applySessionLimits, type SessionLimits } from './broker/session-limits.js'
 import type { HeraldConfig } from './config/index.js'
 import type { HeraldError } from './errors/index.js'
+import { openGarbageCollector } from './memory/collect-garbage.js'
+import { StormReclaim } from './memory/storm-reclaim.js'
 import { createMetrics, type Metrics } from './metrics/metrics.js'
 import { createRelayGateway, type RelayGateway } from './relay/gateway.js'
 import { createSenders } from './relay/senders.js'
@@ -100,8 +102,12 @@ async function startOn (backend: StorageBackend, config: HeraldConfig, logger: L
     logger,
     observer: brokerObserver(metrics),
   })
+  const { reclaim, close: stopReclaiming } = stormReclaim(config, logger, metrics)
   watchConnectionEvents(broker.aedes, {
-    connected: () => metrics.mqttConnects.inc(),
+    connected: () => {
+      metrics.mqttConnects.inc()
+      reclaim.connectionOpened()
+    },
     disconnected: (reason) => metrics.mqttDisconnects.inc({ reason }),
   })
   // queues over limits.maxQueuedMessagesPerSession are cut and expired sessions deleted before anything is queued or connects
@@ -120,7 +126,25 @@ async function startOn (backend: StorageBackend, config: HeraldConfig, logger: L
   const relay = await startRelay(config, logger, backend, broker, acl, metrics)
   // bucket events a crash left unpublished go out before any new write (with the relay in place)
   await buckets.start(broker.port, logger)
-  return nodeOf({ backend, broker, relay, metrics, budget, pending, verifier, acl, unavailable, sessionLimits })
+  reclaim.start()
+  return nodeOf({ backend, broker, relay, metrics, budget, pending, verifier, acl, unavailable, sessionLimits, stopReclaiming })
+}
+
+/** The collection after a storm of new connections (memory.reclaimAfterConnections), its pause measured. */
+function stormReclaim (config: HeraldConfig, logger: Logger, metrics: Metrics): { reclaim: StormReclaim, close (): Promise<void> } {
+  const { reclaimAfterConnections, reclaimQuietSec } = config.memory
+  const collector = reclaimAfterConnections > 0 ? openGarbageCollector() : undefined
+  if (reclaimAfterConnections > 0 && collector === undefined) logger.warn('this Node has no inspector: memory.reclaimAfterConnections has no effect')
+  const connections = collector === undefined ? 0 : reclaimAfterConnections
+  const reclaim = new StormReclaim({ connections, quietMs: reclaimQuietSec * 1000 }, async () => await collector?.collect(), logger,
+    ({ pauseMs }) => metrics.memoryReclaimPause.observe(pauseMs / 1000))
+  return {
+    reclaim,
+    async close () {
+      await reclaim.stop()
+      collector?.close()
+    },
+  }
 }
 
 /** The relay wired into the broker: it decides which offline subscriptions also get FCM/APNs. */
@@ -157,12 +181,13 @@ function brokerObserver (metrics: Metrics): BrokerObserver {
   }
 }
 
-type NodeParts = Omit<HeraldNode, 'closeBroker' | 'closeRelay' | 'close'> & { readonly sessionLimits: SessionLimits }
+type NodeParts = Omit<HeraldNode, 'closeBroker' | 'closeRelay' | 'close'> & { readonly sessionLimits: SessionLimits, readonly stopReclaiming: () => Promise<void> }
 
-function nodeOf ({ sessionLimits, ...parts }: NodeParts): HeraldNode {
+function nodeOf ({ sessionLimits, stopReclaiming, ...parts }: NodeParts): HeraldNode {
   return {
     ...parts,
     async closeBroker () {
+      await stopReclaiming()
       await parts.broker.close()
       await sessionLimits.close()
     },

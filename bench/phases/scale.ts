@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { heraldSamples } from '../lib/herald-metrics.js'
 import { IdleGenerators, type IdleClientSpec } from '../lib/idle-generators.js'
 import type { LeanClient } from '../lib/lean-client.js'
 import { brokerRssBytes, CpuMeter, openDescriptors, openFileLimit, rssBytes, type CpuShare } from '../lib/proc.js'
@@ -49,6 +50,7 @@ export const scale: Phase = {
     { key: 'rssAfterMB', label: 'broker RSS', unit: 'MB', better: 'lower', digits: 0 },
     { key: 'setupPerSec', label: 'connect+subscribe/s', unit: '/s', better: 'higher', digits: 0 },
     { key: 'idleBrokerCpu', label: 'broker CPU while idle', unit: 'cores', better: 'lower', digits: 3 },
+    { key: 'reclaimPauseMs', label: 'pause of the collection after the storm (Herald; a cluster: one worker)', unit: 'ms', better: 'lower', digits: 0 },
   ],
   applies: () => true,
   async run (ctx) {
@@ -81,6 +83,11 @@ export const scale: Phase = {
       }
     }
     const idleCpu = idleMeter.stop()
+    // Herald collects what the storm left once it is over (memory.reclaimAfterConnections): what RSS is read after, and what it paused
+    const reclaim = await heraldSamples(ctx.broker, ['herald_memory_reclaim_pause_seconds_sum', 'herald_memory_reclaim_pause_seconds_count'])
+    const reclaims = reclaim.herald_memory_reclaim_pause_seconds_count ?? null
+    const pauseSeconds = reclaim.herald_memory_reclaim_pause_seconds_sum ?? null
+    if (ctx.broker.httpPort !== undefined && reclaims === 0) notes.push('no collection after the storm had run when RSS was read (hold longer)')
     const stillHeld = await held.held()
     const rssAfter = brokerRssBytes(ctx.broker)
     const redisAfter = ctx.broker.redisPid === undefined ? null : rssBytes(ctx.broker.redisPid)
@@ -109,6 +116,8 @@ export const scale: Phase = {
         redisRssPerConnectionKB: redisAfter === null || redisBefore === null || stillHeld === 0 ? null : (redisAfter - redisBefore) / stillHeld / 1024,
         idleBrokerCpu: idleCpu.broker,
         idleRedisCpu: idleCpu.redis,
+        reclaims,
+        reclaimPauseMs: reclaims === null || pauseSeconds === null || reclaims === 0 ? null : pauseSeconds / reclaims * 1000,
       },
       cpu: held.setupCpu,
       notes,

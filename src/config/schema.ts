@@ -170,6 +170,10 @@ export const ConfigSchema = Type.Object({
     eventBodyLimitBytes: Type.Integer({ minimum: 0, maximum: 65536, default: 2048, description: 'change events carry the object body when its JSON is at most this long' }),
     maxListLimit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'largest page of GET .../objects' }),
   }, { additionalProperties: false, default: {} }),
+  memory: Type.Object({
+    reclaimAfterConnections: Type.Integer({ minimum: 0, default: 2000, description: 'a storm of at least this many new connections (a fleet reconnecting) is followed by one full garbage collection once it is over, so what the storm left behind does not stay resident; 0: never' }),
+    reclaimQuietSec: Type.Integer({ minimum: 1, maximum: 300, default: 5, description: 'a storm goes on while every period this long admits at least a twentieth of memory.reclaimAfterConnections; the first period with fewer ends it' }),
+  }, { additionalProperties: false, default: {} }),
   limits: Type.Object({
     maxPacketBytes: Type.Integer({ minimum: 64, maximum: 268435455, default: 262144 }),
     maxTopicLength: Type.Integer({ minimum: 1, maximum: 65535, default: 256 }),

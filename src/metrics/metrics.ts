@@ -35,6 +35,8 @@ export interface Metrics {
   readonly queueDropped: Counter
   /** Persistent sessions deleted past `limits.sessionExpirySec` (`session`), or an installation's queue (`queue`). */
   readonly sessionsExpired: Counter<'kind'>
+  /** Garbage collections after a storm of new connections (memory/storm-reclaim.ts), by the pause each took. */
+  readonly memoryReclaimPause: Histogram
   readonly relay: RelayObserver
   /** This node's counters the admin overview shows, as /metrics would (messages, relay outcomes by provider). */
   counters (): Promise<NodeCounters>
@@ -152,6 +154,7 @@ export function createMetrics (gauges: Gauges, labels: { readonly node?: string 
     publishDenied: new Counter({ name: 'herald_mqtt_publish_denied_total', help: 'MQTT PUBLISHes and wills the ACL refused (closed or dropped, per mqtt.deniedPublish)', registers }),
     queueDropped: new Counter({ name: 'herald_session_queue_dropped_total', help: 'Queued QoS 1/2 messages dropped from persistent sessions past limits.maxQueuedMessagesPerSession (the oldest of each queue)', registers }),
     sessionsExpired: new Counter({ name: 'herald_sessions_expired_total', help: 'Persistent sessions deleted after limits.sessionExpirySec unused (kind="session"); installations lose only their queue (kind="queue")', labelNames: ['kind'], registers }),
+    memoryReclaimPause: new Histogram({ name: 'herald_memory_reclaim_pause_seconds', help: 'Garbage collections once a storm of new connections was over (memory.reclaimAfterConnections), by the seconds the process was paused', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers }),
     relay: {
       sent: (provider, ms) => {
         sent.inc({ provider })

@@ -35,6 +35,8 @@ export interface StartOptions {
   /** Reuse a data directory (restart tests); otherwise a fresh temp dir removed at teardown. */
   dataDir?: string
   captureLogs?: boolean
+  /** Called with each log line as it is written (with `captureLogs`): a test waits on a line instead of polling `logs`. */
+  onLog?: (line: Record<string, unknown>) => void
   /** Passed to buildServer (the logger is the helper's). */
   serverOptions?: Omit<ServerOptions, 'logger'>
 }
@@ -65,7 +67,11 @@ export async function startBroker (t: Teardown, options: StartOptions = {}): Pro
     write (chunk: Buffer, _enc, done) {
       const text = chunk.toString('utf8')
       chunks.push(text)
-      for (const line of text.split('\n').filter(Boolean)) logs.push(JSON.parse(line) as Record<string, unknown>)
+      for (const raw of text.split('\n').filter(Boolean)) {
+        const line = JSON.parse(raw) as Record<string, unknown>
+        logs.push(line)
+        options.onLog?.(line)
+      }
       done()
     },
   })
