@@ -17,6 +17,9 @@ import { guardStorage } from '../store/storage-guard.js'
 import { writeProbe } from '../store/write-probe.js'
 import type { BackendOptions, StorageBackend } from './backend.js'
 
+/** The least time between two batches of client-id claims and known principals, ms. */
+const DIRECTORY_BATCH_SPACING_MS = 5
+
 /** One process on the embedded LevelDB in `dataDir` (or in memory: `storage.engine`). */
 export async function openLevelBackend (config: HeraldConfig, logger: Logger, options: BackendOptions = {}): Promise<StorageBackend> {
   const db = await openDatabase(config.dataDir, config.storage.engine)
@@ -32,8 +35,10 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
   })
   // the probe key is the one a healed store proves it writes with (storage-guard.ts): it stays absent
   const probeWrite = writeProbe(async () => { await db.del('herald:storage-probe') })
-  // a CONNECT writes its client-id claim and its user's principal: one batch (and one sync) for both
-  const directoryWrites = new GroupCommit(groupCommitTarget(db))
+  // a CONNECT writes its client-id claim and its user's principal: one batch (and one sync) for both.
+  // Batches at most every 5 ms (group-commit.ts `spacingMs`): a connect storm's claims share a sync
+  // instead of one each; a CONNECT waits for its claim at most that much longer (issue 17)
+  const directoryWrites = new GroupCommit(groupCommitTarget(db), { spacingMs: DIRECTORY_BATCH_SPACING_MS })
   const principals = await openPrincipalDirectory(db, logger, directoryWrites)
   const buckets = await openBucketStore(db, config.buckets)
   return {

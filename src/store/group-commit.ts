@@ -45,14 +45,29 @@ export class GroupCommit {
   /** writeHeld() operations by key, waiting for #holdTimer */
   readonly #held = new Map<string, HeldOperation>()
   #holdTimer: NodeJS.Timeout | undefined
+  readonly #spacingMs: number
+  /** when the last batch left for the target (performance.now()) */
+  #lastStart = -Infinity
+  /** set while the next batch waits for `spacingMs` to pass since the last one */
+  #spacingTimer: NodeJS.Timeout | undefined
 
   /**
    * `holdMs`: how long writeHeld() operations wait for a later operation on
    * their key to replace them; `onHeldError` hears about a failed batch of
    * them, since no caller waits for those.
+   *
+   * `spacingMs`: the least time between the starts of two batches. A batch
+   * leaves at once when the last one started longer ago than that; otherwise
+   * it gathers until then. Every batch costs the same fixed work whatever its
+   * size (a thread-pool round trip, and with storage.fsync `batch` an
+   * fdatasync: ~130 µs of CPU per batch against ~1 µs per operation, measured
+   * with 6-operation batches on this machine). Without spacing, a connect
+   * storm's claims left as soon as the previous batch was on disk: 1,757
+   * batches of 5.7 operations for 5,000 CONNECTs. 0: no spacing.
    */
-  constructor (target: BatchTarget, { holdMs = 1000, onHeldError = () => {} }: { holdMs?: number, onHeldError?: (err: unknown) => void } = {}) {
+  constructor (target: BatchTarget, { holdMs = 1000, onHeldError = () => {}, spacingMs = 0 }: { holdMs?: number, onHeldError?: (err: unknown) => void, spacingMs?: number } = {}) {
     this.#target = target
+    this.#spacingMs = spacingMs
     this.#holdMs = holdMs
     this.#onHeldError = onHeldError
   }
@@ -117,13 +132,22 @@ export class GroupCommit {
     const { promise: written, resolve, reject } = deferred()
     const batch: OpenBatch = { operations: new Map(), written, resolve, reject }
     this.#open = batch
-    if (this.#writing === undefined) setImmediate(() => this.#flush())
+    if (this.#writing === undefined && this.#spacingTimer === undefined) setImmediate(() => this.#flush())
     return batch
   }
 
   #flush (): void {
     const batch = this.#open
-    if (batch === undefined || this.#writing !== undefined) return
+    if (batch === undefined || this.#writing !== undefined || this.#spacingTimer !== undefined) return
+    const wait = this.#lastStart + this.#spacingMs - performance.now()
+    if (wait > 0) {
+      this.#spacingTimer = setTimeout(() => {
+        this.#spacingTimer = undefined
+        this.#flush()
+      }, wait)
+      return
+    }
+    this.#lastStart = performance.now()
     this.#open = undefined
     const writing = this.#target.batch([...batch.operations.values()], { valueEncoding: 'buffer' })
       .then(() => batch.resolve(), (err: unknown) => batch.reject(err))

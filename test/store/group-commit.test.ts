@@ -168,3 +168,36 @@ t.test('a failed batch of held operations is reported to onHeldError', async (t)
   t.equal(errors.length, 1)
   t.match(errors[0], { message: 'disk full' })
 })
+
+t.test('spacingMs: a batch soon after the last waits until spacingMs has passed since it started; after a pause one leaves at once', async (t) => {
+  const target = new RecordingTarget()
+  const spacingMs = 200
+  const commit = new GroupCommit(target, { spacingMs })
+  const started = performance.now()
+  await commit.write([put('1')])
+  t.ok(performance.now() - started < spacingMs, 'the first batch leaves at once')
+  const firstDone = performance.now()
+  const later = Promise.all([commit.write([put('2')]), commit.write([put('3')])])
+  await new Promise((resolve) => setImmediate(resolve))
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(target.batches.length, 1, 'the next batch gathers while the spacing runs')
+  await later
+  // timers may fire up to a millisecond early by rounding
+  t.ok(performance.now() - started >= spacingMs - 1, `it left after the spacing (${Math.round(performance.now() - firstDone)} ms after the first was written)`)
+  t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['1'], ['2', '3']])
+
+  await new Promise((resolve) => setTimeout(resolve, spacingMs))
+  const afterPause = performance.now()
+  await commit.write([put('4')])
+  t.ok(performance.now() - afterPause < spacingMs, 'after a pause longer than the spacing: at once')
+  t.equal(target.batches.length, 3)
+})
+
+t.test('spacingMs: settled() waits for a batch held by the spacing', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { spacingMs: 100 })
+  await commit.write([put('1')])
+  void commit.write([put('2')])
+  await commit.settled()
+  t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['1'], ['2']])
+})
