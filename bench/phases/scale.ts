@@ -87,7 +87,7 @@ export const scale: Phase = {
     const reclaim = await heraldSamples(ctx.broker, ['herald_memory_reclaim_pause_seconds_sum', 'herald_memory_reclaim_pause_seconds_count'])
     const reclaims = reclaim.herald_memory_reclaim_pause_seconds_count ?? null
     const pauseSeconds = reclaim.herald_memory_reclaim_pause_seconds_sum ?? null
-    if (ctx.broker.httpPort !== undefined && reclaims === 0) notes.push('no collection after the storm had run when RSS was read (hold longer)')
+    if (ctx.broker.httpPort !== undefined && reclaims === 0) notes.push('no collection after the storm when RSS was read (memory.reclaimAfterConnections is 0, or the hold was too short)')
     const stillHeld = await held.held()
     const rssAfter = brokerRssBytes(ctx.broker)
     const redisAfter = ctx.broker.redisPid === undefined ? null : rssBytes(ctx.broker.redisPid)

@@ -27,11 +27,10 @@ export interface Reclaimed {
  * After the storm the process is busy enough (every device pings) that V8's
  * memory reducer never starts one, and old-generation growth is what would
  * trigger it, so that garbage stays in the heap, resident, for as long as
- * the devices stay connected: measured at 19,700 connections, 15 kB of RSS
- * per connection on LevelDB and 21 kB on Redis, against 10.5 and 12 to 13 kB
- * once collected (docs/configuration.md, "Memory after a connection storm").
- * The pause, half a second there, is paid once per storm, when the storm is
- * over, instead of keeping the memory.
+ * the devices stay connected: measured at 19,700 connections, 15.2 kB of
+ * RSS per connection against 10.5 kB once collected (bench/RESULTS.md,
+ * `memory-reclaim`). The pause, 0.4 s there, is paid once per storm, when
+ * the storm is over, instead of keeping the memory.
  *
  * A storm is a run of periods of `quietMs` with at least a twentieth of
  * `connections` new connections each; a period with fewer ends it, and a
