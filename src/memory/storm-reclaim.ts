@@ -116,8 +116,8 @@ export class StormReclaim {
     this.#logger.info({
       connections,
       pauseMs: Math.round(pauseMs),
-      heapUsedMB: [mb(before.heapUsed), mb(after.heapUsed)],
-      rssMB: [mb(before.rss), mb(after.rss)],
+      heapUsedMB: [mb(reclaimed.heapUsedBefore), mb(reclaimed.heapUsedAfter)],
+      rssMB: [mb(reclaimed.rssBefore), mb(reclaimed.rssAfter)],
     }, 'a storm of new connections is over: garbage collected')
     this.#onReclaim?.(reclaimed)
     return reclaimed

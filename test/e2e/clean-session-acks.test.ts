@@ -50,18 +50,17 @@ t.test('a persistent session resumed with clean=true has its queue discarded, an
   const publisher = await connect(t, broker.mqttUrl, { clientId: 'backend', password: service })
   for (const body of ['q1', 'q2', 'q3']) await publisher.publishAsync('users/alice/news', body, { qos: 1 })
 
-  const cleanGot: string[] = []
-  const clean = await connect(t, broker.mqttUrl, { clientId: 'alice-tablet', clean: true, password: alice }, (_topic, payload) => { cleanGot.push(payload.toString()) })
-  await clean.subscribeAsync('users/alice/#', { qos: 1 })
-  await publisher.publishAsync('users/alice/news', 'live', { qos: 1 })
-  while (!cleanGot.includes('live')) await new Promise((resolve) => clean.once('message', resolve))
-  t.same(cleanGot, ['live'], 'the clean session gets none of the old queue')
-  await clean.endAsync()
+  /** Connects alice-tablet with `clean`, subscribes, and collects what it gets until `marker` (published after the subscription) arrives. */
+  async function gotUntil (clean: boolean, marker: string): Promise<string[]> {
+    const got: string[] = []
+    const session = await connect(t, broker.mqttUrl, { clientId: 'alice-tablet', clean, password: alice }, (_topic, payload) => { got.push(payload.toString()) })
+    await session.subscribeAsync('users/alice/#', { qos: 1 })
+    await publisher.publishAsync('users/alice/news', marker, { qos: 1 })
+    while (!got.includes(marker)) await new Promise((resolve) => session.once('message', resolve))
+    await session.endAsync()
+    return got
+  }
 
-  const againGot: string[] = []
-  const again = await connect(t, broker.mqttUrl, { clientId: 'alice-tablet', clean: false, password: alice }, (_topic, payload) => { againGot.push(payload.toString()) })
-  await again.subscribeAsync('users/alice/#', { qos: 1 })
-  await publisher.publishAsync('users/alice/news', 'marker', { qos: 1 })
-  while (!againGot.includes('marker')) await new Promise((resolve) => again.once('message', resolve))
-  t.same(againGot, ['marker'], 'the discarded queue does not come back in a new persistent session')
+  t.same(await gotUntil(true, 'live'), ['live'], 'the clean session gets none of the old queue')
+  t.same(await gotUntil(false, 'marker'), ['marker'], 'the discarded queue does not come back in a new persistent session')
 })
