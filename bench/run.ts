@@ -27,6 +27,9 @@ import type { BenchOptions, Phase, PhaseContext, PhasePreparation } from './phas
 
 const defaults: BenchOptions = {
   payloadBytes: 64,
+  // both node brokers are still compiling their hot paths in their first seconds: the throughput and
+  // latency phases measure after this much of their load (bench/RESULTS.md, "Warm-up")
+  warmupSeconds: 3,
   connectClients: 5000,
   connectConcurrency: 100,
   fanoutSubscribers: 100,
@@ -57,6 +60,7 @@ const defaults: BenchOptions = {
 /** --kebab-case flag for each numeric option */
 const numericFlags: Record<string, keyof BenchOptions> = {
   'payload-bytes': 'payloadBytes',
+  'warmup-seconds': 'warmupSeconds',
   'connect-clients': 'connectClients',
   'connect-concurrency': 'connectConcurrency',
   'fanout-subscribers': 'fanoutSubscribers',
@@ -139,7 +143,7 @@ function parseOptions (): { options: BenchOptions, rounds: number, brokers: Brok
   }
   const options: Record<string, number | boolean> = { ...defaults }
   if (values.quick === true) {
-    Object.assign(options, { connectClients: 500, fanoutSeconds: 1, faninSeconds: 1, latencySeconds: 1, httpSeconds: 1, relayInstallations: 200, relayFcmInstallations: 200, relaySeconds: 2, scaleConnections: 1000, scaleHoldSeconds: 1 })
+    Object.assign(options, { warmupSeconds: 0, connectClients: 500, fanoutSeconds: 1, faninSeconds: 1, latencySeconds: 1, httpSeconds: 1, relayInstallations: 200, relayFcmInstallations: 200, relaySeconds: 2, scaleConnections: 1000, scaleHoldSeconds: 1 })
   }
   const raw = values as Record<string, string | boolean | undefined>
   for (const [flag, key] of Object.entries(numericFlags)) {

@@ -83,6 +83,15 @@ export async function waitUntil (done: () => boolean, progress: () => number, id
   return true
 }
 
+/**
+ * The load of a throughput or latency phase runs this long before the phase
+ * starts counting (BenchOptions.warmupSeconds): a node broker's first seconds
+ * are JIT warm-up (bench/RESULTS.md, "Warm-up").
+ */
+export async function warmUp (options: { readonly warmupSeconds: number }): Promise<void> {
+  if (options.warmupSeconds > 0) await sleep(options.warmupSeconds * 1000)
+}
+
 /** A callback run at most once per event-loop turn, however often it is asked for. */
 export function coalesced (fn: () => void): () => void {
   let scheduled = false

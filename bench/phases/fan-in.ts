@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, readSource, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil, warmUp } from './common.js'
 import type { Phase } from './types.js'
 
 /**
@@ -105,13 +105,16 @@ export function fanIn (qos: 0 | 1): Phase {
         }
         pump()
       }, 100)
+      const unique = (): number => seen.reduce((a, s) => a + s.unique, 0)
+      pump()
+      await warmUp(o)
+      // what arrived during the warm-up is not counted in the rate
+      const warm = { delivered: unique(), sent: total(sent) }
       const meter = new CpuMeter(ctx.broker)
       const t0 = performance.now()
-      pump()
       await waitUntil(() => performance.now() - t0 > o.faninSeconds * 1000, () => delivered, 5000, o.faninSeconds * 1000 + 1000)
       publishing = false
       clearInterval(stallTimer)
-      const unique = (): number => seen.reduce((a, s) => a + s.unique, 0)
       const complete = await waitUntil(() => unique() >= total(sent) && (qos === 0 || total(acked) >= total(sent)), () => delivered + total(acked), 3000, 30_000)
       const cpu = meter.stop()
       const elapsed = ((lastDeliveryAt > 0 ? lastDeliveryAt : performance.now()) - t0) / 1000
@@ -120,13 +123,13 @@ export function fanIn (qos: 0 | 1): Phase {
           publishers: p,
           published: total(sent),
           pubacked: qos === 1 ? total(acked) : null,
-          deliveredPerSec: unique() / elapsed,
+          deliveredPerSec: (unique() - warm.delivered) / elapsed,
           lost: total(sent) - unique(),
           duplicated: seen.reduce((a, s) => a + s.duplicates, 0),
           seconds: elapsed,
           stalls,
-          perBrokerCpuSec: perBrokerCpuSecond(unique(), cpu),
-          ...redisFigures(cpu, total(sent), unique()),
+          perBrokerCpuSec: perBrokerCpuSecond(unique() - warm.delivered, cpu),
+          ...redisFigures(cpu, total(sent) - warm.sent, unique() - warm.delivered),
         },
         cpu,
         notes: [...placement, ...(complete ? [] : [`not every message arrived: ${total(sent) - unique()} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],

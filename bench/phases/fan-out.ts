@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSeq, writeStamp } from '../lib/mqtt-wire.js'
 import { CpuMeter } from '../lib/proc.js'
-import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil } from './common.js'
+import { coalesced, connectClients, perBrokerCpuSecond, placementNote, REDIS_METRICS, redisFigures, SeqSet, STALL_MS, waitUntil, warmUp } from './common.js'
 import type { Phase } from './types.js'
 
 /** Who subscribes in a fan-out phase. */
@@ -109,16 +109,20 @@ export function fanOut (qos: 0 | 1, who: FanOutSubscribers = DEVICES): Phase {
         }
         pump()
       }, 100)
+      const uniqueSoFar = (): number => seen.reduce((a, s) => a + s.unique, 0)
+      pump()
+      await warmUp(o)
+      // what arrived during the warm-up is not counted in the rate
+      const warm = { delivered: uniqueSoFar(), sent }
       const meter = new CpuMeter(ctx.broker)
       const t0 = performance.now()
-      pump()
       await waitUntil(() => performance.now() - t0 > o.fanoutSeconds * 1000 || sent >= o.maxMessages, () => delivered, 5000, o.fanoutSeconds * 1000 + 1000)
       publishing = false
       clearInterval(stallTimer)
       const expected = (): number => sent * subscribers.length
-      const complete = await waitUntil(() => seen.reduce((a, s) => a + s.unique, 0) >= expected() && (qos === 0 || acked >= sent), () => delivered + acked, 3000, 30_000)
+      const complete = await waitUntil(() => uniqueSoFar() >= expected() && (qos === 0 || acked >= sent), () => delivered + acked, 3000, 30_000)
       const cpu = meter.stop()
-      const unique = seen.reduce((a, s) => a + s.unique, 0)
+      const unique = uniqueSoFar()
       const duplicated = seen.reduce((a, s) => a + s.duplicates, 0)
       const elapsed = ((lastDeliveryAt > 0 ? lastDeliveryAt : performance.now()) - t0) / 1000
       return {
@@ -126,13 +130,13 @@ export function fanOut (qos: 0 | 1, who: FanOutSubscribers = DEVICES): Phase {
           subscribers: subscribers.length,
           published: sent,
           pubacked: qos === 1 ? acked : null,
-          deliveredPerSec: unique / elapsed,
+          deliveredPerSec: (unique - warm.delivered) / elapsed,
           lost: expected() - unique,
           duplicated,
           seconds: elapsed,
           stalls,
-          perBrokerCpuSec: perBrokerCpuSecond(unique, cpu),
-          ...redisFigures(cpu, sent, unique),
+          perBrokerCpuSec: perBrokerCpuSecond(unique - warm.delivered, cpu),
+          ...redisFigures(cpu, sent - warm.sent, unique - warm.delivered),
         },
         cpu,
         notes: [...placement, ...(complete ? [] : [`not every delivery arrived: ${expected() - unique} missing after the drain wait`]), ...(stalls > 0 ? [`window reopened ${stalls} time(s) after ${STALL_MS} ms without progress`] : [])],

@@ -5,12 +5,10 @@ import { Samples } from '../lib/stats.js'
 import { connectClients, REDIS_METRICS, redisFigures, SeqSet, waitUntil } from './common.js'
 import type { Phase } from './types.js'
 
-/** Messages sent before this much time are warm-up and not sampled. */
-const WARMUP_MS = 500
-
 /**
  * QoS 1 at a fixed rate (default 1,000 msg/s) from one publisher to one
- * persistent subscriber; latency from the publisher's write to the
+ * persistent subscriber, after `warmupSeconds` at that rate whose messages
+ * are not sampled; latency from the publisher's write to the
  * subscriber's read, both in this process, so one clock. On a cluster of
  * several workers the publisher is connected again until it lands on
  * another worker than the subscriber: the figure includes the trip over the
@@ -59,8 +57,8 @@ export const latency: Phase = {
     const sender = publisher
 
     const encoder = new PublishEncoder(topic, 1, Math.max(o.payloadBytes, PAYLOAD_HEADER_BYTES))
-    const total = Math.min(o.maxMessages, Math.round(o.latencyRate * (o.latencySeconds + WARMUP_MS / 1000)))
-    const warmupCount = Math.round(o.latencyRate * WARMUP_MS / 1000)
+    const total = Math.min(o.maxMessages, Math.round(o.latencyRate * (o.latencySeconds + o.warmupSeconds)))
+    const warmupCount = Math.round(o.latencyRate * o.warmupSeconds)
     const samples = new Samples()
     const seen = new SeqSet(total)
     let sent = 0
@@ -86,7 +84,7 @@ export const latency: Phase = {
           sender.write(encoder.encodeBatch(due - first, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1))
           sent = due
         }
-        if (sent >= total || now - t0 > (o.latencySeconds * 1000 + WARMUP_MS) * 2) {
+        if (sent >= total || now - t0 > (o.latencySeconds + o.warmupSeconds) * 1000 * 2) {
           clearInterval(timer)
           resolve()
         }

@@ -7,6 +7,12 @@ import type { TokenSigner } from '../lib/tokens.js'
 /** Phase sizes; every one is a flag of `npm run bench` (see run.ts). */
 export interface BenchOptions {
   readonly payloadBytes: number
+  /**
+   * Seconds of load before the fan-out, fan-in and latency phases start measuring: a node
+   * broker's first seconds are JIT warm-up (bench/RESULTS.md, "Warm-up"). Not the connect
+   * storm: a storm after a restart meets a cold broker.
+   */
+  readonly warmupSeconds: number
   readonly connectClients: number
   readonly connectConcurrency: number
   readonly fanoutSubscribers: number
