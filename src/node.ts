@@ -157,7 +157,7 @@ async function startRelay (config: HeraldConfig, logger: Logger, backend: Storag
     acl,
     broker: broker.port,
     store: backend.relayOutbox,
-    senders: createSenders(config.push, logger),
+    senders: await createSenders(config.push, logger),
     observer: metrics.relay,
   })
   broker.sessions.policy.routing = relay.routingHook

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
-import { clusterNodeId } from './backend/redis.js'
+import { clusterNodeId } from './backend/node-id.js'
 import type { Broker } from './broker/create-broker.js'
 import type { HeraldConfig } from './config/index.js'
 import { HeraldError } from './errors/index.js'

@@ -57,6 +57,6 @@ export interface StorageBackend {
 export interface BackendOptions {
   /** ServerOptions.onDatabaseOpen: tests observe LevelDB's writes */
   readonly onDatabaseOpen?: (db: Database) => void
-  /** this node's id in a cluster (backend/redis.ts clusterNodeId) */
+  /** this node's id in a cluster (backend/node-id.ts clusterNodeId) */
   readonly nodeId?: string
 }

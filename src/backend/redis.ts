@@ -1,4 +1,3 @@
-import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import { createClusterBus } from '../cluster/bus.js'
 import { acquireNodeLease } from '../cluster/node-lease.js'
@@ -21,12 +20,6 @@ import { createSessionPolicy } from '../store/session-policy.js'
 import { writeProbe } from '../store/write-probe.js'
 import type { StorageBackend } from './backend.js'
 import { watchRedis } from './redis-health.js'
-
-/** `cluster.nodeId`, or host name and process id: unique per process, so every worker and restart is a node of its own. */
-export function clusterNodeId (config: HeraldConfig, worker?: number): string {
-  const base = config.cluster.nodeId ?? `${hostname()}-${process.pid}`
-  return config.cluster.nodeId !== null && worker !== undefined ? `${base}-${worker}` : base
-}
 
 /**
  * A node of a cluster: every store in the Redis at `cluster.redis.url`
