@@ -88,9 +88,10 @@ export class FreshQueue {
     if (fresh.unwritten === undefined) {
       this.#options.commit.writeHeld([{ type: 'del', key: fresh.recordKey }])
     } else {
-      // acknowledged by all before its record was written: nothing is, and the publisher gets its PUBACK
+      // acknowledged by all before its record was written: nothing is, and the publisher gets its PUBACK.
+      // The timer runs on (it finds nothing and stops): clearing and arming it for every message
+      // cost more than its firing at most once per ackWaitMs.
       this.#unwritten.delete(packet.brokerCounter)
-      this.#stopUnwrittenTimerIfIdle()
       fresh.unwritten.resolve()
       fresh.unwritten = undefined
     }
@@ -174,8 +175,11 @@ export class FreshQueue {
 
   #writeUnwrittenOnTimer (): void {
     this.#unwrittenTimer = undefined
-    this.#writeUnwritten(Date.now() - this.#options.ackWaitMs)
-    if (this.#unwritten.size > 0) this.#unwrittenTimer = setTimeout(() => this.#writeUnwrittenOnTimer(), this.#options.ackWaitMs)
+    const now = Date.now()
+    this.#writeUnwritten(now - this.#options.ackWaitMs)
+    // the oldest still waiting is written when its own ackWaitMs is up
+    const oldest = this.#unwritten.values().next()
+    if (oldest.done !== true) this.#unwrittenTimer = setTimeout(() => this.#writeUnwrittenOnTimer(), Math.max(1, oldest.value.createdAt + this.#options.ackWaitMs - now))
   }
 
   #stopUnwrittenTimerIfIdle (): void {
