@@ -31,19 +31,44 @@ export interface PubackOrder {
 export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackOrder {
   /** Publishes aedes' handler must not run: already run by publishBeforeAck, or dropped. */
   const handled = new WeakSet<PublishPacket>()
-  /** Each client's last PUBACK wait: the next one waits for it too. */
-  const ackTails = new WeakMap<Client, Promise<unknown>>()
+  /** Each client's PUBACKs that wait, in PUBLISH order: one goes once it and all before it may. */
+  const waiting = new WeakMap<Client, WaitingAck[]>()
   const publish = interceptPublish(broker, (packet) => handled.delete(packet))
+
+  /** Answers the waits at the head of the client's line that may go. */
+  function release (line: WaitingAck[]): void {
+    while (line.length > 0 && (line[0] as WaitingAck).ready) {
+      const ack = line.shift() as WaitingAck
+      ack.callback(ack.error)
+    }
+  }
+
+  /** `callback` once `safe` has settled (now if undefined) and every earlier wait of the client has been answered. */
+  function inOrder (client: Client, safe: Promise<void> | undefined, callback: (error: Error | null) => void): void {
+    let line = waiting.get(client)
+    if (safe === undefined && (line === undefined || line.length === 0)) {
+      callback(null)
+      return
+    }
+    if (line === undefined) waiting.set(client, line = [])
+    const ack: WaitingAck = { ready: safe === undefined, error: null, callback }
+    line.push(ack)
+    if (safe === undefined) return
+    const queue = line
+    safe.then(() => {
+      ack.ready = true
+      release(queue)
+    }, (failed: unknown) => {
+      ack.ready = true
+      ack.error = failed as Error
+      release(queue)
+    })
+  }
 
   return {
     drop (client, packet, callback) {
       handled.add(packet)
-      const previous = ackTails.get(client)
-      if (previous === undefined) {
-        callback(null)
-        return
-      }
-      previous.then(() => callback(null), (failed: unknown) => callback(failed as Error))
+      inOrder(client, undefined, callback)
     },
     publishBeforeAck (client, packet, callback) {
       // aedes-packet keeps a brokerId and brokerCounter it is given: the store knows the message by them
@@ -56,20 +81,16 @@ export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackO
           callback(err)
           return
         }
-        const previous = ackTails.get(client)
-        if (safe === undefined && previous === undefined) {
-          callback(null)
-          return
-        }
-        // after this client's earlier PUBACKs and once the message is safe; one promise when there is one wait
-        const inOrder = previous === undefined ? safe as Promise<void> : safe === undefined ? previous : Promise.all([previous, safe])
-        ackTails.set(client, inOrder)
-        inOrder.then(() => {
-          // the last wait of this client is over: the next PUBACK need not wait for anything before it
-          if (ackTails.get(client) === inOrder) ackTails.delete(client)
-          callback(null)
-        }, (failed: unknown) => callback(failed as Error))
+        // after this client's earlier PUBACKs and once the message is safe
+        inOrder(client, safe, callback)
       })
     },
   }
+}
+
+/** A PUBACK that waits: for its message to be safe (`ready`), and for the PUBACKs before it. */
+interface WaitingAck {
+  ready: boolean
+  error: Error | null
+  readonly callback: (error: Error | null) => void
 }

@@ -19,8 +19,6 @@ export interface FreshMessage {
   readonly packet: PersistedPacket
   /** the packet as a queue entry holds it (one encoding for every recipient), once something needs it */
   value: Buffer | undefined
-  /** the record's key, as the root database stores it */
-  readonly recordKey: string
   readonly createdAt: number
   /** recipients that have not acknowledged → the packet in flight to them (with its message id), or null while it waits */
   readonly waiting: Map<string, PersistedPacket | null>

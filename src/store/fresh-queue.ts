@@ -49,7 +49,7 @@ export class FreshQueue {
   async write (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): Promise<void> {
     const message = this.#add(subs, packet)
     try {
-      await this.#options.commit.write([recordOf(message)])
+      await this.#options.commit.write([this.#recordOf(message)])
     } catch (err) {
       this.#drop(message)
       throw err
@@ -86,7 +86,7 @@ export class FreshQueue {
     if (fresh.waiting.size > 0) return true
     this.#fresh.delete(packet.brokerCounter)
     if (fresh.unwritten === undefined) {
-      this.#options.commit.writeHeld([{ type: 'del', key: fresh.recordKey }])
+      this.#options.commit.writeHeld([{ type: 'del', key: this.#recordKey(fresh) }])
     } else {
       // acknowledged by all before its record was written: nothing is, and the publisher gets its PUBACK.
       // The timer runs on (it finds nothing and stops): clearing and arming it for every message
@@ -112,7 +112,7 @@ export class FreshQueue {
       if (message.createdAt > createdBy) break
       this.#fresh.delete(key)
       this.#addEntries(operations, message)
-      operations.push({ type: 'del', key: message.recordKey })
+      operations.push({ type: 'del', key: this.#recordKey(message) })
     }
     if (operations.length > 0) this.#options.commit.writeHeld(operations)
     if (this.#fresh.size === 0) {
@@ -154,8 +154,10 @@ export class FreshQueue {
   }
 
   #add (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): FreshMessage {
-    const recordKey = this.#options.db.prefixKey(freshRecordKey(packet.brokerId, packet.brokerCounter), 'utf8')
-    const message: FreshMessage = { packet, value: undefined, recordKey, createdAt: Date.now(), waiting: new Map(subs.map((sub) => [sub.clientId, null])), unwritten: undefined }
+    // built without intermediate arrays: this runs for every QoS 1 message to persistent sessions
+    const waiting = new Map<string, PersistedPacket | null>()
+    for (const sub of subs) waiting.set(sub.clientId, null)
+    const message: FreshMessage = { packet, value: undefined, createdAt: Date.now(), waiting, unwritten: undefined }
     this.#fresh.set(packet.brokerCounter, message)
     this.#freshTimer ??= this.#freshTimerStart()
     return message
@@ -200,12 +202,22 @@ export class FreshQueue {
     if (messages.length === 0) return
     const waiters = messages.map((message) => message.unwritten)
     for (const message of messages) message.unwritten = undefined
-    this.#options.commit.write(messages.map(recordOf)).then(() => {
+    this.#options.commit.write(messages.map((message) => this.#recordOf(message))).then(() => {
       for (const waiter of waiters) waiter?.resolve()
     }, (err: unknown) => {
       for (const message of messages) this.#drop(message)
       for (const waiter of waiters) waiter?.reject(err)
     })
+  }
+
+  /** The record of a fresh message, with the recipients that still wait for it. */
+  #recordOf (message: FreshMessage): BatchOperation {
+    return { type: 'put', key: this.#recordKey(message), value: encodeFreshRecord(entryOf(message), [...message.waiting.keys()]) }
+  }
+
+  /** The record's key as the root database stores it: only made when the record is written or deleted, which most messages never are. */
+  #recordKey (message: FreshMessage): string {
+    return this.#options.db.prefixKey(freshRecordKey(message.packet.brokerId, message.packet.brokerCounter), 'utf8')
   }
 
   #settleOnTimer (): void {
@@ -218,11 +230,6 @@ export class FreshQueue {
   #freshTimerStart (): NodeJS.Timeout {
     return setTimeout(() => this.#settleOnTimer(), this.#options.holdMs).unref()
   }
-}
-
-/** The record of a fresh message, with the recipients that still wait for it. */
-function recordOf (message: FreshMessage): BatchOperation {
-  return { type: 'put', key: message.recordKey, value: encodeFreshRecord(entryOf(message), [...message.waiting.keys()]) }
 }
 
 /** A fresh message's queue entry, encoded once, when something first needs it. */
