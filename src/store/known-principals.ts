@@ -83,8 +83,11 @@ export async function openPrincipalDirectory (db: Database, logger: Logger, comm
       if (cached === undefined) remember(sub, { record: known, persisted: true })
       return
     }
-    const entry: Cached = { record: newer ? candidate : known, persisted: false }
-    // in memory first: the relay decides by it from now on, even if the disk cannot take it
+    await persist(sub, { record: newer ? candidate : known, persisted: false })
+  }
+
+  /** In memory first (the relay decides by it from now on, even if the disk cannot take it), then in LevelDB. */
+  async function persist (sub: string, entry: Cached): Promise<void> {
     remember(sub, entry)
     await write(sub, entry.record)
     entry.persisted = true
@@ -98,6 +101,11 @@ export async function openPrincipalDirectory (db: Database, logger: Logger, comm
     // the path of nearly every call: nothing new about this user
     if (cached !== undefined && cached.persisted && !updates.has(sub) && !supersedes(candidate, hasIat, cached.record)) {
       remember(sub, cached)
+      return
+    }
+    if (cached === undefined && !storedSubs.has(sub) && !updates.has(sub)) {
+      // a user never seen: nothing to read or compare, this token is the newest known
+      updates.started(sub, persist(sub, { record: candidate, persisted: false }))
       return
     }
     updates.run(sub, async () => await update(sub, candidate, hasIat))
