@@ -4,9 +4,9 @@ import type { HeraldConfig } from '../config/index.js'
 
 /**
  * One sender per configured provider (`push.fcm`, `push.apns`); none when
- * neither is set. A provider's SDK (firebase-admin, @parse/node-apn) is
- * loaded only when that provider is configured: together they were a third
- * of an idle broker's heap.
+ * neither is set. A provider's SDK (firebase-admin, @parse/node-apn, and
+ * what they pull in) is loaded only when that provider is configured: a
+ * broker without them carried them for nothing.
  */
 export async function createSenders (config: HeraldConfig['push'], logger: Logger): Promise<PushSender[]> {
   const senders: PushSender[] = []
