@@ -105,7 +105,7 @@ export async function openPrincipalDirectory (db: Database, logger: Logger, comm
     }
     if (cached === undefined && !storedSubs.has(sub) && !updates.has(sub)) {
       // a user never seen: nothing to read or compare, this token is the newest known
-      updates.started(sub, persist(sub, { record: candidate, persisted: false }))
+      updates.run(sub, async () => await persist(sub, { record: candidate, persisted: false }))
       return
     }
     updates.run(sub, async () => await update(sub, candidate, hasIat))

@@ -22,23 +22,14 @@ export class PrincipalUpdates {
     return this.#pending.has(sub)
   }
 
-  /** Runs `update` after the user's previous one. */
+  /**
+   * Runs `update` after the user's previous one, or at once when none is in
+   * progress (the first sight of a user, every CONNECT of a storm of new
+   * devices, then costs no extra promise hop).
+   */
   run (sub: string, update: () => Promise<void>): void {
     const previous = this.#pending.get(sub)
-    this.#track(sub, previous === undefined ? update() : previous.then(update))
-  }
-
-  /**
-   * An update of a user with none in progress, already started: the first
-   * sight of a user (every CONNECT of a storm of new devices) skips the
-   * hops of `run`.
-   */
-  started (sub: string, update: Promise<void>): void {
-    this.#track(sub, update)
-  }
-
-  #track (sub: string, update: Promise<void>): void {
-    const step = update.catch((err: unknown) => {
+    const step = (previous === undefined ? update() : previous.then(update)).catch((err: unknown) => {
       if (isHeraldError(err)) this.#logger.debug({ code: err.code, sub }, 'could not store the newest principal of a user')
       else this.#logger.warn({ err, sub }, 'could not store the newest principal of a user')
     })

@@ -96,3 +96,27 @@ t.test('storage.ackWaitMs 0: the PUBACK never waits for subscribers', async (t) 
   await phone.arrived(1)
   t.same(phone.received, ['one'], 'delivered, never acknowledged, and the publisher has its PUBACK')
 })
+
+t.test('a message nobody acknowledges gets its PUBACK once it is on disk, after ackWaitMs of its own, also while the wait timer of an earlier, acknowledged message runs', async (t) => {
+  const ackWaitMs = 300
+  const broker = await startBroker(t, { overrides: { storage: { ackWaitMs } } })
+  const phone = await subscriber(t, broker, 'phone-1', 'users/alice/#')
+  const server = await connect(t, broker.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  // the first message arms the wait timer and is acknowledged at once: the timer runs on
+  const first = server.publishAsync('users/alice/news', 'one', { qos: 1 })
+  await phone.arrived(1)
+  phone.acknowledge()
+  await first
+  // the second comes a third of the wait later (the scenario's timing, not a wait for an event), when the
+  // timer armed by the first fires too early for it, and is never acknowledged: its PUBACK comes once its
+  // record is written, ackWaitMs after it
+  await new Promise((resolve) => setTimeout(resolve, ackWaitMs / 3))
+  const sentAt = Date.now()
+  await server.publishAsync('users/alice/news', 'two', { qos: 1 })
+  const waited = Date.now() - sentAt
+  await phone.arrived(2)
+  t.same(phone.received, ['one', 'two'], 'both delivered; the second still unacknowledged')
+  t.ok(waited >= ackWaitMs - 20, `the PUBACK waited for the acknowledgement first (${waited} ms)`)
+  // re-armed for a whole period after the first timer fired, it waited about 1.7 periods
+  t.ok(waited < ackWaitMs * 1.4, `and no longer than its own ackWaitMs (${waited} ms)`)
+})

@@ -43,13 +43,14 @@ t.test('a message waiting for acknowledgements is written once its own ackWaitMs
   queue.settle(Infinity)
 })
 
-t.test('acknowledged by every recipient in time: nothing is written, and the timer stops on its own', async (t) => {
+t.test('acknowledged by every recipient in time: nothing is written, even when the ack-wait timer fires afterwards', async (t) => {
   const target = new RecordingTarget()
   const queue = new FreshQueue({ db, commit: new GroupCommit(target), holdMs: 60_000, ackWaitMs: 20, onDropped: () => {} })
   const safe = queue.awaitAcks([{ clientId: 'device' }], packet(1))
   t.equal(queue.inFlight('device', packet(1)), true)
   t.equal(queue.acknowledged('device', { brokerId: 'b', brokerCounter: 1 }), true)
   await safe
+  // past ackWaitMs: the timer armed by this message has fired and found nothing to write
   await new Promise((resolve) => setTimeout(resolve, 60))
   t.equal(target.writtenAt.size, 0, 'no record, no queue entry')
   queue.settle(Infinity)
