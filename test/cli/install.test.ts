@@ -36,6 +36,7 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
     t.ok(files.includes('dist/src/cli/index.js'), 'the tarball holds the compiled CLI')
     t.ok(files.includes('bin/herald.js') && files.includes('LICENSE') && files.includes('config/default.json'))
     t.ok(files.includes('deploy/herald.service'), 'and the systemd unit')
+    t.ok(files.includes('scripts/patch-aedes.mjs'), 'and the postinstall script that patches aedes')
     t.ok(['index.html', 'app.js', 'app.css'].every((f) => files.includes(`dist/console/${f}`)), 'and the admin console, built')
     t.same(files.filter((f) => f.endsWith('.ts') || f.startsWith('src/') || f.startsWith('test/') || f.startsWith('dist/test/') || f.startsWith('dist/bench/')), [], 'no TypeScript, tests or benchmarks')
 
@@ -47,6 +48,8 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
     const modules = join(prefix, 'lib', 'node_modules', pkg.name, 'node_modules')
     // devDependencies that nothing in production needs (others, like @types/node, come with production dependencies)
     for (const dev of ['typescript', 'tap', 'eslint', 'neostandard']) t.notOk(readdirSync(modules).includes(dev), `no ${dev} at run time`)
+    // the package's postinstall ran (scripts/patch-aedes.mjs)
+    t.match(readFileSync(join(modules, 'aedes', 'lib', 'handlers', 'connect.js'), 'utf8'), "Herald's patch (scripts/patch-aedes.mjs)", 'the installed aedes carries Herald\'s patch')
 
     const herald = join(prefix, 'bin', 'herald')
     const version = await runProcess(t, herald, ['--version'], { env: { PATH: process.env.PATH ?? '' }, cwd: work })
