@@ -21,12 +21,12 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-export const ORIGINAL = `  client.resume()
+const ORIGINAL = `  client.resume()
 
   pipeline(
     outgoing,`
 
-export const PATCHED = `  client.resume()
+const PATCHED = `  client.resume()
 
   // Herald's patch (scripts/patch-aedes.mjs): an empty array means nothing is queued
   if (Array.isArray(outgoing) && outgoing.length === 0) {
@@ -38,7 +38,7 @@ export const PATCHED = `  client.resume()
     outgoing,`
 
 /** Patches the file in place: 'patched', 'already' (patched before), or 'unknown' (not the code this patch knows). */
-export function patchConnectHandler (file) {
+function patchConnectHandler (file) {
   const source = readFileSync(file, 'utf8')
   if (source.includes(PATCHED)) return 'already'
   const at = source.indexOf(ORIGINAL)
