@@ -14,6 +14,7 @@ import { ClusterRegistration } from './cluster-registration.js'
 import { ConnectionRegistry, type Session } from './connection-registry.js'
 import { Deadlines } from './deadlines.js'
 import { sortableBrokerId } from './broker-id.js'
+import { SubscribeOrder } from './subscribe-order.js'
 import { SubscriptionLimit } from './subscription-limit.js'
 import { capQueuedQos, deliverOncePerMessage, releaseAfterConnack, type DeliveryLimits } from './delivery.js'
 import { orderPubacks, type PubackOrder } from './puback-order.js'
@@ -65,6 +66,8 @@ interface Hooks {
   readonly deps: HookDeps
   readonly registry: ConnectionRegistry<Client>
   readonly subscriptionLimit: SubscriptionLimit<Client>
+  /** a connection's PUBLISH after the SUBSCRIBEs it sent before it */
+  readonly subscribeOrder: SubscribeOrder<Client>
   /**
    * Sessions of closed connections, for their wills: aedes 1.2 authorizes a
    * will only after the asynchronous unsubscribe of the closing client's
@@ -87,7 +90,7 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   setBrokerId(broker, sortableBrokerId())
   const subscriptionLimit = new SubscriptionLimit<Client>(limits.maxSubscriptionsPerClient)
   const cluster = deps.presence === undefined ? undefined : new ClusterRegistration(deps.presence, deps.logger, () => broker.id)
-  const hooks: Hooks = { broker, deps, registry, subscriptionLimit, departed: new WeakMap(), pubacks: orderPubacks(broker, sessions), cluster }
+  const hooks: Hooks = { broker, deps, registry, subscriptionLimit, subscribeOrder: new SubscribeOrder(), departed: new WeakMap(), pubacks: orderPubacks(broker, sessions), cluster }
 
   // subscriptions from a live client are only stored when its ACL allows them;
   // server-side subscriptions (no live client) were checked by their caller
@@ -99,7 +102,11 @@ export function installHooks (broker: Aedes, deps: HookDeps): ConnectionRegistry
   sessions.policy.isConnected = (clientId) => registry.connectionByClientId(clientId) !== undefined
 
   installConnect(hooks)
-  broker.authorizePublish = (client, packet, callback) => authorizePublish(hooks, client, packet, callback)
+  broker.authorizePublish = (client, packet, callback) => {
+    // a will is checked at once: it depends on no subscription, and its connection is closing
+    if (client === null || willOf(client) === packet) return authorizePublish(hooks, client, packet, callback)
+    hooks.subscribeOrder.after(client, () => authorizePublish(hooks, client, packet, callback))
+  }
   installSubscribeAndForward(hooks)
   installEvents(hooks)
   return registry
@@ -250,6 +257,8 @@ function installSubscribeAndForward (hooks: Hooks): void {
   const { broker, deps, registry, subscriptionLimit } = hooks
   const { logger, limits } = deps
   broker.authorizeSubscribe = (client, subscription: Subscription, callback) => {
+    // a SUBSCRIBE packet (a resumed session's restore runs before the client is connected)
+    if (client.connected) hooks.subscribeOrder.started(client, subscription)
     const session = registry.get(client)
     const allowed = session !== undefined &&
       isValidFilter(subscription.topic, limits) &&
@@ -275,7 +284,7 @@ function installSubscribeAndForward (hooks: Hooks): void {
   }
 }
 
-function installEvents ({ broker, deps, subscriptionLimit }: Hooks): void {
+function installEvents ({ broker, deps, subscriptionLimit, subscribeOrder }: Hooks): void {
   const { logger } = deps
   // aedes reports a failure of its own background work as an 'error' event on the broker: its
   // sweep for the wills of dead cluster nodes, every four heartbeats, fails while Redis is lost.
@@ -283,7 +292,10 @@ function installEvents ({ broker, deps, subscriptionLimit }: Hooks): void {
   const events: NodeJS.EventEmitter = broker
   events.on('error', (err: Error) => { logger.warn({ err }, 'broker background work failed (the store is unreachable?); it runs again later') })
   // a SUBSCRIBE (or a session's restore) is done: what it granted is in the connection's subscriptions now
-  broker.on('subscribe', (_subscriptions, client) => { subscriptionLimit.settle(client) })
+  broker.on('subscribe', (subscriptions, client) => {
+    subscriptionLimit.settle(client)
+    subscribeOrder.finished(client, subscriptions)
+  })
   broker.on('clientReady', (client) => { subscriptionLimit.settle(client) })
   // messages that came for a resumed session before its CONNACK go out after it, before its queue
   broker.on('connackSent', (_connack, client) => { releaseAfterConnack(client) })
