@@ -1,3 +1,5 @@
+import { TransientMap } from './transient-map.js'
+
 /** A QoS 1 publish whose publisher's PUBACK waits for AckGate.release(). */
 export interface ExpectedAck {
   readonly brokerId: string
@@ -14,7 +16,7 @@ export interface ExpectedAck {
  * acknowledgements and set `safe` to what the publisher waits for instead.
  */
 export class AckGate {
-  readonly #expected = new Map<number, ExpectedAck>()
+  readonly #expected = new TransientMap<number, ExpectedAck>()
 
   expect (packet: { brokerId: string, brokerCounter: number }): void {
     this.#expected.set(packet.brokerCounter, { brokerId: packet.brokerId })

@@ -20,10 +20,67 @@ export interface FreshMessage {
   /** the packet as a queue entry holds it (one encoding for every recipient), once something needs it */
   value: Buffer | undefined
   readonly createdAt: number
-  /** recipients that have not acknowledged → the packet in flight to them (with its message id), or null while it waits */
-  readonly waiting: Map<string, PersistedPacket | null>
+  /** the recipients that have not acknowledged it */
+  readonly waiting: WaitingRecipients
   /** set while the record is not on its way to LevelDB yet: settles the publisher's wait */
   unwritten: { resolve (): void, reject (err: unknown): void } | undefined
+}
+
+const ACKNOWLEDGED = Symbol('acknowledged')
+
+/**
+ * A fresh message's recipients that have not acknowledged it, each with the
+ * packet in flight to it (with its message id), or null while it waits.
+ *
+ * An acknowledgement marks its recipient instead of deleting it: a message
+ * still waiting for acknowledgements when a scavenge comes moves to the old
+ * generation, and there every delete that shrinks a Map's table allocates
+ * the smaller table, a few kB of old-space garbage per message of a 100-way
+ * fan-out (transient-map.ts says why that matters).
+ */
+export class WaitingRecipients {
+  readonly #byClient = new Map<string, PersistedPacket | null | typeof ACKNOWLEDGED>()
+  #count = 0
+
+  /** built without intermediate arrays: this runs for every QoS 1 message to persistent sessions */
+  constructor (recipients: ReadonlyArray<{ readonly clientId: string }>) {
+    for (const recipient of recipients) this.#byClient.set(recipient.clientId, null)
+    this.#count = this.#byClient.size
+  }
+
+  /** how many have not acknowledged */
+  get size (): number {
+    return this.#count
+  }
+
+  has (clientId: string): boolean {
+    const state = this.#byClient.get(clientId)
+    return state !== undefined && state !== ACKNOWLEDGED
+  }
+
+  /** The message went in flight to a waiting recipient: this packet, with its message id. */
+  inFlight (clientId: string, packet: PersistedPacket): void {
+    if (this.has(clientId)) this.#byClient.set(clientId, packet)
+  }
+
+  /** True when `clientId` was waiting (it no longer is). */
+  acknowledge (clientId: string): boolean {
+    if (!this.has(clientId)) return false
+    this.#byClient.set(clientId, ACKNOWLEDGED)
+    this.#count--
+    return true
+  }
+
+  /** Each recipient still waiting, with the packet in flight to it or null. */
+  * entries (): IterableIterator<[string, PersistedPacket | null]> {
+    for (const [clientId, state] of this.#byClient) if (state !== ACKNOWLEDGED) yield [clientId, state]
+  }
+
+  clientIds (): string[] {
+    const ids: string[] = []
+    for (const [clientId, state] of this.#byClient) if (state !== ACKNOWLEDGED) ids.push(clientId)
+    return ids
+  }
 }
 
 /** Every record: `fresh:<broker id>:<counter>`, in the session store's sublevel, apart from the library's prefixes. */

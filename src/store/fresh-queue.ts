@@ -1,8 +1,9 @@
 import type { PersistedPacket } from 'aedes-persistence-level/asyncPersistence.js'
 import msgpack from 'msgpack-lite'
-import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, type FreshMessage } from './fresh-messages.js'
+import { decodeFreshRecord, encodeFreshRecord, FRESH_PREFIX, freshRecordKey, WaitingRecipients, type FreshMessage } from './fresh-messages.js'
 import type { BatchOperation, GroupCommit, HeldOperation } from './group-commit.js'
 import { encodeQueueEntry, outgoingIdKey, outgoingKey, prefixRange } from './session-keys.js'
+import { TransientMap } from './transient-map.js'
 
 /** The session store's sublevel, as far as fresh messages use it. */
 export interface FreshDatabase {
@@ -35,10 +36,10 @@ export interface FreshQueueOptions {
 export class FreshQueue {
   readonly #options: FreshQueueOptions
   /** brokerCounter → messages whose queue entries are not written yet, oldest first (see #of) */
-  readonly #fresh = new Map<number, FreshMessage>()
+  readonly #fresh = new TransientMap<number, FreshMessage>()
   #freshTimer: NodeJS.Timeout | undefined
   /** brokerCounter → fresh messages whose record waits for acknowledgements, oldest first */
-  readonly #unwritten = new Map<number, FreshMessage>()
+  readonly #unwritten = new TransientMap<number, FreshMessage>()
   #unwrittenTimer: NodeJS.Timeout | undefined
 
   constructor (options: FreshQueueOptions) {
@@ -74,14 +75,14 @@ export class FreshQueue {
   inFlight (clientId: string, packet: PersistedPacket): boolean {
     const fresh = this.#of(packet)
     if (fresh?.waiting.has(clientId) !== true) return false
-    fresh.waiting.set(clientId, packet)
+    fresh.waiting.inFlight(clientId, packet)
     return true
   }
 
   /** PUBACK from a client. True when the message was fresh and waiting for it: nothing was written for this recipient. */
   acknowledged (clientId: string, packet: { brokerId: string, brokerCounter: number }): boolean {
     const fresh = this.#of(packet)
-    if (fresh?.waiting.delete(clientId) !== true) return false
+    if (fresh?.waiting.acknowledge(clientId) !== true) return false
     // the record goes once nobody waits for the message
     if (fresh.waiting.size > 0) return true
     this.#fresh.delete(packet.brokerCounter)
@@ -142,7 +143,7 @@ export class FreshQueue {
   #addEntries (operations: HeldOperation[], message: FreshMessage): void {
     const { db } = this.#options
     const { brokerId, brokerCounter } = message.packet
-    for (const [clientId, inFlight] of message.waiting) {
+    for (const [clientId, inFlight] of message.waiting.entries()) {
       const queueKey = db.prefixKey(outgoingKey(clientId, brokerId, brokerCounter), 'utf8')
       if (inFlight === null) {
         operations.push({ type: 'put', key: queueKey, value: entryOf(message) })
@@ -154,9 +155,7 @@ export class FreshQueue {
   }
 
   #add (subs: ReadonlyArray<{ clientId: string }>, packet: PersistedPacket): FreshMessage {
-    // built without intermediate arrays: this runs for every QoS 1 message to persistent sessions
-    const waiting = new Map<string, PersistedPacket | null>()
-    for (const sub of subs) waiting.set(sub.clientId, null)
+    const waiting = new WaitingRecipients(subs)
     const message: FreshMessage = { packet, value: undefined, createdAt: Date.now(), waiting, unwritten: undefined }
     this.#fresh.set(packet.brokerCounter, message)
     this.#freshTimer ??= this.#freshTimerStart()
@@ -166,7 +165,7 @@ export class FreshQueue {
   /** Not stored: the publisher gets no PUBACK, and no entry may appear later. */
   #drop (message: FreshMessage): void {
     if (this.#of(message.packet) === message) this.#fresh.delete(message.packet.brokerCounter)
-    for (const clientId of message.waiting.keys()) this.#options.onDropped(clientId)
+    for (const clientId of message.waiting.clientIds()) this.#options.onDropped(clientId)
   }
 
   /** The fresh message this packet is, if it is one (counters are per broker id). */
@@ -212,7 +211,7 @@ export class FreshQueue {
 
   /** The record of a fresh message, with the recipients that still wait for it. */
   #recordOf (message: FreshMessage): BatchOperation {
-    return { type: 'put', key: this.#recordKey(message), value: encodeFreshRecord(entryOf(message), [...message.waiting.keys()]) }
+    return { type: 'put', key: this.#recordKey(message), value: encodeFreshRecord(entryOf(message), message.waiting.clientIds()) }
   }
 
   /** The record's key as the root database stores it: only made when the record is written or deleted, which most messages never are. */

@@ -2,6 +2,7 @@ import type { PersistedPacket } from 'aedes-persistence-level/asyncPersistence.j
 import msgpack from 'msgpack-lite'
 import type { GroupCommit } from './group-commit.js'
 import { outgoingIdKey, outgoingKey } from './session-keys.js'
+import { TransientMap } from './transient-map.js'
 
 /** Where a message in flight to a client sits in its queue. */
 export interface InFlight {
@@ -27,7 +28,8 @@ const MAX_REMEMBERED_IN_FLIGHT = 100_000
  * in flight before a restart, or past the bound) is looked up by the library.
  */
 class InFlightMemory {
-  readonly #byClient = new Map<string, Map<number, InFlight>>()
+  /** a client's entry stays, empty, until its queue is deleted: no Map churn per message (transient-map.ts) */
+  readonly #byClient = new Map<string, TransientMap<number, InFlight>>()
   #count = 0
   readonly #max: number
 
@@ -48,7 +50,7 @@ class InFlightMemory {
       return
     }
     if (this.#count >= this.#max) return
-    if (ofClient === undefined) this.#byClient.set(clientId, ofClient = new Map())
+    if (ofClient === undefined) this.#byClient.set(clientId, ofClient = new TransientMap())
     ofClient.set(entry.messageId, entry)
     this.#count++
   }
@@ -66,7 +68,6 @@ class InFlightMemory {
     const ofClient = this.#byClient.get(clientId)
     if (ofClient?.delete(messageId) !== true) return
     this.#count--
-    if (ofClient.size === 0) this.#byClient.delete(clientId)
   }
 }
 

@@ -105,9 +105,9 @@ export class QueueBound {
 
   /** Entries of the client left its queue (acknowledged, or an enqueue that failed). */
   removed (clientId: string, count = 1): void {
-    const left = (this.#counts.get(clientId) ?? 0) - count
-    if (left > 0) this.#counts.set(clientId, left)
-    else this.#counts.delete(clientId)
+    // a count of 0 stays until reset(): deleting it per acknowledgement, a
+    // queue emptied by every PUBACK, reallocated the Map (transient-map.ts)
+    this.#counts.set(clientId, Math.max(0, (this.#counts.get(clientId) ?? 0) - count))
   }
 
   /** The client's queue is gone (session deleted or expired). */
