@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { TEST_SECRET, connect, connackOf, makeTempDir, sign } from '../helpers/broker.js'
 import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
 import { connectInbox, text } from '../helpers/mqtt-inbox.js'
+import { within } from '../helpers/within.js'
 
 // HERALD_JWT_SECRET configures one key without a kid
 const token = (sub: string, role = 'device'): string => sign({ sub, role }, { kid: null })
@@ -70,6 +72,54 @@ t.test('a connected subscriber that has not acknowledged a QoS1 message when its
   const back = await connectInbox(t, second.mqttUrl, phone)
   await back.waitFor(sent.length)
   t.same(back.messages.map(text), sent, 'the phone gets every message it had not acknowledged')
+})
+
+t.test('two connected subscribers, mosquitto_sub acknowledging and the phone never: after kill -9 only the phone gets the messages again', async (t) => {
+  const dataDir = await makeTempDir(t)
+  // The publisher's PUBACK waits up to ackWaitMs for the phone, then the message's record goes to disk
+  // naming the recipients that have not acknowledged (src/store/fresh-messages.ts): a second is always
+  // long enough for mosquitto_sub's PUBACKs to be in before that.
+  const env = { HERALD_DATA_DIR: dataDir, HERALD_JWT_SECRET: TEST_SECRET, HERALD_STORAGE_ACK_WAIT_MS: '1000' }
+  const first = await spawnBroker(t, env)
+  const phoneLive = await connect(t, first.mqttUrl, phone)
+  phoneLive.handleMessage = () => {}
+  await phoneLive.subscribeAsync('users/alice/#', { qos: 1 })
+
+  // the tablet: mosquitto_sub with a persistent session (-c), three messages and it disconnects; its
+  // protocol log (-d) line-buffered (stdbuf, coreutils) tells when it has subscribed
+  const tablet1 = spawn('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', String(first.ports.mqtt), '-i', tablet.clientId, '-c', '-u', 'alice', '-P', tablet.password,
+    '-t', 'users/alice/#', '-q', '1', '-C', '3', '-d', '-v'])
+  t.teardown(() => { tablet1.kill() })
+  let output = ''
+  const subscribed = new Promise<void>((resolve) => {
+    tablet1.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); if (output.includes('received SUBACK')) resolve() })
+  })
+  const tabletDone = new Promise<void>((resolve) => tablet1.once('close', () => resolve()))
+  await within(5000, 'mosquitto_sub subscribed', subscribed)
+
+  const server = await connect(t, first.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  const sent = ['one', 'two', 'three']
+  await Promise.all(sent.map(async (body) => await server.publishAsync('users/alice/news', body, { qos: 1 })))
+  await within(5000, 'mosquitto_sub got all three', tabletDone)
+  // -d prints its protocol log on stdout too; -v prefixes each message with its topic
+  const received = output.split('\n').filter((line) => line.startsWith('users/alice/news ')).map((line) => line.slice('users/alice/news '.length))
+  t.same(received, sent, 'mosquitto_sub got each message once')
+  first.child.kill('SIGKILL')
+  t.equal(await first.exited, 'SIGKILL')
+  phoneLive.end(true)
+  server.end(true)
+
+  const second = await spawnBroker(t, env)
+  const phoneBack = await connectInbox(t, second.mqttUrl, phone)
+  await phoneBack.waitFor(sent.length)
+  t.same(phoneBack.messages.map(text), sent, 'the phone gets every message it had not acknowledged')
+
+  // a session's queue comes before anything published after its CONNECT: a marker sent now arrives first unless something is queued
+  const tabletBack = await connectInbox(t, second.mqttUrl, tablet)
+  const server2 = await connect(t, second.mqttUrl, { clientId: 'backend', password: token('backend', 'service') })
+  await server2.publishAsync('users/alice/news', 'after restart', { qos: 1 })
+  await tabletBack.waitFor(1)
+  t.same(tabletBack.messages.map(text), ['after restart'], 'the tablet, which had acknowledged, gets nothing again')
 })
 
 t.test('SIGTERM closes clients, flushes the store and exits 0', async (t) => {
