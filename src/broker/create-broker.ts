@@ -1,3 +1,5 @@
+// first, for its effect: mqtt-packet must be loaded by it before aedes loads it (packet-debug.ts)
+import './packet-debug.js'
 import { Aedes, type Client } from 'aedes'
 import type { Logger } from 'pino'
 import type { Acl } from '../acl/index.js'
