@@ -18,8 +18,9 @@ import { createRequire, type Module } from 'node:module'
  *
  * create-broker.ts imports this module first, for its effect: aedes'
  * lib/client.js and lib/write.js import mqtt-packet as they load. Should
- * mqtt-packet be loaded already (another module got there first), it is left
- * as it is and `packetDebug.quieted` stays empty.
+ * mqtt-packet be loaded already (another module got there first), or not be
+ * laid out as this module expects, it is left as it is and
+ * `packetDebug.quieted` stays empty.
  */
 
 /** The part of debug's API this module uses. */
@@ -52,17 +53,30 @@ export function quietDebugFactory (createDebug: CreateDebug, quieted: string[]):
   }
 }
 
+/** Where mqtt-packet and its debug are, as aedes resolves them (npm may nest a copy under aedes); undefined for a layout this module does not know. */
+function locate (): { packetMain: string, requireAsPacket: NodeJS.Require, files: string[], debugModule: Module, createDebug: CreateDebug } | undefined {
+  try {
+    const packetMain = createRequire(import.meta.resolve('aedes')).resolve('mqtt-packet')
+    const requireAsPacket = createRequire(packetMain)
+    const files = [packetMain, requireAsPacket.resolve('./parser.js'), requireAsPacket.resolve('./writeToStream.js')]
+    const createDebug = requireAsPacket('debug') as CreateDebug
+    const debugModule = requireAsPacket.cache[requireAsPacket.resolve('debug')]
+    if (typeof createDebug !== 'function' || debugModule?.exports !== createDebug) return undefined
+    return { packetMain, requireAsPacket, files, debugModule, createDebug }
+  } catch {
+    // another mqtt-packet or debug than this was written against: they load as they are
+    return undefined
+  }
+}
+
 function loadQuietly (): PacketDebugState {
-  // mqtt-packet as aedes resolves it (npm may nest a copy under aedes)
-  const packetMain = createRequire(import.meta.resolve('aedes')).resolve('mqtt-packet')
-  const requireAsPacket = createRequire(packetMain)
-  const files = [packetMain, requireAsPacket.resolve('./parser.js'), requireAsPacket.resolve('./writeToStream.js')]
+  const found = locate()
+  if (found === undefined) return { quieted: [], loadedBefore: false }
+  const { packetMain, requireAsPacket, files, debugModule, createDebug } = found
   // an entry not `loaded` is there for the ESM loader, which reads a CommonJS module's exports before
   // running it (aedes imports mqtt-packet); the first require runs it, once
   if (files.some((file) => requireAsPacket.cache[file]?.loaded === true)) return { quieted: [], loadedBefore: true }
 
-  const createDebug = requireAsPacket('debug') as CreateDebug
-  const debugModule = requireAsPacket.cache[requireAsPacket.resolve('debug')] as Module
   const quieted: string[] = []
   debugModule.exports = quietDebugFactory(createDebug, quieted)
   try {
