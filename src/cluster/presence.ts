@@ -108,19 +108,34 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
   const channel = conn.channel('presence')
   const mirror = new PresenceMirror()
 
+  const subscriber = conn.subscriber()
+  /** Changes that arrive while the hash is read: applied, in order, over what was read. */
+  let arrived: string[] | undefined
+
   async function reload (): Promise<void> {
-    const all = await client.hgetall('presence')
-    mirror.replace(Object.entries(all).flatMap(([clientId, value]) => {
-      const entry = parseEntry(value)
-      return entry === undefined ? [] : [[clientId, entry] as const]
-    }))
+    // the subscription is active before the hash is read, so no change after the read is missed: after a
+    // reconnect ioredis subscribes again on its own, after its 'ready' event; this waits for that
+    await subscriber.subscribe(channel)
+    const during: string[] = []
+    arrived = during
+    try {
+      const all = await client.hgetall('presence')
+      mirror.replace(Object.entries(all).flatMap(([clientId, value]) => {
+        const entry = parseEntry(value)
+        return entry === undefined ? [] : [[clientId, entry] as const]
+      }))
+    } finally {
+      if (arrived === during) arrived = undefined
+    }
+    // each change says what its client id (or node) now is: applied in order they end where Redis is
+    for (const message of during) mirror.apply(message)
   }
 
   const lost: Array<() => void> = []
   const recordsLost = (): void => { for (const handler of lost) handler() }
-  const subscriber = conn.subscriber()
   subscriber.on('message', (_channel: string, message: string) => {
-    mirror.apply(message)
+    if (arrived !== undefined) arrived.push(message)
+    else mirror.apply(message)
     // another node found this one's lease lapsed and removed its records
     if (message === `!${node}`) recordsLost()
   })
@@ -130,7 +145,6 @@ export async function openClusterPresence (conn: RedisConnection, lease: NodeLea
     if (!subscribed) return
     reload().then(recordsLost, () => {})
   })
-  await subscriber.subscribe(channel)
   await reload()
   subscribed = true
 
