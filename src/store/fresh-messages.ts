@@ -76,10 +76,9 @@ export class WaitingRecipients {
     for (const [clientId, state] of this.#byClient) if (state !== ACKNOWLEDGED) yield [clientId, state]
   }
 
+  /** the recipients still waiting (when the record is written, or the message dropped: not per acknowledgement) */
   clientIds (): string[] {
-    const ids: string[] = []
-    for (const [clientId, state] of this.#byClient) if (state !== ACKNOWLEDGED) ids.push(clientId)
-    return ids
+    return Array.from(this.entries(), ([clientId]) => clientId)
   }
 }
 

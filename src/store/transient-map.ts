@@ -9,8 +9,8 @@
  * none for every message so left a dead table in old space per message: only
  * a full collection frees those, and until then the young objects they point
  * to survive the scavenges. In the latency bench (one message in flight at a
- * time) Herald's heap grew by about 0.5 MB a second and its scavenges took
- * twice as long as bare aedes'. Here the delete of the last entry replaces
+ * time) Herald's heap grew by about 0.5 MB a second, and its median scavenge
+ * took 1.40 ms against 1.14 without this garbage. Here the delete of the last entry replaces
  * the Map with a new one, which is young, instead of shrinking it.
  *
  * An iteration goes over the Map of its start: entries set after the last
