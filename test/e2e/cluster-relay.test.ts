@@ -1,6 +1,5 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as pause } from 'node:timers/promises'
 import type { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { startApnsProxy, type ApnsProxy } from '../helpers/apns-proxy.js'
@@ -8,6 +7,7 @@ import { connect, makeTempDir, sign } from '../helpers/broker.js'
 import type { ChildBroker } from '../helpers/child-broker.js'
 import { startCluster } from '../helpers/cluster.js'
 import { apnsDeviceToken, fcmDeviceToken, startProviderFakes, type ProviderFakes } from '../helpers/providers.js'
+import { eventually } from '../helpers/eventually.js'
 import { within } from '../helpers/within.js'
 
 // The relay of a cluster end to end (issue 16, "What it must show" 5 and 7):
@@ -51,20 +51,11 @@ async function configFile (t: Test, config: Record<string, unknown>): Promise<st
 }
 
 /**
- * Asks again until `check` holds (bounded by `within` at the caller). For state
- * that announces no event to the test (Redis, another process's mirror), each
- * look a real round trip; the pause only spares the CPU, no result depends on it.
- */
-async function until (check: () => Promise<boolean>): Promise<void> {
-  while (!await check()) await pause(20)
-}
-
-/**
  * The cluster's relay outbox holds no job: everything enqueued was settled and
  * removed from the stream (relay-outbox.ts), so no node can send anything more.
  */
-async function outboxEmpty (redis: Redis): Promise<void> {
-  await until(async () => await redis.xlen('e2e:relay:jobs') === 0 && await redis.hlen('e2e:relay:state') === 0)
+function outboxEmpty (redis: Redis): () => Promise<boolean> {
+  return async () => await redis.xlen('e2e:relay:jobs') === 0 && await redis.hlen('e2e:relay:state') === 0
 }
 
 /** herald_relay_sent_total of one node, all providers. */
@@ -121,7 +112,7 @@ t.test('item 5: N relay jobs made on three nodes are sent exactly once each, FCM
   const jobs = users.length * perUser * pushesPerUser
   await within(30_000, 'every FCM message at the fake', fakes.fcm.waitForMessages(jobs / 2))
   await within(30_000, 'every APNs request at the fake', fakes.apns.waitForRequests(jobs / 2))
-  await within(10_000, 'the outbox empty', outboxEmpty(redis.client()))
+  await eventually('the outbox empty', outboxEmpty(redis.client()))
   const elapsed = Date.now() - started
 
   const expected = { fcm: [] as string[], apns: [] as string[] }
@@ -190,7 +181,7 @@ t.test('item 5: after kill -9 of a node with sends in flight, its jobs are sent 
   const takeoverMs = Date.now() - killedAt
   // a node refreshes its jobs every third of the timeout: the others may take them 2/3 of it after the last refresh, not sooner
   t.ok(takeoverMs >= nodeTimeoutMs * 2 / 3 - 100, `taken over ${takeoverMs} ms after the kill: not before the victim's lease could run out`)
-  await within(10_000, 'the outbox empty', outboxEmpty(redis.client()))
+  await eventually('the outbox empty', outboxEmpty(redis.client()))
 
   const counts = tally(fakes.apns.requests.map((r) => r.token))
   const twice = [...counts].filter(([, count]) => count > 1).map(([token]) => token)
@@ -218,7 +209,7 @@ t.test('item 7: a direct push reaches a device connected to another node over MQ
   const connectedOnA = async (): Promise<boolean> => (await call(a, 'GET', `/v1/installations/${phone}`, ivy)).body.connected as boolean
   /** a wait for node A's view, failing with what Redis holds */
   const aSees = async (what: string, connected: boolean): Promise<void> => {
-    await within(10_000, what, until(async () => await connectedOnA() === connected)).catch(async (err: Error) => {
+    await eventually(what, async () => await connectedOnA() === connected).catch(async (err: Error) => {
       throw new Error(`${err.message}; presence in Redis: ${JSON.stringify(await redis.client().hgetall('e2e:presence'))}`)
     })
   }
@@ -238,7 +229,7 @@ t.test('item 7: a direct push reaches a device connected to another node over MQ
   await within(5000, 'the phone gets the first push over MQTT', gotFirst)
   await within(10_000, 'the tablet\'s copy at FCM', fakes.fcm.waitForMessages(1))
   // both jobs would have been written by that one push: with the outbox empty, none is left to come
-  await within(10_000, 'the outbox empty', outboxEmpty(redis.client()))
+  await eventually('the outbox empty', outboxEmpty(redis.client()))
   t.same(overMqtt, [first], 'the phone got the push over MQTT')
   t.same(fcmKey(fakes), [`${tabletToken} ${first}`], 'FCM got the tablet\'s copy only, nothing for the connected phone')
   t.equal(fakes.apns.requests.length, 0)
@@ -248,7 +239,7 @@ t.test('item 7: a direct push reaches a device connected to another node over MQ
   await aSees('node A sees the phone gone', false)
   const second = await push(a, 'ivy', 'second')
   await within(10_000, 'both copies of the second push at FCM', fakes.fcm.waitForMessages(3))
-  await within(10_000, 'the outbox empty', outboxEmpty(redis.client()))
+  await eventually('the outbox empty', outboxEmpty(redis.client()))
   t.same(fcmKey(fakes).sort(), [`${tabletToken} ${first}`, `${phoneToken} ${second}`, `${tabletToken} ${second}`].sort(), 'the offline phone got the second push through FCM, once')
   t.same(overMqtt, [first], 'and nothing more over MQTT')
   t.same(health([a, b, c] as ChildBroker[]), { alive: 3, errors: [] })

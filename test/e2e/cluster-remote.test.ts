@@ -4,6 +4,7 @@ import { sign } from '../helpers/broker.js'
 import type { ChildBroker } from '../helpers/child-broker.js'
 import { startCluster } from '../helpers/cluster.js'
 import { within } from '../helpers/within.js'
+import { eventually } from '../helpers/eventually.js'
 
 // HTTP operations on an installation whose device is connected to another
 // node, with three `herald start` processes and mosquitto_sub as the device
@@ -29,15 +30,6 @@ async function call (node: ChildBroker | undefined, method: string, path: string
   return { status: response.status, body: text === '' ? undefined : JSON.parse(text) }
 }
 
-/** Resolves once `check` holds, looked at every 20 ms; rejects naming `what` after `ms`. */
-async function until (ms: number, what: string, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await check()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 t.test('mosquitto_sub on node B: subscriptions, a push and a DELETE made over HTTP on nodes A and C reach its live connection; B stopped: NODE_UNREACHABLE', async (t) => {
   const { nodes: [a, b, c] } = await startCluster(t, { nodes: 3, env: { HERALD_CLUSTER_REQUEST_TIMEOUT_MS: String(TIMEOUT_MS) } })
   const created = await call(a, 'POST', '/v1/installations', alice, {})
@@ -59,13 +51,13 @@ t.test('mosquitto_sub on node B: subscriptions, a push and a DELETE made over HT
   let taken = 0
   const nextMessage = async (what: string): Promise<string> => {
     const index = taken++
-    await until(5000, what, () => messages().length > index)
+    await eventually(what, () => messages().length > index, 5000)
     return messages()[index] as string
   }
 
-  await until(10_000, 'mosquitto_sub subscribed on B', () => lines().some((line) => line.includes('received SUBACK')))
+  await eventually('mosquitto_sub subscribed on B', () => lines().some((line) => line.includes('received SUBACK')), 10_000)
   // node C's presence mirror knows the device is on B
-  await until(5000, 'C sees the device connected', async () => (await call(c, 'GET', `/v1/installations/${id}`, alice)).body.connected === true)
+  await eventually('C sees the device connected', async () => (await call(c, 'GET', `/v1/installations/${id}`, alice)).body.connected === true, 5000)
 
   t.equal((await call(c, 'PUT', `/v1/installations/${id}/subscriptions/users%2Falice%2Fnews`, alice)).status, 200, 'subscribed over HTTP on C')
   t.equal((await call(a, 'POST', '/v1/publish', alice, { topic: 'users/alice/news', payload: 'news 1', qos: 1 })).status, 202)
@@ -97,6 +89,6 @@ t.test('mosquitto_sub on node B: subscriptions, a push and a DELETE made over HT
 
   // DELETE on C closes the connection on B: mosquitto_sub connects again (as a new session)
   t.equal((await call(c, 'DELETE', `/v1/installations/${id}`, alice)).status, 204)
-  await until(10_000, 'mosquitto_sub was disconnected and connected again', () => connacks() >= 2)
+  await eventually('mosquitto_sub was disconnected and connected again', () => connacks() >= 2, 10_000)
   t.equal((await call(a, 'GET', `/v1/installations/${id}`, alice)).status, 404)
 })

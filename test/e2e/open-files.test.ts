@@ -6,6 +6,7 @@ import t from 'tap'
 import { TEST_SECRET, connackCode, makeTempDir, sign } from '../helpers/broker.js'
 import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
 import { within } from '../helpers/within.js'
+import { eventually } from '../helpers/eventually.js'
 
 // A broker under a low open-files limit (prlimit --nofile=256:256): it prints the
 // limit at start with a warning, and once connections would exhaust it, it
@@ -65,7 +66,7 @@ t.test('running out of file descriptors is logged, counted and shown by /readyz;
 
   // connections close: the broker takes new ones again
   for (const socket of sockets) socket.destroy()
-  await until(async () => (await fetch(`${http}/readyz`)).status === 200)
+  await eventually('/readyz answers 200', async () => (await fetch(`${http}/readyz`)).status === 200, 10_000, 50)
   t.pass('/readyz is 200 again')
   t.equal(await connackCode(broker.mqttUrl, { clientId: 'after', password: sign({ sub: 'alice' }, { kid: null }) }), 0, 'an MQTT client connects')
 })
@@ -82,13 +83,4 @@ async function openSocket (broker: ChildBroker): Promise<Socket> {
 
 function refusals (broker: ChildBroker): number {
   return broker.logs.filter((line) => typeof line.msg === 'string' && line.msg.startsWith('connections refused')).length
-}
-
-/** Resolves once `condition` holds; checked every 50 ms for up to 10 s (closing sockets is seen by the broker, not by the test). */
-async function until (condition: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 10_000
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 10 s')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
 }

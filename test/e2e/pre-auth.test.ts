@@ -11,6 +11,7 @@ import { maxConnectBytes } from '../../src/transport/pre-auth.js'
 import { connect, makeTempDir, nextMessage, sign, startBroker, TEST_SECRET, type TestBroker } from '../helpers/broker.js'
 import { spawnBroker, type ChildBroker } from '../helpers/child-broker.js'
 import { within } from '../helpers/within.js'
+import { eventually } from '../helpers/eventually.js'
 
 // Issue 14 item 4: a CONNECT could announce up to limits.maxPacketBytes (256 kB) and stall; 4,000 such
 // sockets took the broker from 124 MB to 1,150 MB. Now the first packet must be a CONNECT of at most
@@ -56,7 +57,7 @@ t.test('a stalled unauthenticated socket costs the broker at most 20 kB', { skip
     const perSocket = (await liveRss(broker) - baseline) / SOCKETS
     t.ok(perSocket <= MAX_BYTES_PER_SOCKET, `${limit - 1} bytes of a CONNECT: ${Math.round(perSocket)} bytes of RSS per socket (at most ${MAX_BYTES_PER_SOCKET})`)
     for (const socket of sockets) socket.destroy()
-    await until(async () => await metric(broker, 'herald_mqtt_pending_connects') === 0, 'the pending count returns to 0')
+    await eventually('the pending count returns to 0', async () => await metric(broker, 'herald_mqtt_pending_connects') === 0, 30_000)
   })
 })
 
@@ -145,7 +146,7 @@ t.test('over WebSocket, a message before the CONNECT may not exceed limits.maxCo
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
   socket.write(`GET ${broker.config.http.wsPath} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n')
-  await until(async () => Buffer.concat(received).includes('\r\n\r\n'), 'the upgrade answer')
+  await eventually('the upgrade answer', async () => Buffer.concat(received).includes('\r\n\r\n'), 30_000)
   t.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1.1 101/)
   received.length = 0
   const length = 100_000
@@ -256,7 +257,7 @@ async function writeEach (sockets: Socket[], bytes: Buffer): Promise<void> {
 /** Waits until the broker has read every byte sent to its MQTT port: no receive queue of that port in /proc/net/tcp holds any. */
 async function brokerHasRead (mqttPort: number): Promise<void> {
   const port = mqttPort.toString(16).toUpperCase().padStart(4, '0')
-  await until(async () => {
+  await eventually('the broker has read every byte sent to it', async () => {
     const lines = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
     // local_address is the broker's side; rx_queue is what its process has not read yet
     return lines.every((line) => {
@@ -264,7 +265,7 @@ async function brokerHasRead (mqttPort: number): Promise<void> {
       if (fields.length < 5 || !(fields[1] ?? '').endsWith(`:${port}`)) return true
       return (fields[4] ?? '').split(':')[1] === '00000000'
     })
-  }, 'the broker has read every byte sent to it')
+  }, 30_000)
 }
 
 /** The broker's RSS in bytes after a full garbage collection. */
@@ -301,13 +302,4 @@ async function scrape (url: string, name: string): Promise<number> {
   const text = await (await fetch(url)).text()
   const line = text.split('\n').find((candidate) => candidate.startsWith(`${name} `))
   return line === undefined ? Number.NaN : Number(line.slice(name.length + 1))
-}
-
-/** Polls `condition` until it holds; fails after 30 s. */
-async function until (condition: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`)
-    await delay(20)
-  }
 }

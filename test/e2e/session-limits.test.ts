@@ -5,6 +5,7 @@ import { api } from '../helpers/http.js'
 import type { Database } from '../../src/store/open-store.js'
 import { outgoingPrefix, prefixRange } from '../../src/store/session-keys.js'
 import { connectInbox, text } from '../helpers/mqtt-inbox.js'
+import { eventually } from '../helpers/eventually.js'
 
 // Bounds on per-device state (issue 14, item 3): queued messages per session,
 // session expiry, subscriptions per client. Real LevelDB in temp dirs, real
@@ -24,21 +25,12 @@ async function suback (client: MqttClient, filters: string[], qos: 0 | 1 = 1): P
   })
 }
 
-/** Polls `condition` every 20 ms; fails the wait after `ms`. */
-async function until (condition: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 /** A persistent session of alice subscribed to `filter` at QoS 1, then disconnected (the broker has seen it go). */
 async function offlineSession (t: Test, broker: TestBroker, clientId: string, filter: string, token = alice): Promise<void> {
   const client = await connect(t, broker.mqttUrl, { clientId, clean: false, password: token })
   t.same((await client.subscribeAsync(filter, { qos: 1 })).map((g) => g.qos), [1], `${clientId} subscribed to ${filter}`)
   await client.endAsync()
-  await until(() => broker.server.broker?.port.isConnected(clientId) === false, `${clientId} is gone`)
+  await eventually(`${clientId} is gone`, () => broker.server.broker?.port.isConnected(clientId) === false)
 }
 
 async function publishAll (publisher: MqttClient, topic: string, bodies: readonly string[]): Promise<void> {
@@ -150,7 +142,7 @@ t.test('a session unused for limits.sessionExpirySec is deleted at start, with i
   // the installation's device connects once and leaves
   const device = await connect(t, first.mqttUrl, { clientId: installation, clean: false, password: alice })
   await device.endAsync()
-  await until(() => first.server.broker?.port.isConnected(installation) === false, 'the installation is gone')
+  await eventually('the installation is gone', () => first.server.broker?.port.isConnected(installation) === false)
 
   offsetMs = 1.5 * hour
   await offlineSession(t, first, 'young-phone', 'users/alice/#')
@@ -189,7 +181,7 @@ t.test('the periodic sweep deletes a session once it has been unused for limits.
   await publishAll(publisher, 'users/alice/news', ['soon gone'])
   // a connected session never expires, however long it stays
   const stays = await connect(t, broker.mqttUrl, { clientId: 'connected-phone', clean: false, password: alice })
-  await until(async () => /herald_sessions_expired_total\{kind="session"\} 1\n/.test((await api(broker, 'GET', '/metrics')).text), 'a sweep expired the session')
+  await eventually('a sweep expired the session', async () => /herald_sessions_expired_total\{kind="session"\} 1\n/.test((await api(broker, 'GET', '/metrics')).text))
   const fresh = await connect(t, broker.mqttUrl, { clientId: 'brief-phone', clean: false, password: bob })
   t.equal(connackOf(fresh).sessionPresent, false, 'its client id was released, and nothing of the session is left')
   const sessions = broker.server.broker?.sessions
@@ -210,7 +202,7 @@ t.test('SUBACK 0x80 for filters beyond limits.maxSubscriptionsPerClient, and non
 
   // refused filters queue nothing while the session is offline
   await client.endAsync()
-  await until(() => broker.server.broker?.port.isConnected('greedy') === false, 'greedy is gone')
+  await eventually('greedy is gone', () => broker.server.broker?.port.isConnected('greedy') === false)
   const publisher = await connect(t, broker.mqttUrl, { clientId: 'backend', password: service })
   await publishAll(publisher, 'users/alice/d', ['refused filter'])
   await publishAll(publisher, 'users/alice/f', ['granted filter'])

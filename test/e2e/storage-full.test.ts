@@ -9,6 +9,7 @@ import t from 'tap'
 import { connect, sign, startBroker } from '../helpers/broker.js'
 import { api, type ApiResponse } from '../helpers/http.js'
 import { within } from '../helpers/within.js'
+import { eventually } from '../helpers/eventually.js'
 
 // The data directory on a small tmpfs, filled up: writes are refused with
 // STORAGE_FULL (HTTP 503 with Retry-After; a QoS 1 PUBLISH that cannot be
@@ -99,7 +100,7 @@ t.test('a full disk is reported (STORAGE_FULL, /readyz 503) and heals without a 
 
   // space comes back: the broker heals by itself
   await rm(filler)
-  await until(async () => (await api(broker, 'GET', '/readyz')).status === 200)
+  await eventually('/readyz answers 200', async () => (await api(broker, 'GET', '/readyz')).status === 200, 20_000, 50)
   t.pass('/readyz is 200 again without a restart')
   t.ok(broker.logs.some((line) => line.msg === 'the store writes again'), 'logged')
   t.match((await api(broker, 'GET', '/metrics')).text, /^herald_storage_writable 1$/m)
@@ -113,16 +114,7 @@ t.test('a full disk is reported (STORAGE_FULL, /readyz 503) and heals without a 
   t.pass('a QoS 1 message is PUBACKed again')
   const received: string[] = []
   const back = await connect(t, broker.mqttUrl, { clientId: 'phone-1', clean: false, password: alice }, (_topic, payload) => { received.push(payload.toString()) })
-  await until(async () => received.includes('stored again'))
+  await eventually('the message stored after the heal arrives', async () => received.includes('stored again'), 20_000, 50)
   t.notOk(received.includes('lost to the full disk'), 'the refused message was never acknowledged, nor queued')
   await back.endAsync()
 })
-
-/** Resolves once `condition` holds; checked every 50 ms for up to 20 s (a heal has no event a test can await from outside). */
-async function until (condition: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 20_000
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met within 20 s')
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}

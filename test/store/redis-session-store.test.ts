@@ -12,6 +12,7 @@ import { RedisSessionStore, type RedisSessionStoreOptions } from '../../src/stor
 import { createSessionPolicy, type PersistedPacket, type SessionPolicy } from '../../src/store/session-store.js'
 import { startRedis, type TestRedis } from '../helpers/redis.js'
 import { within } from '../helpers/within.js'
+import { eventually } from '../helpers/eventually.js'
 
 // Herald's session semantics on the Redis session store of cluster mode
 // (aedes-persistence's own suite runs against it in test/contracts/): each
@@ -62,15 +63,6 @@ const bodies = (packets: PersistedPacket[]): string[] => packets.map((p) => p.pa
 /** Every key the store left in Redis, without the prefix, sorted. */
 async function keysLeft (redis: TestRedis): Promise<string[]> {
   return (await redis.client().keys(`${PREFIX}*`)).map((key) => key.slice(PREFIX.length)).sort()
-}
-
-/** Polls `condition` (another node hears a change through Redis pub/sub) every 10 ms; fails, and stops polling, after `ms`. */
-async function eventually (what: string, condition: () => Promise<boolean> | boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!await condition()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 async function retainedTopics (node: Node, filter = '#'): Promise<string[]> {
