@@ -10,8 +10,9 @@
  * a full collection frees those, and until then the young objects they point
  * to survive the scavenges. In the latency bench (one message in flight at a
  * time) Herald's heap grew by about 0.5 MB a second, and its median scavenge
- * took 1.40 ms against 1.14 without this garbage. Here the delete of the last entry replaces
- * the Map with a new one, which is young, instead of shrinking it.
+ * took 1.40 ms against 1.14 without this garbage. Here the delete of the last
+ * entry replaces the Map with a new one, which is young, instead of shrinking
+ * it.
  *
  * An iteration goes over the Map of its start: entries set after the last
  * one was deleted during it are not visited.

@@ -1,7 +1,7 @@
 import { makeTempDir, TEST_SECRET, type Teardown } from './broker.js'
 import { spawnBroker, type ChildBroker } from './child-broker.js'
 import { startRedis, type TestRedis } from './redis.js'
-import { within } from './within.js'
+import { eventually } from './eventually.js'
 
 export interface TestCluster {
   readonly redis: TestRedis
@@ -58,21 +58,15 @@ export async function readyz (node: ChildBroker, signal?: AbortSignal): Promise<
  * for a probe write), so the time is when a new request gets the answer.
  */
 export async function untilReadyz (node: ChildBroker, status: 200 | 503, ms: number): Promise<number> {
-  const state = { late: false }
-  const polling = (async () => {
-    while (!state.late) {
-      const answer = await readyz(node, AbortSignal.timeout(500)).catch((err: Error) => {
-        if (err.name === 'TimeoutError') return undefined
-        throw err
-      })
-      if (answer?.status === status) return Date.now()
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-    return 0
-  })()
-  try {
-    return await within(ms, `/readyz ${status} on port ${node.ports.http}`, polling)
-  } finally {
-    state.late = true
-  }
+  let answeredAt = 0
+  await eventually(`/readyz ${status} on port ${node.ports.http}`, async () => {
+    const answer = await readyz(node, AbortSignal.timeout(500)).catch((err: Error) => {
+      if (err.name === 'TimeoutError') return undefined
+      throw err
+    })
+    if (answer?.status !== status) return false
+    answeredAt = Date.now()
+    return true
+  }, ms)
+  return answeredAt
 }
