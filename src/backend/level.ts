@@ -7,7 +7,7 @@ import { groupCommitTarget } from '../store/batch-target.js'
 import { openClientOwnerStore } from '../store/client-owners.js'
 import { openInstallationStore } from '../store/installations.js'
 import { GroupCommit } from '../store/group-commit.js'
-import { openPrincipalDirectory } from '../store/known-principals.js'
+import { keepsInstallationOwners, openPrincipalDirectory } from '../store/known-principals.js'
 import { openDatabase } from '../store/open-store.js'
 import { levelQueueInspector } from '../store/queue-inspector.js'
 import { createRelayOutbox } from '../store/relay-outbox.js'
@@ -39,14 +39,15 @@ export async function openLevelBackend (config: HeraldConfig, logger: Logger, op
   // Batches at most every 5 ms (group-commit.ts `spacingMs`): a connect storm's claims share a sync
   // instead of one each; a CONNECT waits for its claim at most that much longer (issue 17)
   const directoryWrites = new GroupCommit(groupCommitTarget(db), { spacingMs: DIRECTORY_BATCH_SPACING_MS })
-  const principals = await openPrincipalDirectory(db, logger, directoryWrites)
+  const clientIds = await openClientOwnerStore(db, directoryWrites)
+  const principals = await openPrincipalDirectory(db, logger, { commit: directoryWrites, keeps: keepsInstallationOwners(clientIds) })
   const buckets = await openBucketStore(db, config.buckets)
   return {
     location: { dataDir: config.dataDir },
     sessions,
     appTopics: await openAppTopicStore(db),
     installations: await openInstallationStore(db),
-    clientIds: await openClientOwnerStore(db, directoryWrites),
+    clientIds,
     principals,
     buckets,
     relayOutbox: createRelayOutbox(db),

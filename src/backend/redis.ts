@@ -11,6 +11,7 @@ import { openRedisClientOwnerStore } from '../store/redis/client-owners.js'
 import { openRedisConnection } from '../store/redis/connection.js'
 import { openRedisInstallationStore } from '../store/redis/installations.js'
 import { openRedisPrincipalDirectory } from '../store/redis/known-principals.js'
+import { keepsInstallationOwners } from '../store/known-principals.js'
 import { redisQueueInspector } from '../store/redis/queue-inspector.js'
 import { redisRateLimiters } from '../store/redis/rate-limiters.js'
 import { openRedisRelayStore } from '../store/redis/relay-outbox.js'
@@ -50,10 +51,10 @@ export async function openRedisBackend (config: HeraldConfig, logger: Logger, no
     policy: createSessionPolicy(),
     onError: onError('a session store write nobody waits for failed'),
   })
-  const principals = await openRedisPrincipalDirectory(conn, logger)
+  const clientIds = await openRedisClientOwnerStore(conn, storeOptions)
+  const principals = await openRedisPrincipalDirectory(conn, logger, { keeps: keepsInstallationOwners(clientIds) })
   const appTopics = await openRedisAppTopicStore(conn, storeOptions)
   const installations = await openRedisInstallationStore(conn, storeOptions)
-  const clientIds = await openRedisClientOwnerStore(conn, storeOptions)
   const buckets = await openRedisBucketStore(conn, config.buckets, { node: nodeId, leaseMs, ...storeOptions })
   lease.onNodeDead(async (dead) => { await buckets.takeOver(dead) })
   const relayOutbox = await openRedisRelayStore(conn, { consumer: nodeId, claimIdleMs: leaseMs })

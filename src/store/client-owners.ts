@@ -1,5 +1,6 @@
 import { groupCommitTarget } from './batch-target.js'
 import { GroupCommit } from './group-commit.js'
+import { InstallationOwners } from './installation-owners.js'
 import type { Database } from './open-store.js'
 
 /**
@@ -31,6 +32,8 @@ export interface ClientOwnerStore {
   release (clientId: string, claim: ClientIdClaim): Promise<boolean>
   /** Every claim (session expiry looks for persistent sessions that are only a claim). */
   entries (): IterableIterator<[string, ClientIdClaim]>
+  /** Synchronous, from memory: whether this owner key holds an installation's claim (whose principal the directory keeps). */
+  ownsInstallation (owner: string): boolean
 }
 
 export const sameClaim = (a: ClientIdClaim | undefined, b: ClientIdClaim): boolean =>
@@ -55,6 +58,14 @@ export async function openClientOwnerStore (db: Database, commit = new GroupComm
   const stored = db.sublevel<string, ClientIdClaim>('client-owners', { valueEncoding: 'json' })
   const claims = new Map<string, ClientIdClaim>()
   for await (const [clientId, claim] of stored.iterator()) claims.set(clientId, claim)
+  const installationOwners = new InstallationOwners()
+  installationOwners.reset(claims.values())
+  /** Every change of `claims` goes through here, so that installationOwners follows it. */
+  function hold (clientId: string, claim: ClientIdClaim | undefined): void {
+    installationOwners.change(claims.get(clientId), claim)
+    if (claim === undefined) claims.delete(clientId)
+    else claims.set(clientId, claim)
+  }
   const key = (clientId: string): string => stored.prefixKey(clientId, 'utf8')
   // the bytes the sublevel's json encoding would write
   const put = async (clientId: string, claim: ClientIdClaim): Promise<void> =>
@@ -63,7 +74,7 @@ export async function openClientOwnerStore (db: Database, commit = new GroupComm
   async function remove (clientId: string): Promise<void> {
     const before = claims.get(clientId)
     await commit.write([{ type: 'del', key: key(clientId) }])
-    if (claims.get(clientId) === before) claims.delete(clientId)
+    if (claims.get(clientId) === before) hold(clientId, undefined)
   }
 
   return {
@@ -71,11 +82,11 @@ export async function openClientOwnerStore (db: Database, commit = new GroupComm
     async claim (clientId, claim) {
       const held = claims.get(clientId)
       if (held !== undefined) return held
-      claims.set(clientId, claim)
+      hold(clientId, claim)
       try {
         await put(clientId, claim)
       } catch (err) {
-        if (claims.get(clientId) === claim) claims.delete(clientId)
+        if (claims.get(clientId) === claim) hold(clientId, undefined)
         throw err
       }
       return claim
@@ -83,7 +94,7 @@ export async function openClientOwnerStore (db: Database, commit = new GroupComm
     async set (clientId, claim) {
       const before = claims.get(clientId)
       await put(clientId, claim)
-      if (claims.get(clientId) === before) claims.set(clientId, claim)
+      if (claims.get(clientId) === before) hold(clientId, claim)
     },
     delete: remove,
     async release (clientId, claim) {
@@ -92,5 +103,6 @@ export async function openClientOwnerStore (db: Database, commit = new GroupComm
       return true
     },
     entries: () => claims.entries(),
+    ownsInstallation: (owner) => installationOwners.has(owner),
   }
 }

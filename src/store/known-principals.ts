@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import type { Grants, Principal, Role, TokenVerifier } from '../auth/index.js'
+import { userOwnerKey, type Grants, type Principal, type Role, type TokenVerifier } from '../auth/index.js'
+import type { ClientOwnerStore } from './client-owners.js'
 import { groupCommitTarget } from './batch-target.js'
 import { GroupCommit } from './group-commit.js'
 import type { Installation } from './installations.js'
@@ -52,18 +53,37 @@ export interface Cached {
 export const CACHE_SIZE = 10_000
 
 /**
+ * Whose principal the directory keeps; a principal of anyone else is not
+ * recorded. The backends keep the owners of installations only: nothing reads
+ * anyone else's (the relay and the subscriptions route ask about
+ * installations' owners), and a storm of devices without an installation then
+ * writes nothing but their client-id claims (issue 17). Default: everyone.
+ */
+export type KeepsPrincipal = (sub: string) => boolean
+
+/** The principals of users who own an installation, as the client-id claims tell. */
+export const keepsInstallationOwners = (claims: Pick<ClientOwnerStore, 'ownsInstallation'>): KeepsPrincipal =>
+  (sub) => claims.ownsInstallation(userOwnerKey(sub))
+
+export interface DirectoryOptions {
+  /** the group commit the writes go through: the backend gives the one client-id claims use, so a CONNECT's claim and principal go in one batch */
+  readonly commit?: GroupCommit
+  readonly keeps?: KeepsPrincipal
+}
+
+/**
  * "Newest" is by issue time (`iat`), not by arrival: a stale token still in
  * use on a second device must not bring back a group its user left in a token
  * issued since. A token without `iat` counts as issued when it is seen.
  */
-export async function openPrincipalDirectory (db: Database, logger: Logger, commit = new GroupCommit(groupCommitTarget(db))): Promise<PrincipalDirectory> {
+export async function openPrincipalDirectory (db: Database, logger: Logger, options: DirectoryOptions = {}): Promise<PrincipalDirectory> {
+  const { commit = new GroupCommit(groupCommitTarget(db)), keeps = () => true } = options
   const stored = db.sublevel<string, KnownRecord>('known-principals', { valueEncoding: 'json' })
   const cache = new Map<string, Cached>()
   const updates = new PrincipalUpdates(logger)
   const remember = (sub: string, entry: Cached): void => rememberRecent(cache, sub, entry)
   // Which users LevelDB has a record of (ids only, the records stay on disk): a user seen for the first
-  // time, every CONNECT of a storm of new devices, costs no read. The writes share batches (group commit;
-  // the backend gives the one client-id claims use, so a CONNECT's claim and principal go in one batch).
+  // time, every CONNECT of a storm of new devices, costs no read. The writes share batches (group commit).
   const storedSubs = new Set<string>()
   for await (const sub of stored.keys()) storedSubs.add(sub)
   const read = async (sub: string): Promise<KnownRecord | undefined> => storedSubs.has(sub) ? await stored.get(sub) : undefined
@@ -94,7 +114,7 @@ export async function openPrincipalDirectory (db: Database, logger: Logger, comm
   }
 
   function seen (principal: Principal): void {
-    const offered = candidateOf(principal)
+    const offered = candidateOf(principal, keeps)
     if (offered === undefined) return
     const { sub, candidate, hasIat } = offered
     const cached = cache.get(sub)
@@ -135,9 +155,9 @@ export async function openPrincipalDirectory (db: Database, logger: Logger, comm
   }
 }
 
-/** What a principal would be stored as: undefined for anything but a user. */
-export function candidateOf (principal: Principal): { sub: string, candidate: KnownRecord, hasIat: boolean } | undefined {
-  if (principal.kind !== 'user' || principal.sub === null) return undefined
+/** What a principal would be stored as: undefined for anything but a user the directory keeps. */
+export function candidateOf (principal: Principal, keeps: KeepsPrincipal): { sub: string, candidate: KnownRecord, hasIat: boolean } | undefined {
+  if (principal.kind !== 'user' || principal.sub === null || !keeps(principal.sub)) return undefined
   const candidate: KnownRecord = { groups: principal.groups, role: principal.role, grants: principal.grants, issuedAt: principal.issuedAt ?? Date.now() }
   return { sub: principal.sub, candidate, hasIat: principal.issuedAt !== undefined }
 }

@@ -34,6 +34,7 @@ function memoryOwners (): ClientOwnerStore & { claims: Map<string, ClientIdClaim
     delete: async (clientId) => { claims.delete(clientId) },
     release: async (clientId, claim) => sameClaim(claims.get(clientId), claim) && claims.delete(clientId),
     entries: () => claims.entries(),
+    ownsInstallation: (owner) => [...claims.values()].some((claim) => claim.installation && claim.owner === owner),
   }
 }
 

@@ -72,6 +72,29 @@ for (const [name, backend] of Object.entries(backends)) {
     t.equal(await store.release('phone', alice), false, 'nothing left to release')
   })
 
+  t.test(`${name}: ownsInstallation counts installations' claims per owner, through every change and a reopen`, async (t) => {
+    const opened = await backend.open(t)
+    let store = opened.store
+    t.equal(store.ownsInstallation('user:bob'), false)
+    await store.set('bob-session', bob)
+    t.equal(store.ownsInstallation('user:bob'), false, 'a persistent session\'s claim is not an installation')
+    await Promise.all([store.set('inst-1', bobsDevice), store.set('inst-2', bobsDevice)])
+    t.equal(store.ownsInstallation('user:bob'), true)
+    t.equal(store.ownsInstallation('user:alice'), false, 'only its owner')
+    await store.delete('inst-1')
+    t.equal(store.ownsInstallation('user:bob'), true, 'one installation left')
+    store = await opened.reopen()
+    t.equal(store.ownsInstallation('user:bob'), true, 'opened again')
+    await store.set('inst-2', { owner: 'user:alice', installation: true })
+    t.equal(store.ownsInstallation('user:bob'), false, 'the last one passed to another owner')
+    t.equal(store.ownsInstallation('user:alice'), true)
+    t.same(await store.claim('inst-3', bobsDevice), bobsDevice)
+    t.equal(store.ownsInstallation('user:bob'), true, 'claimed')
+    t.equal(await store.release('inst-3', bobsDevice), true)
+    t.equal(store.ownsInstallation('user:bob'), false, 'released')
+    t.equal((await opened.reopen()).ownsInstallation('user:bob'), false, 'opened again')
+  })
+
   t.test(`${name}: 50 concurrent claims of one id: one is stored, all are told which`, async (t) => {
     const { store } = await backend.open(t)
     const claims = Array.from({ length: 50 }, (_, i): ClientIdClaim => ({ owner: `user:u${i}`, installation: false }))
@@ -93,6 +116,22 @@ t.test('redis, two nodes: a claim on one is in the other\'s mirror; a release to
   t.equal(await b.release('phone', alice), true)
   await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('phone') === undefined))
   t.pass('the release reached a')
+})
+
+t.test('redis, two nodes: an installation claimed on one is owned on the other; a reload recounts', async (t) => {
+  const prefix = freshPrefix()
+  const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
+  const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
+  await a.set('inst-1', bobsDevice)
+  await within(5000, 'b\'s mirror', b.mirror.until(() => b.get('inst-1') !== undefined))
+  t.equal(b.ownsInstallation('user:bob'), true, 'from a\'s change message')
+  // written behind the mirrors' backs (as a lost message would leave it), then a reload
+  const test = redis.client()
+  await test.hdel(`${prefix}client-owners`, 'inst-1')
+  await test.hset(`${prefix}client-owners`, 'inst-9', JSON.stringify({ owner: 'user:carol', installation: true }))
+  await b.mirror.reload()
+  t.equal(b.ownsInstallation('user:bob'), false, 'what the reload read, not what was counted before')
+  t.equal(b.ownsInstallation('user:carol'), true)
 })
 
 t.test('redis, two nodes: 50 owners racing for one client id across them, exactly one wins', async (t) => {

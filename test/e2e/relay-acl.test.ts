@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 import { fcmDeviceToken, startProviderFakes, type ProviderFakes } from '../helpers/providers.js'
+import { within } from '../helpers/within.js'
 
 const nowSec = (): number => Math.floor(Date.now() / 1000)
 /** Alice's token from when she was in ops: issued ten minutes ago. */
@@ -96,4 +97,22 @@ t.test('after an MQTT CONNECT with a token without ops, the relay sends nothing 
   await laptop.endAsync()
   await publishAll(r.broker, 'after')
   t.strictSame(await relayedTopics(r, 0), ['users/alice/news'])
+})
+
+t.test('a push-only device registered with a token granting a topic: a service may subscribe it, and FCM gets the topic', async (t) => {
+  // Herald keeps the principals of installation owners only; bob owns none when his registration call is
+  // verified, so the registration itself must record him, or a service acting for him gets an owner with no grants
+  const fakes = await startProviderFakes(t)
+  const broker = await startBroker(t, { overrides: { push: fakes.push } })
+  const bob = sign({ sub: 'bob', acl: { sub: ['news/#'] } })
+  const created = await api(broker, 'POST', '/v1/installations', { token: bob, body: { mqtt: false, pushToken: { provider: 'fcm', token: fcmDeviceToken() } } })
+  t.equal(created.status, 201)
+  const installationId = created.body.installationId as string
+  const newsDesk = sign({ sub: 'news-desk', role: 'service', acl: { pub: ['news/#'] } })
+  const subscribe = await api(broker, 'PUT', `/v1/installations/${installationId}/subscriptions/news/today`, { token: newsDesk })
+  t.equal(subscribe.status, 200, 'checked against bob\'s grants')
+  const published = await api(broker, 'POST', '/v1/publish', { token: newsDesk, body: { topic: 'news/today', payload: 'headline', qos: 1 } })
+  t.equal(published.status, 202)
+  await within(10_000, 'the news relayed to FCM', fakes.fcm.waitForMessages(1))
+  t.strictSame(fakes.fcm.messages.map((m) => (m.message.data as Record<string, string>).topic), ['news/today'])
 })

@@ -127,6 +127,9 @@ function registerCreateInstallation (app: FastifyInstance, ctx: HttpContext, vie
       updatedAt: now,
     }
     await storeInstallation(ctx, installation)
+    // the directory keeps installation owners' principals only, and this call's token was seen before
+    // its user owned one: seen again now, it is what the relay decides by until a newer one comes
+    if (principal.sub === owner) ctx.principals.seen(principal)
 
     const ports = ctx.ports()
     return await reply.code(201).send({

@@ -1,4 +1,5 @@
 import type { ClientIdClaim, ClientOwnerStore } from '../client-owners.js'
+import { InstallationOwners } from '../installation-owners.js'
 import type { RedisConnection } from './connection.js'
 import { openMirroredHash } from './mirrored-hash.js'
 import type { RedisMirror } from './mirror.js'
@@ -35,7 +36,9 @@ function decode (raw: string): ClientIdClaim {
  * later; after a subscriber reconnect, once the mirror has reloaded).
  */
 export async function openRedisClientOwnerStore (conn: RedisConnection, options: RedisStoreOptions = {}): Promise<RedisClientOwnerStore> {
+  const installationOwners = new InstallationOwners()
   const hash = await openMirroredHash<ClientIdClaim>(conn, {
+    index: installationOwners,
     hash: 'client-owners',
     seqKey: 'client-owners:seq',
     channel: 'client-owners-changes',
@@ -61,6 +64,7 @@ export async function openRedisClientOwnerStore (conn: RedisConnection, options:
       return await hash.delete(clientId, encode(claim))
     },
     entries: () => mirror.entries(),
+    ownsInstallation: (owner) => installationOwners.has(owner),
     close: async () => await mirror.close(),
   }
 }

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis'
 import type { Logger } from 'pino'
-import { candidateOf, principalOf, recordingVerifier, rememberRecent, supersedes, type Cached, type KnownRecord, type PrincipalDirectory } from '../known-principals.js'
+import { candidateOf, principalOf, recordingVerifier, rememberRecent, supersedes, type Cached, type KeepsPrincipal, type KnownRecord, type PrincipalDirectory } from '../known-principals.js'
 import { PrincipalUpdates } from '../principal-updates.js'
 import type { RedisConnection } from './connection.js'
 import { defineScript } from './script.js'
@@ -61,7 +61,7 @@ return {1, value}
  * drops it (changes published meanwhile were lost). A stale cache costs at
  * most a script run that finds Redis newer, never a wrong answer.
  */
-export async function openRedisPrincipalDirectory (conn: RedisConnection, logger: Logger): Promise<RedisPrincipalDirectory> {
+export async function openRedisPrincipalDirectory (conn: RedisConnection, logger: Logger, { keeps = () => true }: { keeps?: KeepsPrincipal } = {}): Promise<RedisPrincipalDirectory> {
   const { client } = conn
   const channel = conn.channel(CHANNEL)
   const offerScript = defineScript(client, 'heraldPrincipalOffer', 1, OFFER_LUA)
@@ -86,7 +86,7 @@ export async function openRedisPrincipalDirectory (conn: RedisConnection, logger
   }
 
   function seen (principal: Parameters<PrincipalDirectory['seen']>[0]): void {
-    const offered = candidateOf(principal)
+    const offered = candidateOf(principal, keeps)
     if (offered === undefined) return
     const { sub: user, candidate, hasIat } = offered
     const cached = cache.get(user)

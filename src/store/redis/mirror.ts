@@ -39,6 +39,13 @@ export interface MirrorOptions<V> {
   readonly scanCount?: number
   /** a failed reload (retried) or a change that could not be decoded */
   readonly onError?: (err: unknown) => void
+  /** An index kept beside the mirror: told of every value a change replaces, and counted afresh after each (re)load. */
+  readonly index?: MirrorIndex<V>
+}
+
+export interface MirrorIndex<V> {
+  change (before: V | undefined, after: V | undefined): void
+  reset (values: Iterable<V>): void
 }
 
 /** A decoded change message. */
@@ -221,6 +228,7 @@ export class RedisMirror<V> {
       cursor = next
     } while (cursor !== '0')
     this.#map = fresh
+    this.#options.index?.reset(fresh.values())
     this.#applied = seq
     // a reload may also move the number back (Redis restarted empty): whoever waits for more is not coming
     for (const [waited, list] of this.#waiters) {
@@ -260,7 +268,12 @@ export class RedisMirror<V> {
       void this.reload()
       return
     }
-    for (const [field, raw] of change.fields) this.#decodeInto(this.#map, field, raw)
+    const { index } = this.#options
+    for (const [field, raw] of change.fields) {
+      const before = this.#map.get(field)
+      this.#decodeInto(this.#map, field, raw)
+      index?.change(before, this.#map.get(field))
+    }
     this.#applied = change.seq
     const list = this.#waiters.get(change.seq)
     if (list !== undefined) {
