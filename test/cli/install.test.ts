@@ -42,7 +42,10 @@ if (!existsSync(join(root, 'dist', 'src', 'cli', 'index.js'))) {
 
     const prefix = join(work, 'prefix')
     const started = Date.now()
-    const installed = await runProcess(t, 'npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', join(work, info?.filename ?? 'missing.tgz')], { env, cwd: work })
+    // --prefix moves npm's global config (<prefix>/etc/npmrc) too: the machine's stays in force (its registry,
+    // its CA file), or a package missing from npm's cache is fetched without them (and retried until the timeout)
+    const globalConfig = spawnSync('npm', ['config', 'get', 'globalconfig'], { encoding: 'utf8' }).stdout.trim()
+    const installed = await runProcess(t, 'npm', ['install', '-g', '--prefix', prefix, '--globalconfig', globalConfig, '--prefer-offline', '--no-audit', '--no-fund', join(work, info?.filename ?? 'missing.tgz')], { env, cwd: work })
     t.equal(installed.code, 0, installed.stderr)
     t.comment(`npm install -g took ${Date.now() - started} ms`)
     const modules = join(prefix, 'lib', 'node_modules', pkg.name, 'node_modules')
