@@ -19,7 +19,8 @@ import { PrincipalUpdates } from './principal-updates.js'
 export interface PrincipalDirectory {
   /**
    * A token Herald accepted (an MQTT CONNECT or an HTTP call). It becomes the
-   * user's known principal unless one issued later is known already.
+   * user's known principal unless one issued later is known already, or the
+   * directory does not keep this user (`KeepsPrincipal`).
    * Synchronous: the write to LevelDB happens behind it; `latest` waits for it.
    */
   seen (principal: Principal): void
