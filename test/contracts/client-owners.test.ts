@@ -105,10 +105,16 @@ for (const [name, backend] of Object.entries(backends)) {
   })
 }
 
-t.test('redis, two nodes: a claim on one is in the other\'s mirror; a release too', async (t) => {
+/** Two nodes' stores on one Redis, and the key prefix they share. */
+async function twoNodes (t: Test): Promise<{ a: RedisClientOwnerStore, b: RedisClientOwnerStore, prefix: string }> {
   const prefix = freshPrefix()
   const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
   const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
+  return { a, b, prefix }
+}
+
+t.test('redis, two nodes: a claim on one is in the other\'s mirror; a release too', async (t) => {
+  const { a, b } = await twoNodes(t)
   await a.claim('phone', alice)
   await within(5000, 'b\'s mirror', b.mirror.until(() => b.get('phone') !== undefined))
   t.same(b.get('phone'), alice)
@@ -119,9 +125,7 @@ t.test('redis, two nodes: a claim on one is in the other\'s mirror; a release to
 })
 
 t.test('redis, two nodes: an installation claimed on one is owned on the other; a reload recounts', async (t) => {
-  const prefix = freshPrefix()
-  const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
-  const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
+  const { a, b, prefix } = await twoNodes(t)
   await a.set('inst-1', bobsDevice)
   await within(5000, 'b\'s mirror', b.mirror.until(() => b.get('inst-1') !== undefined))
   t.equal(b.ownsInstallation('user:bob'), true, 'from a\'s change message')
@@ -152,9 +156,7 @@ t.test('redis, two nodes: 50 owners racing for one client id across them, exactl
 })
 
 t.test('redis: a mirror reloads when its subscriber reconnects, with what was written while it was away', async (t) => {
-  const prefix = freshPrefix()
-  const a = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
-  const b = await openRedisClientOwnerStore(await nodeConnection(t, redis, prefix))
+  const { a, b } = await twoNodes(t)
   await b.set('before', alice)
   await within(5000, 'a\'s mirror', a.mirror.until(() => a.get('before') !== undefined))
   const loads = a.mirror.loads
