@@ -244,3 +244,34 @@ t.test('item 7: a direct push reaches a device connected to another node over MQ
   t.same(overMqtt, [first], 'and nothing more over MQTT')
   t.same(health([a, b, c] as ChildBroker[]), { alive: 3, errors: [] })
 })
+
+t.test('issue 17: an installation owner\'s newer token, seen at a CONNECT on another node, decides the relay', async (t) => {
+  // nodes keep the known principals of installation owners only, and learn who owns one from the claims' mirror
+  const fakes = await startProviderFakes(t)
+  const config = await configFile(t, { push: fakes.push })
+  const { redis, nodes: [a, b] } = await startCluster(t, { nodes: 2, env: { HERALD_CONFIG: config } })
+  const url = (node: ChildBroker | undefined): string => `mqtt://127.0.0.1:${String(node?.ports.mqtt)}`
+  const aliceInOps = sign({ sub: 'alice', groups: ['ops'], iat: Math.floor(Date.now() / 1000) - 600 })
+  const created = await call(a, 'POST', '/v1/installations', aliceInOps, { pushToken: { provider: 'fcm', token: fcmDeviceToken() } })
+  t.equal(created.status, 201)
+  const phone = created.body.installationId as string
+  const device = await connect(t, url(a), { clientId: phone, clean: false, username: 'alice', password: aliceInOps })
+  t.same((await device.subscribeAsync(['groups/ops/#', 'users/alice/#'], { qos: 1 })).map((g) => g.qos), [1, 1], 'granted while in ops')
+  await device.endAsync()
+
+  // a claim node B refuses on is in its mirror when the refusal comes (store/redis/client-owners.ts `claim`)
+  const bob = await connect(t, url(b), { clientId: phone, clean: false, username: 'bob', password: sign({ sub: 'bob' }) }).then(() => 0, (err: { code?: unknown }) => err.code)
+  t.equal(bob, 5, 'node B knows the phone\'s id is alice\'s installation')
+  // her laptop (no installation) on node B, with her token of now: out of ops
+  const laptop = await connect(t, url(b), { clientId: 'alice-laptop', clean: true, username: 'alice', password: sign({ sub: 'alice' }) })
+  await laptop.endAsync()
+  await eventually('node B\'s record of alice in Redis', async () => !(await redis.client().hget('e2e:known-principals', 'alice') ?? 'ops').includes('ops'))
+
+  const carol = sign({ sub: 'carol', groups: ['ops'] })
+  t.equal((await call(a, 'POST', '/v1/publish', carol, { topic: 'groups/ops/alerts', payload: 'ops only', qos: 1 })).status, 202)
+  t.equal((await call(a, 'POST', '/v1/publish', service, { topic: 'users/alice/news', payload: 'hers', qos: 1 })).status, 202)
+  await within(10_000, 'her news at FCM', fakes.fcm.waitForMessages(1))
+  await eventually('the outbox empty', outboxEmpty(redis.client()))
+  t.strictSame(fakes.fcm.messages.map((m) => (m.message.data as Record<string, string>).topic), ['users/alice/news'], 'nothing of ops: node A decided by the token node B saw')
+  t.same(health([a, b] as ChildBroker[]), { alive: 2, errors: [] })
+})
