@@ -5,8 +5,9 @@
  * once the user's later calls carry a token without the group. Real
  * firebase-admin against the local FCM server, which records what it got.
  */
+import { spawn } from 'node:child_process'
 import t, { type Test } from 'tap'
-import { connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
+import { brokerEvent, connect, sign, startBroker, type TestBroker } from '../helpers/broker.js'
 import { api } from '../helpers/http.js'
 import { fcmDeviceToken, startProviderFakes, type ProviderFakes } from '../helpers/providers.js'
 import { within } from '../helpers/within.js'
@@ -97,6 +98,24 @@ t.test('after an MQTT CONNECT with a token without ops, the relay sends nothing 
   await laptop.endAsync()
   await publishAll(r.broker, 'after')
   t.strictSame(await relayedTopics(r, 0), ['users/alice/news'])
+})
+
+t.test('the device itself, as mosquitto_sub (persistent, with a will), brings a token without ops: its will and her news are relayed, nothing of ops', async (t) => {
+  const r = await rig(t)
+  // the device's own CONNECT records the newer token: its user owns an installation (the one it connects as)
+  const args = ['-h', '127.0.0.1', '-p', String(r.broker.ports.mqtt), '-i', r.installationId, '-c', '-u', 'alice', '-P', aliceNow,
+    '-t', 'users/alice/#', '-q', '1', '--will-topic', 'users/alice/status', '--will-payload', 'gone', '--will-qos', '1']
+  const subscribed = brokerEvent(r.broker, 'subscribe', r.installationId)
+  const device = spawn('mosquitto_sub', args, { stdio: 'ignore' })
+  t.teardown(() => { device.kill('SIGKILL') })
+  await within(10_000, 'mosquitto_sub subscribed', subscribed)
+  // it dies without a DISCONNECT: its will goes to users/alice/status, which its own session is subscribed to
+  const gone = brokerEvent(r.broker, 'clientDisconnect', r.installationId)
+  device.kill('SIGKILL')
+  await within(10_000, 'the broker sees the device gone', gone)
+  await within(10_000, 'the will relayed to the offline device', r.fakes.fcm.waitForMessages(1))
+  await publishAll(r.broker, 'after')
+  t.strictSame(await relayedTopics(r, 0), ['users/alice/status', 'users/alice/news'], 'the will, then only what her newest token may read')
 })
 
 t.test('a push-only device registered with a token granting a topic: a service may subscribe it, and FCM gets the topic', async (t) => {
