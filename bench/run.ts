@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { AddressPool } from './lib/addresses.js'
+import { relaunchedWithGeneratorFlags } from './lib/generator-heap.js'
 import { brokerRegistry, clusterBrokers, defaultBrokers, heraldBuild, type BrokerDefinition, type RunningBroker } from './lib/brokers.js'
 import { LeanClient } from './lib/lean-client.js'
 import { benchSourceDir, repoRoot } from './lib/paths.js'
@@ -406,7 +407,9 @@ function writeResultsMarkdown (table: string, section: string): void {
   writeFileSync(file, text)
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-  process.exit(1)
-})
+if (!relaunchedWithGeneratorFlags()) {
+  main().then(() => process.exit(0), (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+    process.exit(1)
+  })
+}

@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import { PAYLOAD_HEADER_BYTES, PublishEncoder, readSentAt, readSeq, writeStamp } from '../lib/mqtt-wire.js'
+import { collectGarbage } from '../lib/generator-heap.js'
 import { CpuMeter } from '../lib/proc.js'
+import { StallWatch } from '../lib/stall-watch.js'
 import { Samples } from '../lib/stats.js'
 import { connectClients, REDIS_METRICS, redisFigures, SeqSet, waitUntil } from './common.js'
 import type { Phase } from './types.js'
@@ -23,6 +25,7 @@ export const latency: Phase = {
     { key: 'p99Ms', label: 'p99', unit: 'ms', better: 'lower', digits: 3, headline: true },
     { key: 'maxMs', label: 'max', unit: 'ms', better: 'lower', digits: 2, headline: true },
     { key: 'lost', label: 'lost', unit: '', better: 'lower', digits: 0, headline: true },
+    { key: 'generatorStallMs', label: 'longest load generator stall', unit: 'ms', better: 'none', digits: 2 },
     ...REDIS_METRICS,
   ],
   applies: () => true,
@@ -72,31 +75,48 @@ export const latency: Phase = {
     }
     sender.onPuback = () => { acked++ }
 
-    const meter = new CpuMeter(ctx.broker)
-    const t0 = performance.now()
-    await new Promise<void>((resolve) => {
+    /** Writes messages `from` … `to - 1` on the phase's schedule; resolves once the last is written. */
+    const sendAtRate = async (from: number, to: number, stalls?: StallWatch): Promise<void> => await new Promise<void>((resolve) => {
+      if (from >= to) {
+        resolve()
+        return
+      }
+      const start = performance.now()
       // a 1 ms timer sends whatever the schedule says is due: one message per tick at 1,000 msg/s
       const timer = setInterval(() => {
         const now = performance.now()
-        const due = Math.min(total, Math.floor((now - t0) * o.latencyRate / 1000) + 1)
+        stalls?.tick(now)
+        const due = Math.min(to, from + Math.floor((now - start) * o.latencyRate / 1000) + 1)
         if (due > sent) {
           const first = sent
           sender.write(encoder.encodeBatch(due - first, (payload, i) => writeStamp(payload, first + i, 0, now), (i) => ((first + i) % 65535) + 1))
           sent = due
         }
-        if (sent >= total || now - t0 > (o.latencySeconds + o.warmupSeconds) * 1000 * 2) {
+        if (sent >= to || now - start > (to - from) / o.latencyRate * 1000 * 2) {
           clearInterval(timer)
           resolve()
         }
       }, 1)
     })
-    const sendSeconds = (performance.now() - t0) / 1000
-    const complete = await waitUntil(() => seen.unique >= sent && acked >= sent, () => seen.unique + acked, 2000, 10_000)
+    const allThrough = async (): Promise<boolean> => await waitUntil(() => seen.unique >= sent && acked >= sent, () => seen.unique + acked, 2000, 10_000)
+
+    const meter = new CpuMeter(ctx.broker)
+    await sendAtRate(0, warmupCount)
+    // between the warm-up and the measured messages, with nothing in flight: the generator's own
+    // full collection here rather than within the window (a mark-compact of this process stops
+    // every client at once: 5–6 ms ones set 10–14 ms maxima, bench/RESULTS.md "thirteenth session")
+    await allThrough()
+    collectGarbage()
+    const stalls = new StallWatch()
+    const measuredStart = performance.now()
+    await sendAtRate(warmupCount, total, stalls)
+    const sendSeconds = (performance.now() - measuredStart) / 1000
+    const complete = await allThrough()
     const cpu = meter.stop()
     const s = samples.summary()
     return {
       metrics: {
-        rate: sent / sendSeconds,
+        rate: (sent - warmupCount) / sendSeconds,
         sent,
         samples: s?.count ?? 0,
         p50Ms: s?.p50 ?? null,
@@ -106,6 +126,7 @@ export const latency: Phase = {
         lost: sent - seen.unique,
         duplicated: seen.duplicates,
         crossNode,
+        generatorStallMs: stalls.longestMs,
         ...redisFigures(cpu, sent, seen.unique),
       },
       cpu,
