@@ -23,7 +23,13 @@ export function relaunchedWithGeneratorFlags (): boolean {
   return true
 }
 
-/** A full collection of the load generator's own heap, at a moment the phase chooses. */
+/**
+ * A full collection of the load generator's own heap, at a moment the phase
+ * chooses. A plain `gc()`, not Herald's `openGarbageCollector`
+ * (src/memory/collect-garbage.ts): that one is V8's low-memory notification,
+ * which also shrinks the young generation to 1 MB, and the generator would
+ * then scavenge more often within the window it is clearing the way for.
+ */
 export function collectGarbage (): void {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error('collectGarbage: the bench runs with --expose-gc (relaunchedWithGeneratorFlags)')
