@@ -29,11 +29,9 @@ export interface PubackOrder {
  * loses nothing: the publisher sends the message again.
  */
 export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackOrder {
-  /** Publishes aedes' handler must not run: already run by publishBeforeAck, or dropped. */
-  const handled = new WeakSet<PublishPacket>()
   /** Each client's PUBACKs that wait, in PUBLISH order: one goes once it and all before it may. */
   const waiting = new WeakMap<Client, WaitingAck[]>()
-  const publish = interceptPublish(broker, (packet) => handled.delete(packet))
+  const publish = interceptPublish(broker, takeHandled)
 
   /** Answers the waits at the head of the client's line that may go. */
   function release (line: WaitingAck[]): void {
@@ -67,14 +65,14 @@ export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackO
 
   return {
     drop (client, packet, callback) {
-      handled.add(packet)
+      markHandled(packet)
       inOrder(client, undefined, callback)
     },
     publishBeforeAck (client, packet, callback) {
       // aedes-packet keeps a brokerId and brokerCounter it is given: the store knows the message by them
       const identified = identify(broker, packet)
       gate.expectAcknowledgement(identified)
-      handled.add(packet)
+      markHandled(packet)
       publish(packet, client, (err) => {
         const safe = gate.safeToAck(identified)
         if (err != null) {
@@ -86,6 +84,31 @@ export function orderPubacks (broker: Aedes, gate: AcknowledgementGate): PubackO
       })
     },
   }
+}
+
+/**
+ * Marks a publish aedes' handler must not run: already run by publishBeforeAck,
+ * or dropped. A mark on the packet rather than a broker-lifetime WeakSet: a
+ * WeakSet that gains and loses an entry per message reallocates its hash table
+ * in old space (as a Map does, store/transient-map.ts), and the latency bench's
+ * Herald promoted 0.32 MB/s of such garbage, which lengthened every scavenge
+ * (median 1.25 against 0.9 ms) until a full collection. The mark is set back to
+ * false rather than deleted, so every publish packet keeps one shape.
+ */
+const HANDLED = Symbol('herald.handledPublish')
+
+type MarkablePacket = PublishPacket & { [HANDLED]?: boolean }
+
+function markHandled (packet: PublishPacket): void {
+  (packet as MarkablePacket)[HANDLED] = true
+}
+
+/** Whether the packet was marked handled; clears the mark, so aedes skips it once. */
+function takeHandled (packet: PublishPacket): boolean {
+  const markable = packet as MarkablePacket
+  if (markable[HANDLED] !== true) return false
+  markable[HANDLED] = false
+  return true
 }
 
 /** A PUBACK that waits: for its message to be safe (`ready`), and for the PUBACKs before it. */
