@@ -166,6 +166,9 @@ const BACKED_UP_BYTES = 64 * 1024
  * and keeps its QoS.
  */
 function deliveredQos (packet: PublishPacket, subscriptions: Record<string, { qos: number } | undefined>): number {
+  // a subscription to the topic itself granted at least the message's QoS settles it without going over
+  // every filter: the highest grant that matches is at least that, and the message's own QoS caps it
+  if ((subscriptions[packet.topic]?.qos ?? -1) >= packet.qos) return packet.qos
   const granted = grantedQos(subscriptions, packet.topic)
   return granted < 0 ? packet.qos : Math.min(packet.qos, granted)
 }
