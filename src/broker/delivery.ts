@@ -122,7 +122,9 @@ function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver,
       lastCounter = packet.brokerCounter
     }
     const subscriptions = clientSubscriptions(client)
-    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, subscriptions)
+    // the subscription to the topic itself, if any: it may settle the QoS, and aedes caps the copy by it
+    const exact = subscriptions[packet.topic]
+    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, subscriptions, exact)
     const backlog = outgoingBytes(client)
     if (backlog >= limits.maxOutgoingBytes || (backlog >= BACKED_UP_BYTES && writing >= limits.maxOutgoingMessages)) {
       // a persistent session's QoS 1 and 2 messages are in its queue already
@@ -136,7 +138,6 @@ function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver,
       sendQos0(packet, written)
       return
     }
-    const exact = subscriptions[packet.topic]
     if (exact === undefined || exact.qos >= qos) {
       sendQos12(packet, written)
       return
@@ -165,10 +166,10 @@ const BACKED_UP_BYTES = 64 * 1024
  * was sent to this client directly (BrokerPort.deliverTo, aedes Client#publish)
  * and keeps its QoS.
  */
-function deliveredQos (packet: PublishPacket, subscriptions: Record<string, { qos: number } | undefined>): number {
+function deliveredQos (packet: PublishPacket, subscriptions: Record<string, { qos: number } | undefined>, exact: { qos: number } | undefined): number {
   // a subscription to the topic itself granted at least the message's QoS settles it without going over
   // every filter: the highest grant that matches is at least that, and the message's own QoS caps it
-  if ((subscriptions[packet.topic]?.qos ?? -1) >= packet.qos) return packet.qos
+  if (exact !== undefined && exact.qos >= packet.qos) return packet.qos
   const granted = grantedQos(subscriptions, packet.topic)
   return granted < 0 ? packet.qos : Math.min(packet.qos, granted)
 }

@@ -41,6 +41,9 @@ export function overlapCases (): OverlapCase[] {
   // aedes caps a delivery by the exact-topic subscription even when a wildcard one grants more
   cases.push({ name: 'exact at 0 and # at 1, published at 1', filters: [['t', 0], ['#', 1]], published: 1, clean: true })
   cases.push({ name: 'exact at 1 and + at 2, published at 2', filters: [['t', 1], ['+', 2]], published: 2, clean: true })
+  // the exact-topic subscription settles the QoS when it grants at least the message's (delivery.ts deliveredQos)
+  cases.push({ name: 'exact at 2 and # at 0, published at 1', filters: [['t', 2], ['#', 0]], published: 1, clean: true })
+  cases.push({ name: 'persistent: exact at 1 and + at 0, published at 1', filters: [['t', 1], ['+', 0]], published: 1, clean: false })
   for (const published of [1, 2] as const) {
     cases.push({ name: `persistent: # at 2, + at 2, published at ${published}`, filters: [['#', 2], ['+', 2]], published, clean: false })
     cases.push({ name: `persistent: # at 1, + at 2, published at ${published}`, filters: [['#', 1], ['+', 2]], published, clean: false })
