@@ -23,6 +23,12 @@ interface OpenBatch {
   reject (err: unknown): void
 }
 
+/** A batch on its way to the target: its keys, and when it is written (or failed). */
+interface WritingBatch {
+  readonly operations: ReadonlyMap<string, BatchOperation>
+  readonly settled: Promise<void>
+}
+
 /**
  * Group commit: writes asked for while a batch is being written, or during
  * the same event-loop turn, go to LevelDB together as the next batch; each
@@ -30,18 +36,26 @@ interface OpenBatch {
  *
  * A QoS 1 message to 100 persistent subscribers costs a few hundred small
  * writes (queue, in flight, acknowledged); one LevelDB call each meant one
- * thread-pool round trip and one pass through abstract-level each. Batches
- * are written one at a time, in the order asked for, and within a batch only
- * the last operation on a key is kept: a message put in flight and
- * acknowledged before its in-flight writes go out (they are held back, see
- * writeHeld) costs one delete.
+ * thread-pool round trip and one pass through abstract-level each. Within a
+ * batch only the last operation on a key is kept: a message put in flight
+ * and acknowledged before its in-flight writes go out (they are held back,
+ * see writeHeld) costs one delete.
+ *
+ * Batches are written one at a time, in the order asked for, unless
+ * `maxWriting` lets more than one be on its way at once (see the
+ * constructor): then a batch leaves while earlier ones are still being
+ * written only if none of its keys is in any of them. Two writes of one key
+ * always reach the target in the order they were asked for; batches with no
+ * key in common can land in either order without changing what is stored.
  */
 export class GroupCommit {
   readonly #target: BatchTarget
   readonly #holdMs: number
   readonly #onHeldError: (err: unknown) => void
   #open: OpenBatch | undefined
-  #writing: Promise<void> | undefined
+  /** the batches on their way to the target */
+  readonly #writing = new Set<WritingBatch>()
+  readonly #maxWriting: number
   /** writeHeld() operations by key, waiting for #holdTimer */
   readonly #held = new Map<string, HeldOperation>()
   #holdTimer: NodeJS.Timeout | undefined
@@ -64,10 +78,19 @@ export class GroupCommit {
    * with 6-operation batches on this machine). Without spacing, a connect
    * storm's claims left as soon as the previous batch was on disk: 1,757
    * batches of 5.7 operations for 5,000 CONNECTs. 0: no spacing.
+   *
+   * `maxWriting`: how many batches may be on their way to the target at once
+   * (1: one at a time). With more, a batch gathered while another is being
+   * written leaves once `spacingMs` allows, instead of after that write's
+   * callback has run on the event loop: while a storm of CONNECTs keeps the
+   * loop busy, that callback waits behind the CONNECTs being read, and the
+   * claims gathered meanwhile waited with it. LevelDB itself puts writes
+   * that arrive together into one log write and one fdatasync.
    */
-  constructor (target: BatchTarget, { holdMs = 1000, onHeldError = () => {}, spacingMs = 0 }: { holdMs?: number, onHeldError?: (err: unknown) => void, spacingMs?: number } = {}) {
+  constructor (target: BatchTarget, { holdMs = 1000, onHeldError = () => {}, spacingMs = 0, maxWriting = 1 }: { holdMs?: number, onHeldError?: (err: unknown) => void, spacingMs?: number, maxWriting?: number } = {}) {
     this.#target = target
     this.#spacingMs = spacingMs
+    this.#maxWriting = maxWriting
     this.#holdMs = holdMs
     this.#onHeldError = onHeldError
   }
@@ -110,8 +133,9 @@ export class GroupCommit {
   /** Resolves once everything asked for so far, held operations included, is written (or failed); for reads that must see it. */
   async settled (): Promise<void> {
     this.#releaseHeld()
-    const last = this.#open?.written ?? this.#writing
-    if (last !== undefined) await last.catch(() => undefined)
+    const pending = [...this.#writing].map((batch) => batch.settled)
+    if (this.#open !== undefined) pending.push(this.#open.written.catch(() => undefined))
+    await Promise.all(pending)
   }
 
   /** The held operations join the batch being gathered. */
@@ -132,13 +156,23 @@ export class GroupCommit {
     const { promise: written, resolve, reject } = deferred()
     const batch: OpenBatch = { operations: new Map(), written, resolve, reject }
     this.#open = batch
-    if (this.#writing === undefined && this.#spacingTimer === undefined) setImmediate(() => this.#flush())
+    if (this.#writing.size < this.#maxWriting && this.#spacingTimer === undefined) setImmediate(() => this.#flush())
     return batch
+  }
+
+  /** Whether the batch has a key that a batch still on its way writes: it must land after that one. */
+  #overlapsWriting (operations: ReadonlyMap<string, BatchOperation>): boolean {
+    for (const writing of this.#writing) {
+      for (const key of operations.keys()) if (writing.operations.has(key)) return true
+    }
+    return false
   }
 
   #flush (): void {
     const batch = this.#open
-    if (batch === undefined || this.#writing !== undefined || this.#spacingTimer !== undefined) return
+    if (batch === undefined || this.#spacingTimer !== undefined) return
+    // the end of a write calls #flush again
+    if (this.#writing.size >= this.#maxWriting || this.#overlapsWriting(batch.operations)) return
     const wait = this.#lastStart + this.#spacingMs - performance.now()
     if (wait > 0) {
       this.#spacingTimer = setTimeout(() => {
@@ -149,11 +183,12 @@ export class GroupCommit {
     }
     this.#lastStart = performance.now()
     this.#open = undefined
-    const writing = this.#target.batch([...batch.operations.values()], { valueEncoding: 'buffer' })
+    const settled = this.#target.batch([...batch.operations.values()], { valueEncoding: 'buffer' })
       .then(() => batch.resolve(), (err: unknown) => batch.reject(err))
-    this.#writing = writing
-    void writing.finally(() => {
-      this.#writing = undefined
+    const writing: WritingBatch = { operations: batch.operations, settled }
+    this.#writing.add(writing)
+    void settled.finally(() => {
+      this.#writing.delete(writing)
       this.#flush()
     })
   }

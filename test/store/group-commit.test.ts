@@ -1,5 +1,8 @@
 import t from 'tap'
+import { groupCommitTarget } from '../../src/store/batch-target.js'
 import { GroupCommit, type BatchOperation, type BatchTarget } from '../../src/store/group-commit.js'
+import { openDatabase } from '../../src/store/open-store.js'
+import { makeTempDir } from '../helpers/broker.js'
 
 /** Records each batch; `hold` keeps the next batches unwritten until `release()`. */
 class RecordingTarget implements BatchTarget {
@@ -28,7 +31,16 @@ class RecordingTarget implements BatchTarget {
     this.hold = false
     for (const resolve of this.#held.splice(0)) resolve()
   }
+
+  /** Lets the held batch at `index` (in the order they reached the target, among those still held) finish; the others stay held. */
+  releaseOne (index = 0): void {
+    const [resolve] = this.#held.splice(index, 1)
+    resolve?.()
+  }
 }
+
+const keysOf = (target: RecordingTarget): string[][] => target.batches.map((batch) => batch.map((op) => `${op.type}:${op.key}`))
+const turn = async (): Promise<void> => { await new Promise((resolve) => setImmediate(resolve)) }
 
 const put = (key: string): BatchOperation => ({ type: 'put', key, value: Buffer.from(key) })
 
@@ -102,8 +114,6 @@ t.test('withdraw takes back an operation still waiting for its batch, not one al
   await Promise.all([first, second])
   t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['written'], ['kept']])
 })
-
-const keysOf = (target: RecordingTarget): string[][] => target.batches.map((batch) => batch.map((op) => `${op.type}:${op.key}`))
 
 t.test('held writes go out together once the hold is over, in their own batch if nothing else is written', async (t) => {
   const target = new RecordingTarget()
@@ -200,4 +210,101 @@ t.test('spacingMs: settled() waits for a batch held by the spacing', async (t) =
   void commit.write([put('2')])
   await commit.settled()
   t.same(target.batches.map((batch) => batch.map((op) => op.key)), [['1'], ['2']])
+})
+
+t.test('maxWriting: a batch whose keys no batch being written has leaves at once; one that shares a key waits for that write', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { maxWriting: 3 })
+  target.hold = true
+  const first = commit.write([put('a')])
+  await turn()
+  const second = commit.write([put('b')])
+  await turn()
+  t.same(keysOf(target), [['put:a'], ['put:b']], 'the second batch left while the first is still being written')
+
+  let thirdDone = false
+  const third = Promise.all([commit.write([{ type: 'del', key: 'a' }]), commit.write([put('c')])]).then(() => { thirdDone = true })
+  await turn()
+  t.equal(target.batches.length, 2, 'a batch with a key being written waits, though one more batch could be written')
+
+  target.releaseOne(1)
+  await second
+  await turn()
+  t.equal(target.batches.length, 2, 'the end of an unrelated write does not let it go')
+
+  target.hold = false
+  target.releaseOne(0)
+  await first
+  await third
+  t.ok(thirdDone)
+  t.same(keysOf(target), [['put:a'], ['put:b'], ['del:a', 'put:c']], 'it left once the write of its key was done')
+})
+
+t.test('maxWriting: no more batches are written at once than it allows', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { maxWriting: 2 })
+  target.hold = true
+  const writes = [commit.write([put('1')])]
+  await turn()
+  writes.push(commit.write([put('2')]))
+  await turn()
+  writes.push(commit.write([put('3')]))
+  await turn()
+  t.same(keysOf(target), [['put:1'], ['put:2']], 'the third waits: two are being written')
+  target.hold = false
+  target.releaseOne(1)
+  await target.nextBatch()
+  t.same(keysOf(target), [['put:1'], ['put:2'], ['put:3']], 'it leaves when one of them is done')
+  target.release()
+  await Promise.all(writes)
+})
+
+t.test('maxWriting: settled() waits for every batch being written, whichever finishes first', async (t) => {
+  const target = new RecordingTarget()
+  const commit = new GroupCommit(target, { maxWriting: 2 })
+  target.hold = true
+  void commit.write([put('1')])
+  await turn()
+  void commit.write([put('2')])
+  await turn()
+  let settled = false
+  const waiting = commit.settled().then(() => { settled = true })
+  target.releaseOne(1)
+  await turn()
+  await turn()
+  t.notOk(settled, 'the first batch is still being written')
+  target.releaseOne(0)
+  await waiting
+  t.ok(settled)
+})
+
+t.test('maxWriting on a real LevelDB: what is stored is the last operation asked for on each key', async (t) => {
+  const dir = await makeTempDir(t)
+  const db = await openDatabase(dir)
+  t.teardown(async () => await db.close())
+  const commit = new GroupCommit(groupCommitTarget(db), { maxWriting: 4 })
+  const keys = Array.from({ length: 8 }, (_, i) => `k${i}`)
+  const expected = new Map<string, string | undefined>()
+  const writes: Array<Promise<void>> = []
+  // 40 turns of writes over a few keys: batches of the same key must land in order, others may overlap
+  for (let round = 0; round < 40; round++) {
+    for (const [i, key] of keys.entries()) {
+      if ((round + i) % 3 === 0) continue
+      if ((round * 7 + i) % 5 === 0) {
+        writes.push(commit.write([{ type: 'del', key }]))
+        expected.set(key, undefined)
+      } else {
+        const value = `${key}@${round}`
+        writes.push(commit.write([{ type: 'put', key, value: Buffer.from(value) }]))
+        expected.set(key, value)
+      }
+    }
+    await turn()
+  }
+  await Promise.all(writes)
+  await commit.settled()
+  for (const [key, value] of expected) {
+    const stored = await db.get(key, { valueEncoding: 'utf8' })
+    t.equal(stored, value, `${key}: ${value ?? 'deleted'}`)
+  }
 })
