@@ -15,6 +15,7 @@ import { createBrokerPort, type BrokerPort } from './broker-port.js'
 import { createConnectLimiter } from './connect-limiter.js'
 import type { ConnectionRegistry } from './connection-registry.js'
 import { installHooks, type BrokerObserver } from './hooks.js'
+import { fillPacketNumberCache } from './packet-number-cache.js'
 
 export interface Broker {
   readonly aedes: Aedes
@@ -78,6 +79,8 @@ export async function createBroker ({ config, sessions, mq, presence, remote, ra
     ...(observer !== undefined && { observer }),
   })
   await aedes.listen()
+  // before the first CONNACK, which would otherwise pay for it (packet-number-cache.ts)
+  fillPacketNumberCache()
   return {
     aedes,
     connections,
