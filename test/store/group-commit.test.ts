@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { groupCommitTarget } from '../../src/store/batch-target.js'
 import { GroupCommit, type BatchOperation, type BatchTarget } from '../../src/store/group-commit.js'
@@ -276,31 +277,55 @@ t.test('maxWriting: settled() waits for every batch being written, whichever fin
   t.ok(settled)
 })
 
-t.test('maxWriting on a real LevelDB: what is stored is the last operation asked for on each key', async (t) => {
+t.test('maxWriting on a real LevelDB: batches land out of order, yet what is stored is the last operation asked for on each key', async (t) => {
   const dir = await makeTempDir(t)
   const db = await openDatabase(dir)
   t.teardown(async () => await db.close())
-  const commit = new GroupCommit(groupCommitTarget(db), { maxWriting: 4 })
-  const keys = Array.from({ length: 8 }, (_, i) => `k${i}`)
+  // each batch reaches LevelDB after its own delay, so batches on their way together land in another order than asked
+  const level = groupCommitTarget(db)
+  const delaysMs = [30, 0, 20, 10]
+  let batches = 0
+  let writing = 0
+  let mostWriting = 0
+  const arrived: number[] = []
+  /** for each key, the batches that wrote it, in the order they reached LevelDB */
+  const landed = new Map<string, number[]>()
+  const target: BatchTarget = {
+    batch: async (operations, options) => {
+      const n = batches++
+      mostWriting = Math.max(mostWriting, ++writing)
+      await sleep(delaysMs[n % delaysMs.length] as number)
+      arrived.push(n)
+      for (const operation of operations) landed.set(operation.key, [...landed.get(operation.key) ?? [], n])
+      await level.batch(operations, options)
+      writing--
+    },
+  }
+  const commit = new GroupCommit(target, { maxWriting: 4 })
   const expected = new Map<string, string | undefined>()
   const writes: Array<Promise<void>> = []
-  // 40 turns of writes over a few keys: batches of the same key must land in order, others may overlap
+  // a turn each: one of 3 shared keys (a batch shares it with the batch 3 turns before) and a key of its own
   for (let round = 0; round < 40; round++) {
-    for (const [i, key] of keys.entries()) {
-      if ((round + i) % 3 === 0) continue
-      if ((round * 7 + i) % 5 === 0) {
-        writes.push(commit.write([{ type: 'del', key }]))
-        expected.set(key, undefined)
-      } else {
-        const value = `${key}@${round}`
-        writes.push(commit.write([{ type: 'put', key, value: Buffer.from(value) }]))
-        expected.set(key, value)
-      }
+    const shared = `shared-${round % 3}`
+    if (round % 5 === 4) {
+      writes.push(commit.write([{ type: 'del', key: shared }]))
+      expected.set(shared, undefined)
+    } else {
+      writes.push(commit.write([{ type: 'put', key: shared, value: Buffer.from(`${shared}@${round}`) }]))
+      expected.set(shared, `${shared}@${round}`)
     }
+    writes.push(commit.write([{ type: 'put', key: `own-${round}`, value: Buffer.from(`own@${round}`) }]))
+    expected.set(`own-${round}`, `own@${round}`)
     await turn()
   }
   await Promise.all(writes)
   await commit.settled()
+  t.ok(mostWriting > 1 && mostWriting <= 4, `batches were on their way together, at most maxWriting (${mostWriting})`)
+  t.not(arrived.join(), [...arrived].sort((a, b) => a - b).join(), 'some batches reached LevelDB before batches asked for earlier')
+  for (const key of ['shared-0', 'shared-1', 'shared-2']) {
+    const order = landed.get(key) ?? []
+    t.same(order, [...order].sort((a, b) => a - b), `${key}: its batches reached LevelDB in the order asked for`)
+  }
   for (const [key, value] of expected) {
     const stored = await db.get(key, { valueEncoding: 'utf8' })
     t.equal(stored, value, `${key}: ${value ?? 'deleted'}`)
