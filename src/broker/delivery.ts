@@ -121,10 +121,14 @@ function deliverOnce (client: Client, limits: DeliveryLimits, sendQos0: Deliver,
       lastBrokerId = packet.brokerId
       lastCounter = packet.brokerCounter
     }
-    const subscriptions = clientSubscriptions(client)
-    // the subscription to the topic itself, if any: it may settle the QoS, and aedes caps the copy by it
-    const exact = subscriptions[packet.topic]
-    const qos = packet.qos === 0 ? 0 : deliveredQos(packet, subscriptions, exact)
+    let qos = 0
+    // the subscription to the topic itself, if any: it may settle the QoS, and aedes caps a QoS 1 or 2 copy by it
+    let exact: { qos: number } | undefined
+    if (packet.qos > 0) {
+      const subscriptions = clientSubscriptions(client)
+      exact = subscriptions[packet.topic]
+      qos = deliveredQos(packet, subscriptions, exact)
+    }
     const backlog = outgoingBytes(client)
     if (backlog >= limits.maxOutgoingBytes || (backlog >= BACKED_UP_BYTES && writing >= limits.maxOutgoingMessages)) {
       // a persistent session's QoS 1 and 2 messages are in its queue already
