@@ -53,10 +53,15 @@ export function quietDebugFactory (createDebug: CreateDebug, quieted: string[]):
   }
 }
 
-/** Where mqtt-packet and its debug are, as aedes resolves them (npm may nest a copy under aedes); undefined for a layout this module does not know. */
+/** The main file of the mqtt-packet aedes loads (npm may nest a copy under aedes); throws if there is none. */
+export function aedesPacketMain (): string {
+  return createRequire(import.meta.resolve('aedes')).resolve('mqtt-packet')
+}
+
+/** Where mqtt-packet and its debug are, as aedes resolves them; undefined for a layout this module does not know. */
 function locate (): { packetMain: string, requireAsPacket: NodeJS.Require, files: string[], debugModule: Module, createDebug: CreateDebug } | undefined {
   try {
-    const packetMain = createRequire(import.meta.resolve('aedes')).resolve('mqtt-packet')
+    const packetMain = aedesPacketMain()
     const requireAsPacket = createRequire(packetMain)
     const files = [packetMain, requireAsPacket.resolve('./parser.js'), requireAsPacket.resolve('./writeToStream.js')]
     const createDebug = requireAsPacket('debug') as CreateDebug

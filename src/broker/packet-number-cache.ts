@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { aedesPacketMain } from './packet-debug.js'
 
 /**
  * mqtt-packet, aedes' codec, fills a cache of 65,536 two-byte buffers (every
@@ -16,7 +17,7 @@ import { createRequire } from 'node:module'
  */
 export function fillPacketNumberCache (): boolean {
   try {
-    const packetMain = createRequire(import.meta.resolve('aedes')).resolve('mqtt-packet')
+    const packetMain = aedesPacketMain()
     const { generate } = createRequire(packetMain)(packetMain) as { generate?: (packet: { cmd: string }) => Buffer }
     if (typeof generate !== 'function') return false
     generate({ cmd: 'pingresp' })
